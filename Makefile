@@ -1,0 +1,53 @@
+# nerfhw: every target creates .venv and installs the project when needed (quick the second time).
+SHELL := /bin/bash
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?=
+POINTS ?= 2000
+WAVES ?=
+CLI = $(PY) -m flows.cli
+
+.PHONY: setup demo test verilog lint cosim bench clean help
+
+help:
+	@echo "make demo    generate the default hash encoder, co-simulate it against the TLM, print the result"
+	@echo "make test    run the test suite (pytest)"
+	@echo "make verilog [CONFIG=flows/configs/<name>.yaml]   write build/verilog/<name>/hash_encoder.v"
+	@echo "make lint    verilator --lint-only -Wall on every preset's Verilog"
+	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  writes runs/cosim-<name>/summary.json"
+	@echo "make bench   Verilator vs TLM simulated cycles/s, writes runs/bench/hash_encoder.json"
+
+$(STAMP): pyproject.toml
+	@for tool in g++ make perl; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing build tools for Verilator:$$missing"; \
+		apt-get update -qq && apt-get install -y -qq g++ make perl; \
+	fi
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(CLI) demo $(if $(CONFIG),--config $(CONFIG))
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+verilog: $(STAMP)
+	$(CLI) verilog $(if $(CONFIG),--config $(CONFIG))
+
+lint: $(STAMP)
+	$(CLI) lint $(if $(CONFIG),--config $(CONFIG))
+
+cosim: $(STAMP)
+	$(CLI) cosim $(if $(CONFIG),--config $(CONFIG)) --points $(POINTS) $(if $(WAVES),--waves)
+
+bench: $(STAMP)
+	$(CLI) bench $(if $(CONFIG),--config $(CONFIG))
+
+clean:
+	rm -rf build runs

@@ -1,0 +1,1 @@
+"""Command-line flows behind the Makefile, and the YAML hardware presets in ``flows/configs``."""

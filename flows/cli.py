@@ -1,0 +1,144 @@
+"""Command-line interface behind the Makefile: ``python -m flows.cli <command> --help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+def _configs(arg: str | None) -> list[Path]:
+    if arg:
+        return [Path(arg)]
+    return sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def cmd_verilog(args) -> int:
+    from flows.cosim import config_name
+    from hw.export import write_verilog
+    from hw.params import load_config
+
+    for config in tqdm(_configs(args.config), desc="verilog", unit="config", disable=None):
+        params = load_config(config)["hash_encoder"]
+        path = write_verilog(params, Path(args.build) / "verilog" / config_name(config))
+        tqdm.write(f"{config_name(config)}: {path}")
+    return 0
+
+
+def cmd_lint(args) -> int:
+    from flows.cosim import config_name
+    from flows.lint import lint_verilog
+    from hw.export import write_verilog
+    from hw.params import load_config
+
+    failed = 0
+    for config in tqdm(_configs(args.config), desc="lint", unit="config", disable=None):
+        params = load_config(config)["hash_encoder"]
+        path = write_verilog(params, Path(args.build) / "verilog" / config_name(config))
+        clean, output = lint_verilog(path)
+        tqdm.write(f"{'clean' if clean else 'WARNINGS'}: {path}")
+        if not clean:
+            failed += 1
+            tqdm.write(output)
+    return 1 if failed else 0
+
+
+def _print_cosim(s: dict) -> None:
+    p = s["params"]
+    ok = "PASS" if s["passed"] and s["mismatches"] == 0 else "FAIL"
+    print(f"[{ok}] {s['engine']} {s['config']}: {s['transactions']} transactions, {s['mismatches']} mismatches; "
+          f"cycles RTL {s['cycles_rtl']} / TLM {s['cycles_tlm']}")
+    print(f"       L={p['levels']} T=2^{p['log2_table_size']} F={p['features']} feature_bits={p['feature_bits']} "
+          f"coord_bits={p['coord_bits']} N={p['n_min']}..{p['n_max']} lanes={p['lanes']}")
+    print(f"       build {s['build_seconds']:.1f} s, co-simulation {s['test_seconds']:.1f} s "
+          f"(streaming {s['sim_seconds']:.2f} s); summary: {Path(s['log']).parent / 'summary.json'}")
+    if s.get("waves"):
+        print(f"       waveform: {s['waves']}")
+    for m in s["mismatch_examples"]:
+        print(f"       mismatch: {m}")
+
+
+def cmd_cosim(args) -> int:
+    from flows.cosim import run_cosim
+
+    status = 0
+    for config in _configs(args.config):
+        s = run_cosim(config, points=args.points, seed=args.seed, waves=args.waves,
+                      build_root=args.build, runs_root=args.runs)
+        _print_cosim(s)
+        status |= not (s["passed"] and s["mismatches"] == 0)
+    return status
+
+
+def cmd_bench(args) -> int:
+    from flows.bench import bench_hash_encoder
+
+    result = bench_hash_encoder(args.config or DEFAULT_CONFIG, points=args.points, seed=args.seed,
+                                build_root=args.build, runs_root=args.runs)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from flows.cosim import config_name, run_cosim
+    from hw.params import load_config
+
+    config = Path(args.config or DEFAULT_CONFIG)
+    params = load_config(config)["hash_encoder"]
+    print(f"== hash encoder, preset {config_name(config)}: levels {params.resolutions}, "
+          f"dense {sum(params.dense)} / hashed {params.levels - sum(params.dense)}, II {params.groups} cycles/point")
+    print("== Verilog + Verilator build + cocotb co-simulation against the TLM ...", flush=True)
+    s = run_cosim(config, points=args.points, seed=args.seed, build_root=args.build, runs_root=args.runs)
+    print(f"== Verilog: {s['verilog']}")
+    _print_cosim(s)
+    return 0 if s["passed"] and s["mismatches"] == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows.cli", description=__doc__)
+    parser.add_argument("--build", default="build", help="build folder (Verilog, Verilator objects); default: build")
+    parser.add_argument("--runs", default="runs", help="results folder; default: runs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help, config_help="preset YAML (default: every file in flows/configs)"):
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--config", help=config_help)
+        p.set_defaults(func=func)
+        return p
+
+    add("verilog", cmd_verilog, "write build/verilog/<name>/hash_encoder.v for a preset")
+    add("lint", cmd_lint, "verilator --lint-only -Wall on the generated Verilog")
+    p = add("cosim", cmd_cosim, "co-simulate RTL against the TLM; writes runs/cosim-<name>/summary.json")
+    p.add_argument("--points", type=int, default=2000, help="input transactions (default 2000)")
+    p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    p.add_argument("--waves", action="store_true", help="keep a VCD waveform in the run folder")
+    p = add("bench", cmd_bench, "Verilator vs TLM simulated cycles per second; writes runs/bench/",
+            config_help="preset YAML (default: flows/configs/default.yaml)")
+    p.add_argument("--points", type=int, default=10_000, help="workload size (default 10000)")
+    p.add_argument("--seed", type=int, default=1)
+    p = add("demo", cmd_demo, "the main job on the built-in default preset",
+            config_help="preset YAML (default: flows/configs/default.yaml)")
+    p.add_argument("--points", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hw.params import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""NeuRex-style multiresolution hash-encoding engine (Amaranth 0.5).
+
+Interfaces (all in the ``sync`` domain):
+
+* ``i``: ``stream.Signature(point_layout(C))``, one point ``(x, y, z)``, each unsigned fixed point
+  ``X / 2**C`` in [0, 1).
+* ``o``: ``stream.Signature(features_layout(params))``, ``L * F`` signed fields of
+  ``feature_bits + C`` bits, level-major (field ``l * F + f``), C fractional bits, in the units of
+  the table entries: ``floor(trilinear(x) * 2**C)``. Outputs leave in input order.
+* ``table``: ``TableWriteSignature``: while ``en`` is high, entry ``index`` of level ``level`` is
+  written with ``data`` (F fields of ``feature_bits``, feature 0 in the low bits). Read ports are
+  non-transparent: a read issued in the cycle of a write to the same entry sees the old value.
+  Load the tables before streaming points.
+
+Micro-architecture (modelled cycle for cycle by ``sim.tlm.hash_encoder``):
+
+* ``lanes`` pipelines; lane j serves levels j, j + lanes, ... A point sits in the issue register for
+  G = ceil(L / lanes) cycles, one level group per cycle, so the initiation interval is 1 per
+  (point, level) per lane and G cycles per point.
+* Stages after the issue register (``PIPELINE_STAGES`` = 6): 1 scaled position, cell and fraction;
+  2 the 8 corner indices (dense or hashed; registered, they address the table read ports);
+  3 table data (synchronous read); 4 lerp along x; 5 along y; 6 along z and the output shift.
+* The last group of a point reaches stage 6 six cycles after it left the issue register and is
+  written with the earlier groups into an output FIFO of ``fifo_depth`` entries; the output is valid
+  the next cycle. Pipeline latency, input transfer to earliest output transfer: G + 7 cycles.
+* The pipeline never stalls: the input takes a point only while a credit is free (credits =
+  FIFO entries; one is held from input transfer to output transfer), so backpressure stops the
+  input instead of the pipeline.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.params import HashEncoderParams
+from nerf.grid import HASH_PRIMES
+
+__all__ = ["HashEncoder", "TableWriteSignature", "point_layout", "features_layout"]
+
+
+def point_layout(coord_bits: int) -> data.StructLayout:
+    """Input payload: ``x``, ``y``, ``z`` unsigned ``coord_bits`` each (x in the low bits)."""
+    return data.StructLayout({"x": unsigned(coord_bits), "y": unsigned(coord_bits), "z": unsigned(coord_bits)})
+
+
+def features_layout(params: HashEncoderParams) -> data.ArrayLayout:
+    """Output payload: ``L * F`` signed ``feature_bits + coord_bits`` fields, level-major."""
+    return data.ArrayLayout(signed(params.out_bits), params.levels * params.features)
+
+
+class TableWriteSignature(wiring.Signature):
+    """Table-load port, driver's view: ``en``, ``level``, ``index`` (log2 T bits), ``data`` (F * feature_bits)."""
+
+    def __init__(self, params: HashEncoderParams):
+        super().__init__({
+            "en": Out(1),
+            "level": Out(range(max(params.levels, 2))),  # at least 1 bit wide
+            "index": Out(params.log2_table_size),
+            "data": Out(params.features * params.feature_bits),
+        })
+
+
+class HashEncoder(wiring.Component):
+    """Multiresolution hash encoder; see the module docstring for interfaces and timing.
+
+    Args:
+        params: ``HashEncoderParams`` (keyword-only).
+
+    Raises:
+        TypeError: ``params`` is not a ``HashEncoderParams``.
+    """
+
+    def __init__(self, *, params: HashEncoderParams):
+        if not isinstance(params, HashEncoderParams):
+            raise TypeError(f"params must be a HashEncoderParams, not {params!r}")
+        self._params = params
+        super().__init__({
+            "i": In(stream.Signature(point_layout(params.coord_bits))),
+            "o": Out(stream.Signature(features_layout(params))),
+            "table": In(TableWriteSignature(params)),
+        })
+
+    @property
+    def params(self) -> HashEncoderParams:
+        return self._params
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+        C, F, fb, k = p.coord_bits, p.features, p.feature_bits, p.log2_table_size
+        G, lanes, depth = p.groups, p.lanes, p.fifo_depth
+
+        # --- issue register (stage 0) and input credits ---------------------------------------
+        s0_valid = Signal()
+        s0_point = Signal(point_layout(C))
+        credits = Signal(range(depth + 1))
+        # Level group of the token in each stage; a constant when one group covers all levels.
+        if G == 1:
+            group = [Const(0, 1)] * 7
+            s0_last = Const(1, 1)
+        else:
+            group = [Signal(range(G), name=f"s{s}_group") for s in range(7)]
+            s0_last = group[0] == G - 1
+        m.d.comb += self.i.ready.eq((~s0_valid | s0_last) & (credits < depth))
+        in_fire = self.i.valid & self.i.ready
+        with m.If(in_fire):
+            m.d.sync += [s0_valid.eq(1), s0_point.eq(self.i.payload)]
+            if G > 1:
+                m.d.sync += group[0].eq(0)
+        if G > 1:
+            with m.Elif(s0_valid & ~s0_last):
+                m.d.sync += group[0].eq(group[0] + 1)
+        with m.Else():
+            m.d.sync += s0_valid.eq(0)
+
+        valid = [s0_valid] + [Signal(name=f"s{s}_valid") for s in range(1, 7)]
+        for s in range(1, 7):
+            m.d.sync += valid[s].eq(valid[s - 1])
+            if G > 1:
+                m.d.sync += group[s].eq(group[s - 1])
+
+        lane_out = []  # per lane: F output fields of stage 6
+        write_ports = []
+        for j in range(lanes):
+            out, wp = self._lane(m, j, list(range(j, p.levels, lanes)), s0_point, group)
+            lane_out.append(out)
+            write_ports.append(wp)
+
+        # --- table write port fan-out -----------------------------------------------------------
+        with m.Switch(self.table.level):
+            for level in range(p.levels):
+                with m.Case(level):
+                    wp = write_ports[level % lanes]
+                    local = level // lanes
+                    m.d.comb += [
+                        wp.en.eq(self.table.en),
+                        wp.addr.eq(self.table.index | (local << k)),
+                        wp.data.eq(self.table.data),
+                    ]
+
+        # --- gather level groups, output FIFO ---------------------------------------------------
+        fields = [None] * (p.levels * F)
+        gather = {}
+        for g in range(G):
+            for j in range(lanes):
+                level = g * lanes + j
+                if level >= p.levels:
+                    continue
+                for f in range(F):
+                    if g == G - 1:
+                        fields[level * F + f] = lane_out[j][f]
+                    else:
+                        reg = Signal(signed(p.out_bits), name=f"gather_l{level}_f{f}")
+                        gather[(g, j, f)] = reg
+                        fields[level * F + f] = reg
+        if gather:
+            with m.Switch(group[6]):
+                for g in range(G - 1):
+                    with m.Case(g):
+                        m.d.sync += [reg.eq(lane_out[j][f]) for (gg, j, f), reg in gather.items() if gg == g]
+        push = valid[6] & (group[6] == G - 1)
+        width = p.levels * F * p.out_bits
+        entries = Array(Signal(width, name=f"fifo_{n}") for n in range(depth))
+        w_ptr = Signal(range(depth))
+        r_ptr = Signal(range(depth))
+        count = Signal(range(depth + 1))
+        pop = self.o.valid & self.o.ready
+        m.d.comb += [self.o.valid.eq(count != 0), self.o.payload.eq(entries[r_ptr])]
+        with m.If(push):
+            m.d.sync += [entries[w_ptr].eq(Cat(*fields)), w_ptr.eq(Mux(w_ptr == depth - 1, 0, w_ptr + 1))]
+        with m.If(pop):
+            m.d.sync += r_ptr.eq(Mux(r_ptr == depth - 1, 0, r_ptr + 1))
+        m.d.sync += [
+            count.eq(count + push - pop),
+            credits.eq(credits + in_fire - pop),
+        ]
+        return m
+
+    def _lane(self, m, j, lane_levels, s0_point, group):
+        """Stages 1-6 of lane ``j``; returns (its F output fields, its table write port)."""
+        p = self._params
+        res, dense = p.resolutions, p.dense
+        C, F, fb, k = p.coord_bits, p.features, p.feature_bits, p.log2_table_size
+        G = p.groups
+        cb = p.cell_bits
+        n_local = len(lane_levels)
+        mem = memory.Memory(shape=unsigned(F * fb), depth=n_local << k, init=[])
+        m.submodules[f"table_lane{j}"] = mem
+        write_port = mem.write_port()
+
+        # Per-group constants of this lane (a small ROM on the group index).
+        def rom(name, values, shape):
+            if len(set(values)) == 1:
+                return Const(values[0], shape)
+            sig = Signal(shape, name=f"lane{j}_{name}")
+            with m.Switch(group[0]):
+                for g, v in enumerate(values):
+                    with m.Case(g):
+                        m.d.comb += sig.eq(v)
+            return sig
+
+        # A lane may idle in the last group; repeating its last level there keeps its ROMs small.
+        pad = G - n_local
+        padded = lane_levels + [lane_levels[-1]] * pad
+        lv_res = [res[l] for l in padded]
+        lv_dense = [int(dense[l]) for l in padded]
+        n_sel = rom("res", lv_res, range(p.n_max + 1))
+        dense_sel = rom("dense", lv_dense, 1)
+        stride1 = rom("stride1", [r + 1 for r in lv_res], range((p.n_max + 1) + 1))
+        stride2 = rom("stride2", [(r + 1) ** 2 for r in lv_res], range((p.n_max + 1) ** 2 + 1))
+
+        # Stage 1: scaled position -> cell (integer part) and fraction.
+        cell1 = [Signal(cb, name=f"lane{j}_s1_cell{d}") for d in range(3)]
+        frac1 = [Signal(C, name=f"lane{j}_s1_frac{d}") for d in range(3)]
+        dense1 = Signal(name=f"lane{j}_s1_dense")
+        s1_stride1 = Signal.like(stride1, name=f"lane{j}_s1_stride1")
+        s1_stride2 = Signal.like(stride2, name=f"lane{j}_s1_stride2")
+        for d, axis in enumerate("xyz"):
+            scaled = s0_point[axis] * n_sel
+            m.d.sync += [cell1[d].eq(scaled[C:]), frac1[d].eq(scaled[:C])]
+        m.d.sync += [dense1.eq(dense_sel), s1_stride1.eq(stride1), s1_stride2.eq(stride2)]
+
+        # Stage 2: corner indices (registered; they address the read ports).
+        mask_primes = [q & ((1 << k) - 1) for q in HASH_PRIMES]
+        idx2 = [Signal(k, name=f"lane{j}_s2_index{c}") for c in range(8)]
+        frac2 = [Signal(C, name=f"lane{j}_s2_frac{d}") for d in range(3)]
+        for c in range(8):
+            cx, cy, cz = (cell1[d] + ((c >> d) & 1) for d in range(3))
+            hashed = cx ^ (cy * mask_primes[1]) ^ (cz * mask_primes[2])
+            linear = cx + s1_stride1 * cy + s1_stride2 * cz
+            m.d.sync += idx2[c].eq(Mux(dense1, linear, hashed))
+        m.d.sync += [f2.eq(f1) for f2, f1 in zip(frac2, frac1)]
+
+        # Stage 3: synchronous table reads; fractions travel alongside.
+        ports = [mem.read_port() for _ in range(8)]
+        if n_local > 1:
+            # In the last group an idle lane (pad > 0) reads level 0 and its result is dropped.
+            local_group = Mux(group[2] < n_local, group[2], 0) if pad else group[2]
+            for c, port in enumerate(ports):
+                m.d.comb += port.addr.eq(Cat(idx2[c], local_group))
+        else:
+            for c, port in enumerate(ports):
+                m.d.comb += port.addr.eq(idx2[c])
+        frac3 = [Signal(C, name=f"lane{j}_s3_frac{d}") for d in range(3)]
+        m.d.sync += [f3.eq(f2) for f3, f2 in zip(frac3, frac2)]
+
+        def entry(port, f):
+            return port.data[f * fb:(f + 1) * fb].as_signed()
+
+        # Stages 4-6: exact lerps a = e0 * 2^C + (e1 - e0) * frac along x, y, z.
+        def lerp(lo, hi, frac):
+            return (lo << C) + (hi - lo) * frac
+
+        # The y and z fractions wait one and two more cycles for their lerps.
+        frac4 = [Signal(C, name=f"lane{j}_s4_frac{d}") for d in (1, 2)]
+        frac5 = Signal(C, name=f"lane{j}_s5_frac2")
+        m.d.sync += [frac4[0].eq(frac3[1]), frac4[1].eq(frac3[2]), frac5.eq(frac4[1])]
+        values = [[entry(port, f) for f in range(F)] for port in ports]  # corner order: x is bit 0
+        for stage, frac in ((4, frac3[0]), (5, frac4[0]), (6, frac5)):
+            width = fb + (stage - 3) * C  # exact: the lerp stays within [min, max] * 2^(kC)
+            drop = 2 * C if stage == 6 else 0  # S = sum w_c e_c; the output is floor(S / 2^2C)
+            nxt = []
+            for pair in range(len(values) // 2):
+                regs = [Signal(signed(width - drop), name=f"lane{j}_s{stage}_v{pair}_f{f}") for f in range(F)]
+                for f in range(F):
+                    v = lerp(values[2 * pair][f], values[2 * pair + 1][f], frac)
+                    m.d.sync += regs[f].eq(v[drop:].as_signed() if drop else v)
+                nxt.append(regs)
+            values = nxt
+        return values[0], write_port

@@ -1,0 +1,1 @@
+"""Transaction-level models (``sim.tlm``) and co-simulation (``sim.cosim``) of the engines."""

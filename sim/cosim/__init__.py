@@ -1,0 +1,1 @@
+"""cocotb + Verilator co-simulation: runner wrapper, stream drivers and monitors, scoreboard."""

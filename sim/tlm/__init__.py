@@ -1,0 +1,1 @@
+"""Cycle-for-cycle Python models of the engines; they import ``hw.params`` only, never Amaranth."""
