@@ -50,7 +50,7 @@ def to_fixed(points, coord_bits: int) -> np.ndarray:
     bad = ~((pts >= 0.0) & (pts < 1.0))
     if bad.any():
         i, d = map(int, np.argwhere(bad)[0])
-        raise ValueError(f"point {i}: coordinate {'xyz'[d]} = {pts[i, d]!r} is outside [0, 1)")
+        raise ValueError(f"point {i}: coordinate {'xyz'[d]} = {float(pts[i, d])!r} is outside [0, 1)")
     return np.minimum(np.floor(pts * (1 << coord_bits)).astype(np.int64), (1 << coord_bits) - 1)
 
 
