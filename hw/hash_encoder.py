@@ -156,10 +156,11 @@ class HashEncoder(wiring.Component):
                         gather[(g, j, f)] = reg
                         fields[level * F + f] = reg
         if gather:
-            with m.Switch(group[6]):
-                for g in range(G - 1):
-                    with m.Case(g):
-                        m.d.sync += [reg.eq(lane_out[j][f]) for (gg, j, f), reg in gather.items() if gg == g]
+            with m.If(valid[6]):
+                with m.Switch(group[6]):
+                    for g in range(G - 1):
+                        with m.Case(g):
+                            m.d.sync += [reg.eq(lane_out[j][f]) for (gg, j, f), reg in gather.items() if gg == g]
         push = valid[6] & (group[6] == G - 1)
         width = p.levels * F * p.out_bits
         entries = Array(Signal(width, name=f"fifo_{n}") for n in range(depth))
