@@ -19,7 +19,7 @@ from hw.params import HashEncoderParams, atomic_write_text
 from sim.cosim.scoreboard import Scoreboard
 from sim.cosim.stream import StreamMonitor, StreamSink, StreamSource
 from sim.cosim.traffic import random_traffic
-from sim.tlm.hash_encoder import HashEncoderTLM, pack_features
+from sim.tlm.hash_encoder import HashEncoderTLM, pack_features, pack_point
 
 JOB_ENV = "NERFHW_COSIM_JOB"
 
@@ -87,8 +87,7 @@ async def hash_encoder_random_traffic(dut):
     t0 = time.perf_counter()
     predicted = model.run(traffic.coords, traffic.offer_cycles, traffic.ready)
     tlm_seconds = time.perf_counter() - t0
-    c = params.coord_bits
-    in_payloads = [int(x) | (int(y) << c) | (int(z) << 2 * c) for x, y, z in traffic.coords]
+    in_payloads = [pack_point(code, params.coord_bits) for code in traffic.coords]
     board_in = Scoreboard("i", list(zip(predicted.accept_cycles.tolist(), in_payloads)))
     board_out = Scoreboard("o", inject_fault(list(zip(predicted.out_cycles.tolist(), predicted.payloads)),
                                              job.get("fault")))

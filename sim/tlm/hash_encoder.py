@@ -28,7 +28,7 @@ import numpy as np
 from hw.params import HashEncoderParams
 from nerf import grid
 
-__all__ = ["HashEncoderTLM", "TLMResult", "to_fixed", "pack_features", "unpack_features"]
+__all__ = ["HashEncoderTLM", "TLMResult", "to_fixed", "pack_point", "pack_features", "unpack_features"]
 
 
 def to_fixed(points, coord_bits: int) -> np.ndarray:
@@ -52,6 +52,12 @@ def to_fixed(points, coord_bits: int) -> np.ndarray:
         i, d = map(int, np.argwhere(bad)[0])
         raise ValueError(f"point {i}: coordinate {'xyz'[d]} = {float(pts[i, d])!r} is outside [0, 1)")
     return np.minimum(np.floor(pts * (1 << coord_bits)).astype(np.int64), (1 << coord_bits) - 1)
+
+
+def pack_point(code, coord_bits: int) -> int:
+    """Input payload of one point: fixed-point codes ``(X, Y, Z)``, x in the low ``coord_bits``."""
+    x, y, z = (int(v) for v in code)
+    return x | (y << coord_bits) | (z << 2 * coord_bits)
 
 
 def pack_features(values, bits: int) -> int:
