@@ -12,7 +12,8 @@ import platform
 import time
 from pathlib import Path
 
-from hw.params import atomic_write_text, load_config
+from hw.params import load_config
+from nerf.atomic import atomic_write_text
 
 __all__ = ["bench_hash_encoder"]
 

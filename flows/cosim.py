@@ -6,7 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from hw.params import atomic_write_text, load_config
+from hw.params import load_config
+from nerf.atomic import atomic_write_text
 
 __all__ = ["run_cosim", "config_name"]
 

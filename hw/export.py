@@ -7,7 +7,8 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hw.hash_encoder import HashEncoder
-from hw.params import HashEncoderParams, atomic_write_text
+from hw.params import HashEncoderParams
+from nerf.atomic import atomic_write_text
 
 __all__ = ["hash_encoder_verilog", "write_verilog"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 import yaml
 
 from nerf import grid
+from nerf.atomic import atomic_write_text
 
-__all__ = ["HashEncoderParams", "ConfigError", "load_config", "save_config", "atomic_write_text", "ENGINES"]
+__all__ = ["HashEncoderParams", "ConfigError", "load_config", "save_config", "ENGINES"]
 
 
 class ConfigError(ValueError):
@@ -172,17 +172,3 @@ def save_config(path: str | os.PathLike, sections: dict[str, Any]) -> None:
     """Write ``{section: params}`` as YAML, atomically (temporary file + rename)."""
     text = yaml.safe_dump({name: p.to_dict() for name, p in sections.items()}, sort_keys=False)
     atomic_write_text(path, text)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -15,7 +15,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from hw.params import HashEncoderParams, atomic_write_text
+from hw.params import HashEncoderParams
+from nerf.atomic import atomic_write_text
 from sim.cosim.scoreboard import Scoreboard
 from sim.cosim.stream import StreamMonitor, StreamSink, StreamSource
 from sim.cosim.traffic import random_traffic
