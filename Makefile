@@ -9,7 +9,10 @@ POINTS ?= 2000
 WAVES ?=
 CLI = $(PY) -m flows.cli
 
-.PHONY: setup demo test verilog lint cosim bench clean help
+SCENE ?= builtin
+PRESET ?= tiny
+
+.PHONY: setup demo test verilog lint cosim bench train clean help
 
 help:
 	@echo "make demo    generate the default hash encoder, co-simulate it against the TLM, print the result"
@@ -18,6 +21,7 @@ help:
 	@echo "make lint    verilator --lint-only -Wall on every preset's Verilog"
 	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  writes runs/cosim-<name>/summary.json"
 	@echo "make bench   Verilator vs TLM simulated cycles/s, writes runs/bench/hash_encoder.json"
+	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full]  writes runs/train-<scene>-<preset>/"
 
 $(STAMP): pyproject.toml
 	@for tool in g++ make perl; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -48,6 +52,9 @@ cosim: $(STAMP)
 
 bench: $(STAMP)
 	$(CLI) bench $(if $(CONFIG),--config $(CONFIG))
+
+train: $(STAMP)
+	$(CLI) train --scene $(SCENE) --preset $(PRESET) $(if $(ITERATIONS),--iterations $(ITERATIONS))
 
 clean:
 	rm -rf build runs

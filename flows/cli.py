@@ -100,6 +100,25 @@ def cmd_demo(args) -> int:
     return 0 if s["passed"] and s["mismatches"] == 0 else 1
 
 
+def cmd_train(args) -> int:
+    from nerf.train import PRESETS, train
+
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r} (allowed: {', '.join(PRESETS)})")
+    scene_name = "builtin" if args.scene == "builtin" else Path(args.scene).resolve().name
+    name = args.name or f"{scene_name}-{args.preset}"
+    out = Path(args.runs) / f"train-{name}"
+    s = train(args.scene, PRESETS[args.preset], out, seed=args.seed, downscale=args.downscale,
+              iterations=args.iterations, until=args.until, device=args.device)
+    if not s.get("finished"):
+        print(f"stopped at iteration {s['iterations']}; run the same command again to continue ({out})")
+        return 0
+    print(f"{name}: PSNR {s['psnr_test']:.2f} dB, SSIM {s['ssim_test']:.4f} on {s['test_views']} test views "
+          f"at {s['resolution'][1]}x{s['resolution'][0]}, {s['iterations']} iterations in {s['train_seconds']:.0f} s "
+          f"-> {out / 'summary.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flows.cli", description=__doc__)
     parser.add_argument("--build", default="build", help="build folder (Verilog, Verilator objects); default: build")
@@ -122,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
             config_help="preset YAML (default: flows/configs/default.yaml)")
     p.add_argument("--points", type=int, default=10_000, help="workload size (default 10000)")
     p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("train", help="train the radiance field; writes runs/train-<scene>-<preset>/ (resumable)",
+                       description="Train the Instant-NGP-style field on a scene and evaluate it on the test views. "
+                                   "Re-running the same command resumes from the last checkpoint.")
+    p.add_argument("--scene", default="builtin", help="'builtin' or a Blender/LLFF scene folder (default builtin)")
+    p.add_argument("--preset", default="tiny", help="tiny | small | full (default tiny)")
+    p.add_argument("--downscale", type=int, help="image downscale factor (default: the preset's)")
+    p.add_argument("--iterations", type=int, help="override the preset's iteration count")
+    p.add_argument("--until", type=int, help="stop after this iteration (checkpointed); run again to continue")
+    p.add_argument("--name", help="run name (default <scene>-<preset>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_train)
     p = add("demo", cmd_demo, "the main job on the built-in default preset",
             config_help="preset YAML (default: flows/configs/default.yaml)")
     p.add_argument("--points", type=int, default=2000)
@@ -135,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, ValueError, RuntimeError) as exc:
+    except (ConfigError, ValueError, RuntimeError) as exc:  # DataError, CheckpointError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,101 @@
+"""Ray sampling, empty-space skipping, early ray termination and volume rendering.
+
+Volume rendering: Mildenhall et al., NeRF, ECCV 2020, eq. 3:
+``C = sum_i T_i (1 - exp(-sigma_i delta_i)) c_i + T_N * background``, ``T_i = prod_{j<i} exp(-sigma_j delta_j)``.
+Empty-space skipping uses an ``OccupancyGrid`` (Instant-NGP, KiloNeRF); early ray termination stops
+marching a ray once its transmittance drops below ``t_min`` (KiloNeRF Sec. 3.3, Instant-NGP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["ray_aabb", "render_rays", "RenderStats"]
+
+
+def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
+    """Slab test. origins, dirs: float (R, 3); returns (t_near (R,), t_far (R,), hit bool (R,))."""
+    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0, t1 = (lo - origins) * inv, (hi - origins) * inv
+    t_near = torch.minimum(t0, t1).amax(-1).clamp(min=0.0)
+    t_far = torch.maximum(t0, t1).amin(-1)
+    return t_near, t_far, t_far > t_near
+
+
+@dataclass
+class RenderStats:
+    """Work counters of one render call: samples on rays inside the box, and those the field evaluated."""
+
+    rays: int = 0
+    samples_in_box: int = 0
+    samples_evaluated: int = 0
+    per_ray_evaluated: list = field(default_factory=list)
+
+    def add(self, other: "RenderStats") -> None:
+        self.rays += other.rays
+        self.samples_in_box += other.samples_in_box
+        self.samples_evaluated += other.samples_evaluated
+
+
+def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: int, occupancy=None,
+                perturb: bool = False, background: float = 1.0, t_min: float = 0.0, chunks: int = 1,
+                generator: torch.Generator | None = None):
+    """Render rays through the bounding box of ``model``.
+
+    Args:
+        origins, dirs: float (R, 3) world units; dirs need not be unit length.
+        n_samples: samples per ray across the box (uniform in t, jittered when ``perturb``).
+        occupancy: an ``OccupancyGrid``; samples in empty cells are skipped (density 0).
+        t_min: early ray termination: after each of ``chunks`` segments along the rays, rays whose
+            transmittance is below ``t_min`` are not marched further (0 disables).
+
+    Returns:
+        ``(rgb (R, 3), opacity (R,), RenderStats)``.
+    """
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    r = origins.shape[0]
+    t_near, t_far, hit = ray_aabb(origins, dirs, model.bbox[0], model.bbox[1])
+    steps = torch.arange(n_samples, device=origins.device, dtype=origins.dtype)
+    u = torch.rand(r, n_samples, device=origins.device, generator=generator) if perturb else torch.full(
+        (r, n_samples), 0.5, device=origins.device)
+    span = (t_far - t_near).clamp(min=0.0)
+    delta = span / n_samples  # (R,)
+    t = t_near[:, None] + (steps[None, :] + u) * delta[:, None]  # (R, S)
+    stats = RenderStats(rays=r, samples_in_box=int(hit.sum()) * n_samples)
+    rgb = torch.zeros(r, 3, device=origins.device)
+    trans = torch.ones(r, device=origins.device)
+    bounds = torch.linspace(0, n_samples, chunks + 1).round().long().tolist()
+    alive = hit.clone()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if t_min > 0:
+            alive &= trans > t_min
+        rays = alive.nonzero().squeeze(1)
+        if rays.numel() == 0:
+            break
+        tt = t[rays, a:b]  # (r', s)
+        pts = origins[rays, None, :] + dirs[rays, None, :] * tt[..., None]
+        flat = pts.reshape(-1, 3)
+        keep = torch.ones(flat.shape[0], dtype=torch.bool, device=flat.device)
+        if occupancy is not None:
+            keep = occupancy.query(flat)
+        sigma = torch.zeros(flat.shape[0], device=flat.device)
+        color = torch.zeros(flat.shape[0], 3, device=flat.device)
+        idx = keep.nonzero().squeeze(1)
+        stats.samples_evaluated += int(idx.numel())
+        if idx.numel():
+            d = dirs[rays, None, :].expand(-1, b - a, -1).reshape(-1, 3)
+            s_k, c_k = model(flat[idx], d[idx])
+            sigma = sigma.index_put((idx,), s_k)
+            color = color.index_put((idx,), c_k)
+        sigma = sigma.reshape(-1, b - a)
+        color = color.reshape(-1, b - a, 3)
+        alpha = 1.0 - torch.exp(-sigma * delta[rays, None])
+        seg_trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], dim=1), dim=1)
+        w = trans[rays, None] * seg_trans[:, :-1] * alpha
+        rgb = rgb.index_add(0, rays, (w[..., None] * color).sum(1))
+        trans = trans.index_put((rays,), trans[rays] * seg_trans[:, -1])
+    opacity = 1.0 - trans
+    rgb = rgb + trans[:, None] * background
+    return rgb, opacity, stats

@@ -1,0 +1,260 @@
+"""Training and evaluation of the Instant-NGP-style field: presets, checkpoints, resume, metrics.
+
+``train(scene, preset, out_dir)`` writes into ``out_dir``: ``checkpoint.pt`` (atomic, every
+``checkpoint_every`` iterations and at the end), ``test/NNN.png`` (rendered test views),
+``summary.json`` and ``preset.json``. Re-running with the same folder resumes from the checkpoint
+without losing finished iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nerf.atomic import atomic_write, atomic_write_text
+from nerf.metrics import psnr, ssim
+from nerf.model import ARCH_KEYS, InstantNGP
+from nerf.occupancy import OccupancyGrid
+from nerf.render import render_rays
+
+__all__ = ["TrainPreset", "PRESETS", "train", "evaluate", "load_checkpoint", "CheckpointError"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable or belongs to another architecture; names the file and the field."""
+
+
+@dataclass(frozen=True)
+class TrainPreset:
+    """Training settings. Units: iterations, rays per batch, samples per ray, cells per axis."""
+
+    name: str
+    iterations: int
+    batch_rays: int
+    n_samples: int
+    log2_table_size: int
+    n_max: int
+    downscale: int  # applied to file-based scenes at load time
+    lr: float = 1e-2
+    occupancy_res: int = 64
+    occupancy_every: int = 16
+    occupancy_warmup: int = 32
+    checkpoint_every: int = 250
+    test_every: int = 8  # evaluate every k-th test view
+    levels: int = 16
+    n_min: int = 16
+
+
+PRESETS = {
+    "tiny": TrainPreset("tiny", iterations=3000, batch_rays=2048, n_samples=96, log2_table_size=15, n_max=256,
+                        downscale=4),
+    "small": TrainPreset("small", iterations=8000, batch_rays=4096, n_samples=128, log2_table_size=17,
+                         n_max=512, downscale=2),
+    "full": TrainPreset("full", iterations=20000, batch_rays=8192, n_samples=192, log2_table_size=19,
+                        n_max=2048, downscale=1, test_every=1),
+}
+
+
+def build_model(preset: TrainPreset, bbox) -> InstantNGP:
+    return InstantNGP(levels=preset.levels, log2_table_size=preset.log2_table_size, n_min=preset.n_min,
+                      n_max=preset.n_max, bbox=bbox)
+
+
+def load_checkpoint(path: str | Path, arch: dict | None = None) -> dict:
+    """Load ``checkpoint.pt``; with ``arch``, check every architecture field matches.
+
+    Raises:
+        CheckpointError: unreadable, or a field of ``ARCH_KEYS`` differs (named, with both values).
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+    if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a nerfhw checkpoint (no 'arch' / 'model')")
+    if arch is not None:
+        for key in ARCH_KEYS:
+            if ckpt["arch"].get(key) != arch.get(key):
+                raise CheckpointError(
+                    f"{path}: architecture field {key!r} is {ckpt['arch'].get(key)!r}, this model needs {arch.get(key)!r}")
+    return ckpt
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[InstantNGP, OccupancyGrid, dict]:
+    """Rebuild the model and its occupancy grid from a checkpoint (CPU)."""
+    ckpt = load_checkpoint(path)
+    a = ckpt["arch"]
+    model = InstantNGP(levels=a["levels"], log2_table_size=a["log2_table_size"], features=a["features"],
+                       n_min=a["n_min"], n_max=a["n_max"], hidden=a["hidden"], geo_features=a["geo_features"],
+                       bbox=a["bbox"])
+    model.load_state_dict(ckpt["model"], strict=False)
+    occ = OccupancyGrid(model.bbox, res=ckpt["occupancy"]["res"])
+    occ.load_state_dict(ckpt["occupancy"])
+    return model, occ, ckpt
+
+
+def _scene_rays(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from nerf.data import get_rays
+
+    origins, dirs = [], []
+    for pose in data.poses:
+        o, d = get_rays(data.height, data.width, data.focal, pose)
+        origins.append(o)
+        dirs.append(d)
+    rgb = torch.from_numpy(np.ascontiguousarray(data.images.reshape(-1, 3), dtype=np.float32))
+    return (torch.from_numpy(np.concatenate(origins).astype(np.float32)),
+            torch.from_numpy(np.concatenate(dirs).astype(np.float32)), rgb)
+
+
+@torch.no_grad()
+def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: int = 8192, device="cpu"):
+    """Render view ``index`` of ``data``: float32 (H, W, 3) numpy, plus the ``RenderStats``."""
+    from nerf.data import get_rays
+    from nerf.render import RenderStats
+
+    o, d = get_rays(data.height, data.width, data.focal, data.poses[index])
+    o, d = torch.from_numpy(np.asarray(o, np.float32)).to(device), torch.from_numpy(np.asarray(d, np.float32)).to(device)
+    out, total = [], RenderStats()
+    for a in range(0, o.shape[0], chunk):
+        rgb, _, stats = render_rays(model, o[a:a + chunk], d[a:a + chunk], n_samples=n_samples,
+                                    occupancy=occupancy, t_min=1e-4, chunks=4)
+        out.append(rgb.clamp(0, 1).cpu())
+        total.add(stats)
+    return torch.cat(out).reshape(data.height, data.width, 3).numpy(), total
+
+
+def evaluate(model, occupancy, data, *, n_samples: int, every: int = 1, out_dir: Path | None = None,
+             progress: bool = True) -> dict:
+    """PSNR (dB) and SSIM over every ``every``-th view of ``data``; optionally writes PNGs.
+
+    Returns ``{"psnr", "ssim", "views", "samples_evaluated_per_view", "samples_in_box_per_view"}``.
+    """
+    from PIL import Image
+
+    model.eval()
+    views = list(range(0, len(data.images), every))
+    ps, ss, evaluated, in_box = [], [], 0, 0
+    for i in tqdm(views, desc="evaluate", unit="view", disable=not progress, leave=False):
+        img, stats = render_image(model, occupancy, data, i, n_samples=n_samples)
+        ps.append(psnr(img, data.images[i]))
+        ss.append(ssim(img, data.images[i]))
+        evaluated += stats.samples_evaluated
+        in_box += stats.samples_in_box
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(out_dir / f"{i:03d}.png")
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": len(views),
+            "samples_evaluated_per_view": evaluated / len(views), "samples_in_box_per_view": in_box / len(views)}
+
+
+def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0, downscale: int | None = None,
+          iterations: int | None = None, until: int | None = None, device: str = "cpu",
+          progress: bool = True) -> dict:
+    """Train on ``scene`` (see ``nerf.data.load_scene``), evaluate on its test split, write results.
+
+    Resumes from ``out_dir/checkpoint.pt`` when present (same architecture required). ``until``
+    stops this call after that iteration with a checkpoint and no evaluation (a time-boxed run; the
+    next call continues exactly where it stopped); the result then has ``"finished": False``.
+
+    Raises:
+        nerf.data.DataError: a bad scene. CheckpointError: a checkpoint of another architecture.
+
+    Returns:
+        The summary dict (also written to ``out_dir/summary.json``): scene, preset, psnr_test (dB),
+        ssim_test, iterations, train_seconds, parameters, and evaluation details.
+    """
+    from nerf.data import load_scene
+
+    out_dir = Path(out_dir)
+    if iterations is not None:
+        preset = dataclasses.replace(preset, iterations=iterations)
+    ds = preset.downscale if downscale is None else downscale
+    torch.manual_seed(seed)
+    train_data = load_scene(scene, "train", downscale=ds)
+    test_data = load_scene(scene, "test", downscale=ds)
+    model = build_model(preset, np.asarray(train_data.bbox, dtype=np.float32).tolist()).to(device)
+    occupancy = OccupancyGrid(model.bbox.cpu(), res=preset.occupancy_res)
+    optim = torch.optim.Adam(model.parameters(), lr=preset.lr, betas=(0.9, 0.99), eps=1e-15)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda it: 0.1 ** min(1.0, it / preset.iterations))
+    gen = torch.Generator().manual_seed(seed)
+    step, train_seconds = 0, 0.0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, model.arch)
+        model.load_state_dict(ckpt["model"], strict=False)
+        optim.load_state_dict(ckpt["optim"])
+        sched.load_state_dict(ckpt["sched"])
+        occupancy.load_state_dict(ckpt["occupancy"])
+        gen.set_state(ckpt["generator"])
+        step, train_seconds = ckpt["step"], ckpt["train_seconds"]
+    atomic_write_text(out_dir / "preset.json", json.dumps(dataclasses.asdict(preset), indent=2) + "\n")
+
+    def save():
+        state = {"arch": model.arch, "preset": dataclasses.asdict(preset), "scene": scene,
+                            "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
+                            "occupancy": occupancy.state_dict(), "generator": gen.get_state(), "step": step,
+                            "train_seconds": train_seconds}
+        atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
+
+    origins, dirs, target = _scene_rays(train_data)
+    n_rays = origins.shape[0]
+    density_fn = lambda p: model.density(p.to(device))[0].cpu()  # noqa: E731
+    bar = tqdm(total=preset.iterations, initial=step, desc=f"train {preset.name}", unit="it", disable=not progress)
+    model.train()
+    stop = preset.iterations if until is None else min(until, preset.iterations)
+    while step < stop:
+        t0 = time.perf_counter()
+        if step >= preset.occupancy_warmup and step % preset.occupancy_every == 0:
+            occupancy.update(density_fn, cells=preset.occupancy_res ** 3 // 4, generator=gen)
+        idx = torch.randint(0, n_rays, (preset.batch_rays,), generator=gen)
+        rgb, _, _ = render_rays(model, origins[idx].to(device), dirs[idx].to(device), n_samples=preset.n_samples,
+                                occupancy=occupancy if step >= preset.occupancy_warmup else None, perturb=True,
+                                generator=gen)
+        loss = torch.mean((rgb - target[idx].to(device)) ** 2)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        sched.step()
+        step += 1
+        train_seconds += time.perf_counter() - t0
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{-10 * math.log10(max(loss.item(), 1e-10)):.2f}",
+                            occ=f"{occupancy.fraction:.3f}")
+        if step % preset.checkpoint_every == 0 or step == stop:
+            save()
+    bar.close()
+    if step < preset.iterations:
+        return {"scene": scene, "preset": preset.name, "iterations": step, "finished": False}
+    metrics = evaluate(model, occupancy, test_data, n_samples=preset.n_samples, every=preset.test_every,
+                       out_dir=out_dir / "test", progress=progress)
+    summary = {
+        "scene": scene,
+        "preset": preset.name,
+        "psnr_test": round(metrics["psnr"], 3),
+        "ssim_test": round(metrics["ssim"], 4),
+        "iterations": step,
+        "train_seconds": round(train_seconds, 1),
+        "parameters": model.parameter_count(),
+        "resolution": [train_data.height, train_data.width],
+        "test_views": metrics["views"],
+        "occupancy_fraction": round(occupancy.fraction, 4),
+        "samples_evaluated_per_view": round(metrics["samples_evaluated_per_view"], 1),
+        "samples_in_box_per_view": round(metrics["samples_in_box_per_view"], 1),
+        "seed": seed,
+        "finished": True,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

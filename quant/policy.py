@@ -1,0 +1,268 @@
+"""Quantization policy: the ordered list of quantized components and their bitwidths.
+
+Torch-free (stdlib + PyYAML only), so that ``rl/``, ``sim/`` and the flows can read and write policies
+without importing the model.
+
+Components
+----------
+Every tensor that the quantized model quantizes is exactly one component; a layer input that is
+already another component's output is not listed again (the density MLP's input is ``enc.out``; the
+colour MLP's input is the concatenation of ``density.l1.out[:, 1:]`` and ``sh.out``). The model is the
+Instant-NGP network of the A-CAQ reference code: hash grid with L levels of F = 2 features, density
+MLP 32 -> 64 -> 16 and colour MLP (15 + 16) -> 64 -> 64 -> 3, ReLU hidden layers, no biases.
+N is the number of samples; T_l <= T the rows of level l's table. All tensors are float32.
+
+Naming: ``<mlp>.l<i>.weight`` is layer i's weight, shape (out, in); ``<mlp>.l<i>.act_in`` its input
+activation (a ReLU output); ``<mlp>.l<i>.out`` its raw output; ``<mlp>.out`` the activated output.
+
+component           scheme      tensor, shape                                   A-CAQ reference: bit index, module
+hash.level{l:02d}   asymmetric  level l's table entries, (T_l, F)               1   qencoder.qw (one for all levels)
+enc.out             asymmetric  interpolated features, (N, L*F) = (N, 32)       0   qencoder.qo
+density.l0.weight   symmetric   (64, L*F)                                       3   Qsigma_net.0.qw
+density.l1.act_in   unsigned    hidden ReLU output, (N, 64)                     4   Qsigma_net.1.qo
+density.l1.weight   symmetric   (16, 64)                                        6   Qsigma_net.2.qw
+density.l1.out      asymmetric  raw output, (N, 16): [:, 0] density logit,      5   Qsigma_net.2.qo
+                                [:, 1:] the 15 geometry features
+density.out         unsigned    trunc_exp(density.l1.out[:, 0]), (N,)           2   Qsigma_act.qo
+sh.out              asymmetric  SH degree-4 view encoding, (N, 16)              7   qencoder_dir.qo
+color.l0.weight     symmetric   (64, 31)                                        10  Qcolor_net.0.qw
+color.l1.act_in     unsigned    hidden ReLU output, (N, 64)                     11  Qcolor_net.1.qo
+color.l1.weight     symmetric   (64, 64)                                        12  Qcolor_net.2.qw
+color.l2.act_in     unsigned    hidden ReLU output, (N, 64)                     13  Qcolor_net.3.qo
+color.l2.weight     symmetric   (3, 64)                                         14  Qcolor_net.4.qw
+color.l2.out        asymmetric  rgb logits before the sigmoid, (N, 3)           8   Qcolor_act.qi
+color.out           asymmetric  sigmoid rgb in (0, 1), (N, 3)                   9   Qcolor_act.qo
+
+So ``component_names(L)`` has L + 14 entries: A-CAQ's 15 components (the bit list of ``manual_bit``
+in ``nerf/network.py`` of github.com/WeihangLiu2024/Content_Aware_NeRF) one-to-one, except that the
+hash table, one component there, is split into one component per level here (the hash engine can
+store each level at its own width). The order here is data-flow order, not A-CAQ's index order.
+
+Schemes (A-CAQ, Liu et al. ECCV 2024, Table 2): weights signed symmetric; ReLU and exp outputs
+unsigned; hash-table entries and every other activation asymmetric with a learned offset. The
+sigmoid output is "other" (asymmetric), as in the reference code.
+
+Bitwidths
+---------
+A bitwidth is an int in [2, 32]; 32 means full precision (float32, no quantizer). FQR is the plain
+mean of the bitwidths over the components (A-CAQ's "FQR"); note that with the hash table split per
+level it weighs the table L times, where A-CAQ counts it once (uniform policies give the same FQR).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "SCHEMES",
+    "MIN_BITS",
+    "MAX_BITS",
+    "FULL_PRECISION_BITS",
+    "MAX_LEVELS",
+    "PolicyError",
+    "check_bits",
+    "component_names",
+    "scheme_of",
+    "QuantPolicy",
+    "fqr",
+]
+
+#: The three quantization schemes of A-CAQ Table 2 (see ``quant.quantizers`` for the formulas).
+SCHEMES: tuple[str, ...] = ("symmetric", "unsigned", "asymmetric")
+MIN_BITS = 2
+MAX_BITS = 32
+#: A component at this bitwidth is not quantized (float32).
+FULL_PRECISION_BITS = 32
+#: Hash-grid levels a component list can have (the hash engine's range, ``HashEncoderParams.levels``).
+MAX_LEVELS = 32
+
+#: The components after the hash levels, in data-flow order, with their scheme.
+_FIXED: tuple[tuple[str, str], ...] = (
+    ("enc.out", "asymmetric"),
+    ("density.l0.weight", "symmetric"),
+    ("density.l1.act_in", "unsigned"),
+    ("density.l1.weight", "symmetric"),
+    ("density.l1.out", "asymmetric"),
+    ("density.out", "unsigned"),
+    ("sh.out", "asymmetric"),
+    ("color.l0.weight", "symmetric"),
+    ("color.l1.act_in", "unsigned"),
+    ("color.l1.weight", "symmetric"),
+    ("color.l2.act_in", "unsigned"),
+    ("color.l2.weight", "symmetric"),
+    ("color.l2.out", "asymmetric"),
+    ("color.out", "asymmetric"),
+)
+_FIXED_SCHEME = MappingProxyType(dict(_FIXED))
+_HASH_LEVEL = re.compile(r"hash\.level(\d\d)")
+
+
+class PolicyError(ValueError):
+    """A policy or policy file is invalid; the message names the file, the component and the value."""
+
+
+def check_bits(bits: Any, what: str = "bits") -> int:
+    """Return ``bits`` if it is an int in [2, 32] (bool excluded); else raise ValueError naming ``what`` and it."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"{what} must be an integer in [{MIN_BITS}, {MAX_BITS}], not {bits!r}")
+    return bits
+
+
+def _check_levels(levels: Any) -> int:
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
+        raise PolicyError(f"levels must be an integer in [1, {MAX_LEVELS}], not {levels!r}")
+    return levels
+
+
+def component_names(levels: int) -> list[str]:
+    """The quantized components of a model with ``levels`` hash levels, in the fixed order (module doc).
+
+    Returns ``levels + 14`` names: ``hash.level00`` .. ``hash.level{levels-1:02d}``, then ``enc.out``
+    .. ``color.out``. Raises PolicyError unless ``levels`` is an int in [1, 32].
+    """
+    return [f"hash.level{l:02d}" for l in range(_check_levels(levels))] + [name for name, _ in _FIXED]
+
+
+def scheme_of(name: str) -> str:
+    """The quantization scheme of a component: "symmetric", "unsigned" or "asymmetric" (A-CAQ Table 2).
+
+    Raises PolicyError for a name that is no component of any level count.
+    """
+    m = _HASH_LEVEL.fullmatch(name) if isinstance(name, str) else None
+    if m and int(m.group(1)) < MAX_LEVELS:
+        return "asymmetric"
+    try:
+        return _FIXED_SCHEME[name]
+    except (KeyError, TypeError):
+        raise PolicyError(f"unknown component {name!r}") from None
+
+
+def _summary(levels: int) -> str:
+    hashed = "hash.level00" if levels == 1 else f"hash.level00..hash.level{levels - 1:02d}"
+    return ", ".join([hashed] + [name for name, _ in _FIXED])
+
+
+class QuantPolicy(Mapping[str, int]):
+    """An immutable mapping component -> bits for every component of ``component_names(levels)``.
+
+    Iteration follows the component order, whatever the order of the input. Bits are ints in [2, 32];
+    32 means full precision. Compare with ``==`` (same components and bits).
+
+    Args:
+        bits: component -> bits, exactly the components of ``component_names(levels)``.
+        levels: hash-grid levels L, in [1, 32].
+        source: a file name to put in front of error messages.
+
+    Raises:
+        PolicyError: ``bits`` is not a mapping; it names an unknown component (the error names it);
+            components are missing (the error lists them); a bitwidth is not an int in [2, 32] (the
+            error names the component and the value).
+    """
+
+    __slots__ = ("_bits", "_levels")
+
+    def __init__(self, bits: Mapping[str, int], levels: int, *, source: str | None = None) -> None:
+        where = f"{source}: " if source else ""
+        names = component_names(levels)
+        if not isinstance(bits, Mapping):
+            raise PolicyError(f"{where}a policy must be a mapping of component -> bits, not {type(bits).__name__}")
+        known = set(names)
+        unknown = [k for k in bits if k not in known]
+        if unknown:
+            label = "component" if len(unknown) == 1 else "components"
+            raise PolicyError(
+                f"{where}unknown {label} {', '.join(map(repr, unknown))} "
+                f"(a policy for {levels} hash levels has: {_summary(levels)})"
+            )
+        missing = [n for n in names if n not in bits]
+        if missing:
+            raise PolicyError(f"{where}missing components: {', '.join(missing)}")
+        try:
+            self._bits = MappingProxyType({n: check_bits(bits[n], f"bits of {n!r}") for n in names})
+        except ValueError as exc:
+            raise PolicyError(f"{where}{exc}") from None
+        self._levels = levels
+
+    # --- constructors -------------------------------------------------------------------------
+    @classmethod
+    def uniform(cls, bits: int, levels: int) -> QuantPolicy:
+        """Every component at ``bits``."""
+        return cls(dict.fromkeys(component_names(levels), bits), levels)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, int], levels: int, *, source: str | None = None) -> QuantPolicy:
+        """Validate ``d`` (see the class doc) and build the policy."""
+        return cls(d, levels, source=source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, levels: int) -> QuantPolicy:
+        """Read a YAML policy file: a flat mapping ``component: bits``.
+
+        Raises:
+            PolicyError: unreadable file, invalid YAML, or an invalid policy; the message names the file.
+        """
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy {str(path)!r}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"policy {str(path)!r} is not valid YAML: {exc}") from exc
+        return cls(raw, levels, source=str(path))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the policy as YAML in component order, atomically (temporary file + ``os.replace``)."""
+        path = Path(path)
+        text = "# quantization policy: component -> bits (32 = full precision)\n"
+        text += yaml.safe_dump(dict(self._bits), sort_keys=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Same directory, so os.replace is a rename: readers see the old file or the new one, never half.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def replace(self, changes: Mapping[str, int]) -> QuantPolicy:
+        """A copy with the bits of some components changed (validated like the constructor)."""
+        return type(self)({**self._bits, **changes}, self._levels)
+
+    # --- mapping ------------------------------------------------------------------------------
+    @property
+    def levels(self) -> int:
+        """Hash-grid levels L the policy is for."""
+        return self._levels
+
+    def __getitem__(self, name: str) -> int:
+        return self._bits[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bits)
+
+    def __len__(self) -> int:
+        return len(self._bits)
+
+    def to_dict(self) -> dict[str, int]:
+        """A plain dict component -> bits, in component order."""
+        return dict(self._bits)
+
+    def __repr__(self) -> str:
+        return f"QuantPolicy(levels={self._levels}, fqr={fqr(self):.3g}, bits={dict(self._bits)})"
+
+
+def fqr(policy: Mapping[str, int]) -> float:
+    """FQR: the plain mean bitwidth over the components of ``policy`` (A-CAQ); see the module doc."""
+    if not policy:
+        raise PolicyError("FQR of an empty policy")
+    return sum(policy.values()) / len(policy)

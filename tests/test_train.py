@@ -1,0 +1,50 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from nerf.train import PRESETS, CheckpointError, load_checkpoint, train
+
+# A few iterations on the built-in scene: exercises the loop, checkpoints, resume and evaluation.
+QUICK = dataclasses.replace(PRESETS["tiny"], name="quick", iterations=6, batch_rays=64, n_samples=16,
+                            log2_table_size=10, n_max=64, occupancy_res=16, occupancy_warmup=2,
+                            occupancy_every=2, checkpoint_every=2, test_every=4, downscale=4)
+
+
+def test_training_writes_summary_views_and_checkpoint(tmp_path):
+    s = train("builtin", QUICK, tmp_path, progress=False)
+    assert {"scene", "preset", "psnr_test", "ssim_test", "iterations", "train_seconds", "parameters"} <= s.keys()
+    assert s["iterations"] == 6 and s["finished"] and s["resolution"] == [25, 25]
+    assert json.loads((tmp_path / "summary.json").read_text()) == s
+    assert sorted(p.name for p in (tmp_path / "test").iterdir()) == ["000.png", "004.png"]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
+    assert 5 < s["psnr_test"] < 60
+
+
+def test_interrupted_run_resumes_without_losing_or_repeating_iterations(tmp_path):
+    straight = train("builtin", QUICK, tmp_path / "a", progress=False)
+    part = train("builtin", QUICK, tmp_path / "b", until=3, progress=False)
+    assert part == {"scene": "builtin", "preset": "quick", "iterations": 3, "finished": False}
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 3
+    resumed = train("builtin", QUICK, tmp_path / "b", progress=False)
+    assert resumed["iterations"] == 6
+    a = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit-identical to the uninterrupted run
+    assert resumed["psnr_test"] == straight["psnr_test"]
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    train("builtin", QUICK, tmp_path, until=2, progress=False)
+    other = dataclasses.replace(QUICK, log2_table_size=11)
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: architecture field 'log2_table_size' is 10, "
+                                              r"this model needs 11"):
+        train("builtin", other, tmp_path, progress=False)
+
+
+def test_unreadable_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(bad)
