@@ -53,13 +53,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import yaml
+
+from nerf.atomic import atomic_write_text
 
 __all__ = [
     "SCHEMES",
@@ -220,19 +221,9 @@ class QuantPolicy(Mapping[str, int]):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the policy as YAML in component order, atomically (temporary file + ``os.replace``)."""
-        path = Path(path)
         text = "# quantization policy: component -> bits (32 = full precision)\n"
         text += yaml.safe_dump(dict(self._bits), sort_keys=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Same directory, so os.replace is a rename: readers see the old file or the new one, never half.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write_text(path, text)
 
     def replace(self, changes: Mapping[str, int]) -> QuantPolicy:
         """A copy with the bits of some components changed (validated like the constructor)."""
