@@ -8,7 +8,7 @@ marching a ray once its transmittance drops below ``t_min`` (KiloNeRF Sec. 3.3, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -31,7 +31,6 @@ class RenderStats:
     rays: int = 0
     samples_in_box: int = 0
     samples_evaluated: int = 0
-    per_ray_evaluated: list = field(default_factory=list)
 
     def add(self, other: "RenderStats") -> None:
         self.rays += other.rays

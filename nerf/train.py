@@ -93,27 +93,11 @@ def load_checkpoint(path: str | Path, arch: dict | None = None) -> dict:
 def model_from_checkpoint(path: str | Path) -> tuple[InstantNGP, OccupancyGrid, dict]:
     """Rebuild the model and its occupancy grid from a checkpoint (CPU)."""
     ckpt = load_checkpoint(path)
-    a = ckpt["arch"]
-    model = InstantNGP(levels=a["levels"], log2_table_size=a["log2_table_size"], features=a["features"],
-                       n_min=a["n_min"], n_max=a["n_max"], hidden=a["hidden"], geo_features=a["geo_features"],
-                       bbox=a["bbox"])
+    model = InstantNGP(**ckpt["arch"])
     model.load_state_dict(ckpt["model"], strict=False)
     occ = OccupancyGrid(model.bbox, res=ckpt["occupancy"]["res"])
     occ.load_state_dict(ckpt["occupancy"])
     return model, occ, ckpt
-
-
-def _scene_rays(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from nerf.data import get_rays
-
-    origins, dirs = [], []
-    for pose in data.poses:
-        o, d = get_rays(data.height, data.width, data.focal, pose)
-        origins.append(o)
-        dirs.append(d)
-    rgb = torch.from_numpy(np.ascontiguousarray(data.images.reshape(-1, 3), dtype=np.float32))
-    return (torch.from_numpy(np.concatenate(origins).astype(np.float32)),
-            torch.from_numpy(np.concatenate(dirs).astype(np.float32)), rgb)
 
 
 @torch.no_grad()
@@ -173,7 +157,7 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
         The summary dict (also written to ``out_dir/summary.json``): scene, preset, psnr_test (dB),
         ssim_test, iterations, train_seconds, parameters, and evaluation details.
     """
-    from nerf.data import load_scene
+    from nerf.data import RayBatcher, load_scene
 
     out_dir = Path(out_dir)
     if iterations is not None:
@@ -187,6 +171,7 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     optim = torch.optim.Adam(model.parameters(), lr=preset.lr, betas=(0.9, 0.99), eps=1e-15)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda it: 0.1 ** min(1.0, it / preset.iterations))
     gen = torch.Generator().manual_seed(seed)
+    batcher = RayBatcher(train_data, preset.batch_rays, seed=seed)
     step, train_seconds = 0, 0.0
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
@@ -196,18 +181,18 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
         sched.load_state_dict(ckpt["sched"])
         occupancy.load_state_dict(ckpt["occupancy"])
         gen.set_state(ckpt["generator"])
+        batcher.rng.bit_generator.state = ckpt["batcher"]
         step, train_seconds = ckpt["step"], ckpt["train_seconds"]
     atomic_write_text(out_dir / "preset.json", json.dumps(dataclasses.asdict(preset), indent=2) + "\n")
 
     def save():
         state = {"arch": model.arch, "preset": dataclasses.asdict(preset), "scene": scene,
                             "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-                            "occupancy": occupancy.state_dict(), "generator": gen.get_state(), "step": step,
+                            "occupancy": occupancy.state_dict(), "generator": gen.get_state(),
+                 "batcher": batcher.rng.bit_generator.state, "step": step,
                             "train_seconds": train_seconds}
         atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
 
-    origins, dirs, target = _scene_rays(train_data)
-    n_rays = origins.shape[0]
     density_fn = lambda p: model.density(p.to(device))[0].cpu()  # noqa: E731
     bar = tqdm(total=preset.iterations, initial=step, desc=f"train {preset.name}", unit="it", disable=not progress)
     model.train()
@@ -216,11 +201,11 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
         t0 = time.perf_counter()
         if step >= preset.occupancy_warmup and step % preset.occupancy_every == 0:
             occupancy.update(density_fn, cells=preset.occupancy_res ** 3 // 4, generator=gen)
-        idx = torch.randint(0, n_rays, (preset.batch_rays,), generator=gen)
-        rgb, _, _ = render_rays(model, origins[idx].to(device), dirs[idx].to(device), n_samples=preset.n_samples,
+        origins, dirs, target = (torch.from_numpy(a).to(device) for a in batcher.next_batch())
+        rgb, _, _ = render_rays(model, origins, dirs, n_samples=preset.n_samples,
                                 occupancy=occupancy if step >= preset.occupancy_warmup else None, perturb=True,
                                 generator=gen)
-        loss = torch.mean((rgb - target[idx].to(device)) ** 2)
+        loss = torch.mean((rgb - target) ** 2)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

@@ -48,3 +48,12 @@ def test_unreadable_checkpoint_is_named(tmp_path):
     bad.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(bad)
+
+
+def test_model_from_checkpoint_rebuilds_the_trained_field(tmp_path):
+    from nerf.train import model_from_checkpoint
+
+    train("builtin", QUICK, tmp_path, until=2, progress=False)
+    model, occupancy, ckpt = model_from_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 2 and occupancy.res == QUICK.occupancy_res
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
