@@ -11,8 +11,10 @@ CLI = $(PY) -m flows.cli
 
 SCENE ?= builtin
 PRESET ?= tiny
+POLICY ?= uniform-8
+BITS ?=
 
-.PHONY: setup demo test verilog lint cosim bench train clean help
+.PHONY: setup demo test verilog lint cosim bench train quantize sweep clean help
 
 help:
 	@echo "make demo    generate the default hash encoder, co-simulate it against the TLM, print the result"
@@ -22,6 +24,8 @@ help:
 	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  writes runs/cosim-<name>/summary.json"
 	@echo "make bench   Verilator vs TLM simulated cycles/s, writes runs/bench/hash_encoder.json"
 	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full]  writes runs/train-<scene>-<preset>/"
+	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
+	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
 
 $(STAMP): pyproject.toml
 	@for tool in g++ make perl; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -55,6 +59,12 @@ bench: $(STAMP)
 
 train: $(STAMP)
 	$(CLI) train --scene $(SCENE) --preset $(PRESET) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+
+quantize: $(STAMP)
+	$(CLI) quantize --scene $(SCENE) --preset $(PRESET) --policy $(POLICY)
+
+sweep: $(STAMP)
+	$(CLI) sweep --scene $(SCENE) --preset $(PRESET) $(if $(BITS),--bits $(BITS))
 
 clean:
 	rm -rf build runs

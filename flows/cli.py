@@ -109,13 +109,34 @@ def cmd_train(args) -> int:
     name = args.name or f"{scene_name}-{args.preset}"
     out = Path(args.runs) / f"train-{name}"
     s = train(args.scene, PRESETS[args.preset], out, seed=args.seed, downscale=args.downscale,
-              iterations=args.iterations, until=args.until, device=args.device)
+              iterations=args.iterations, until=args.until, device=args.device, compile=args.compile)
     if not s.get("finished"):
         print(f"stopped at iteration {s['iterations']}; run the same command again to continue ({out})")
         return 0
     print(f"{name}: PSNR {s['psnr_test']:.2f} dB, SSIM {s['ssim_test']:.4f} on {s['test_views']} test views "
           f"at {s['resolution'][1]}x{s['resolution'][0]}, {s['iterations']} iterations in {s['train_seconds']:.0f} s "
           f"-> {out / 'summary.json'}")
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from flows.quantize import quantize
+
+    s = quantize(args.scene, args.preset, args.policy, runs_root=args.runs, rays=args.rays, seed=args.seed)
+    print(f"{s['policy']} on {s['scene']} ({s['preset']}): PSNR {s['psnr_q']:.2f} dB (full precision "
+          f"{s['psnr_fp']:.2f} dB, {s['psnr_q'] - s['psnr_fp']:+.3f}), FQR {s['fqr']:.2f} bits, "
+          f"{s['bitops'] / 1e12:.3f} TBitOps per 800x800 frame, {s['model_bytes']:,} bytes")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from flows.quantize import _table, scene_name, sweep
+
+    bits = tuple(int(b) for b in args.bits.split(","))
+    s = sweep(args.scene, args.preset, bits=bits, runs_root=args.runs, rays=args.rays, seed=args.seed)
+    print(_table(s["rows"])[0], end="")
+    print(f"-> {Path(args.runs) / f'sweep-{scene_name(args.scene)}-{args.preset}'}/"
+          "{sweep.json,table.md,table.csv,psnr_vs_fqr.png}")
     return 0
 
 
@@ -152,7 +173,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default <scene>-<preset>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the field through torch.compile (default on; --no-compile for plain eager PyTorch)")
     p.set_defaults(func=cmd_train)
+    for name, func, help in (
+            ("quantize", cmd_quantize, "PTQ-evaluate one policy on a trained field; writes "
+                                       "runs/quantize-<scene>-<preset>-<policy>/summary.json"),
+            ("sweep", cmd_sweep, "uniform PTQ sweep; writes runs/sweep-<scene>-<preset>/ (table, PSNR-vs-FQR plot)")):
+        p = sub.add_parser(name, help=help, description=help + ". Needs the checkpoint of `make train` with the same "
+                                                               "SCENE and PRESET.")
+        p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
+        p.add_argument("--preset", default="tiny", help="the training preset (default tiny)")
+        if name == "quantize":
+            p.add_argument("--policy", default="uniform-8",
+                           help="uniform-<bits>, fp, or a policy YAML file (default uniform-8)")
+        else:
+            p.add_argument("--bits", default="16,12,10,8,6,4", help="comma-separated bitwidths (default 16,12,10,8,6,4)")
+        p.add_argument("--rays", type=int, default=16384, help="calibration rays from the training views (default 16384)")
+        p.add_argument("--seed", type=int, default=0, help="calibration ray seed (default 0)")
+        p.set_defaults(func=func)
     p = add("demo", cmd_demo, "the main job on the built-in default preset",
             config_help="preset YAML (default: flows/configs/default.yaml)")
     p.add_argument("--points", type=int, default=2000)

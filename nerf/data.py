@@ -507,9 +507,10 @@ class RayBatcher:
         self.rng = np.random.default_rng(seed)
         self._pixels = data.images.reshape(-1, 3)
 
-    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def next_batch(self, size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batch of ``size`` rays (default: ``batch_size``)."""
         d = self.data
-        flat = self.rng.integers(0, len(self._pixels), size=self.batch_size)
+        flat = self.rng.integers(0, len(self._pixels), size=self.batch_size if size is None else int(size))
         n, rest = np.divmod(flat, d.height * d.width)
         j, i = np.divmod(rest, d.width)
         cam = camera_directions(i + 0.5, j + 0.5, d.height, d.width, d.focal)

@@ -1,0 +1,227 @@
+"""``make quantize`` and ``make sweep``: evaluate quantization policies on a trained field (PTQ).
+
+A policy is applied to the trained checkpoint of ``runs/train-<scene>-<preset>/``, calibrated by
+min-max on training rays (``quant.ptq``), and rendered on the test views; the costs come from
+``quant.costs``. Results: ``runs/quantize-<scene>-<preset>-<policy>/summary.json`` and, for the sweep,
+``runs/sweep-<scene>-<preset>/`` (``sweep.json``, ``table.md``, ``table.csv``, ``psnr_vs_fqr.png``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+from nerf.atomic import atomic_write, atomic_write_text
+
+__all__ = ["scene_name", "train_dir", "resolve_policy", "TrainedField", "quantize", "sweep", "SWEEP_BITS"]
+
+#: Bitwidths of the uniform PTQ sweep.
+SWEEP_BITS = (16, 12, 10, 8, 6, 4)
+
+
+def scene_name(scene: str) -> str:
+    """'builtin', or the scene folder's name."""
+    return "builtin" if scene == "builtin" else Path(scene).resolve().name
+
+
+def train_dir(scene: str, preset: str, runs_root="runs") -> Path:
+    """The folder ``make train SCENE=<scene> PRESET=<preset>`` writes."""
+    return Path(runs_root) / f"train-{scene_name(scene)}-{preset}"
+
+
+def resolve_policy(spec: str, levels: int):
+    """``uniform-<B>``, ``fp`` (32 bits everywhere) or a policy YAML file -> ``(name, QuantPolicy)``.
+
+    Raises:
+        quant.policy.PolicyError: a bad policy file or bitwidth (naming the file / field and value).
+        FileNotFoundError: ``spec`` is neither a known form nor an existing file.
+    """
+    from quant.policy import FULL_PRECISION_BITS, QuantPolicy, check_bits
+
+    if spec == "fp":
+        return "fp", QuantPolicy.uniform(FULL_PRECISION_BITS, levels)
+    m = re.fullmatch(r"uniform-(\S+)", spec)
+    if m:
+        bits = int(m.group(1)) if m.group(1).isdigit() else m.group(1)
+        return f"uniform-{bits}", QuantPolicy.uniform(check_bits(bits, f"bits of policy {spec!r}"), levels)
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"policy {spec!r}: not 'uniform-<bits>', 'fp', nor an existing YAML file")
+    return path.stem, QuantPolicy.load(path, levels)
+
+
+class TrainedField:
+    """A trained checkpoint with its scene's splits, ready to evaluate policies on.
+
+    Raises:
+        FileNotFoundError: no checkpoint (the message gives the ``make train`` command that makes one).
+    """
+
+    def __init__(self, scene: str, preset: str = "tiny", *, runs_root="runs", progress: bool = True):
+        from nerf.data import load_scene
+        from nerf.train import model_from_checkpoint
+
+        ckpt_path = train_dir(scene, preset, runs_root) / "checkpoint.pt"
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"no trained checkpoint {ckpt_path}: run `make train SCENE={scene} PRESET={preset}` "
+                                    "first")
+        self.model, self.occupancy, ckpt = model_from_checkpoint(ckpt_path)
+        if ckpt["step"] < ckpt["preset"]["iterations"]:
+            raise FileNotFoundError(f"{ckpt_path} stopped at iteration {ckpt['step']} of {ckpt['preset']['iterations']}: "
+                                    f"finish it with `make train SCENE={scene} PRESET={preset}`")
+        self.scene, self.preset, self.checkpoint = scene, preset, ckpt_path
+        self.settings = ckpt["preset"]
+        ds = self.settings["downscale"]
+        self.train_data = load_scene(scene, "train", downscale=ds)
+        self.test_data = load_scene(scene, "test", downscale=ds)
+        self.progress = progress
+        self._fp = None
+
+    @property
+    def levels(self) -> int:
+        return self.model.arch["levels"]
+
+    def evaluate(self, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0) -> dict:
+        """PTQ under ``policy`` (full precision when every component is 32 bits), then test-view metrics."""
+        from nerf.train import evaluate
+        from quant.ptq import ptq
+
+        ptq(self.model, self.occupancy, self.train_data, policy, n_samples=self.settings["n_samples"], rays=rays,
+            seed=seed)
+        try:
+            return evaluate(self.model, self.occupancy, self.test_data, n_samples=self.settings["n_samples"],
+                            every=self.settings["test_every"], out_dir=out_dir, progress=self.progress)
+        finally:
+            self.model.clear_quantizers()
+
+    def full_precision(self) -> dict:
+        """Test metrics of the unquantized field (computed once)."""
+        if self._fp is None:
+            from quant.policy import FULL_PRECISION_BITS, QuantPolicy
+
+            self._fp = self.evaluate(QuantPolicy.uniform(FULL_PRECISION_BITS, self.levels))
+        return self._fp
+
+    def summary(self, name: str, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0) -> dict:
+        """The ``make quantize`` summary of one policy (see ``quantize``)."""
+        from quant.costs import FRAME, bitops, model_bytes
+        from quant.policy import FULL_PRECISION_BITS, QuantPolicy, fqr
+
+        fp = self.full_precision()
+        all_fp = all(b == FULL_PRECISION_BITS for b in policy.values())
+        q = fp if all_fp and out_dir is None else self.evaluate(policy, out_dir=out_dir, rays=rays, seed=seed)
+        arch = self.model.arch
+        pixels = self.test_data.height * self.test_data.width
+        spr = q["samples_evaluated_per_view"] / pixels
+        fp_policy = QuantPolicy.uniform(FULL_PRECISION_BITS, self.levels)
+        return {
+            "scene": self.scene, "preset": self.preset, "policy": name, "bits": dict(policy),
+            "psnr_fp": round(fp["psnr"], 3), "psnr_q": round(q["psnr"], 3),
+            "ssim_fp": round(fp["ssim"], 4), "ssim_q": round(q["ssim"], 4),
+            "fqr": round(fqr(policy), 4),
+            "bitops": bitops(policy, arch, samples_per_ray=spr),
+            "bitops_fp": bitops(fp_policy, arch, samples_per_ray=fp["samples_evaluated_per_view"] / pixels),
+            "bitops_frame": list(FRAME),
+            "samples_per_ray": round(spr, 3),
+            "model_bytes": model_bytes(policy, arch), "model_bytes_fp": model_bytes(fp_policy, arch),
+            "test_views": q["views"], "calibration_rays": rays, "seed": seed,
+            "checkpoint": str(self.checkpoint),
+        }
+
+
+def quantize(scene: str, preset: str, policy_spec: str, *, runs_root="runs", rays: int = 16384, seed: int = 0,
+             progress: bool = True) -> dict:
+    """Evaluate one policy; writes and returns ``runs/quantize-<scene>-<preset>-<policy>/summary.json``.
+
+    The summary has psnr_fp and psnr_q (dB, mean over the test views), fqr (bits), bitops (one
+    800x800 frame, BitOps), model_bytes (bytes), and details (SSIM, samples per ray, ...).
+    """
+    field = TrainedField(scene, preset, runs_root=runs_root, progress=progress)
+    name, policy = resolve_policy(policy_spec, field.levels)
+    out = Path(runs_root) / f"quantize-{scene_name(scene)}-{preset}-{name}"
+    s = field.summary(name, policy, out_dir=out / "test", rays=rays, seed=seed)
+    policy.save(out / "policy.yaml")
+    atomic_write_text(out / "summary.json", json.dumps(s, indent=2) + "\n")
+    return s
+
+
+_COLUMNS = ("policy", "fqr", "psnr_q", "delta_psnr", "ssim_q", "bitops", "model_bytes")
+
+
+def _table(rows: list[dict]) -> tuple[str, str]:
+    """(markdown, csv) of the sweep rows, full precision first."""
+    header = ["policy", "FQR (bits)", "PSNR (dB)", "dPSNR vs FP (dB)", "SSIM", "BitOps / 800x800 frame (T)",
+              "model (KiB)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(_COLUMNS)
+    for r in rows:
+        lines.append(f"| {r['policy']} | {r['fqr']:.2f} | {r['psnr_q']:.2f} | {r['delta_psnr']:+.3f} | "
+                     f"{r['ssim_q']:.4f} | {r['bitops'] / 1e12:.3f} | {r['model_bytes'] / 1024:.1f} |")
+        w.writerow([r[c] for c in _COLUMNS])
+    return "\n".join(lines) + "\n", buf.getvalue()
+
+
+def _plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q = [r for r in rows if r["policy"] != "fp"]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.axhline(rows[0]["psnr_fp"], color="grey", linestyle="--", label=f"full precision {rows[0]['psnr_fp']:.2f} dB")
+    ax.plot([r["fqr"] for r in q], [r["psnr_q"] for r in q], "o-", label="uniform PTQ (min-max)")
+    for r in q:
+        ax.annotate(f"{r['policy'].split('-')[-1]} b", (r["fqr"], r["psnr_q"]), textcoords="offset points",
+                    xytext=(4, -10), fontsize=8)
+    ax.set_xlabel("FQR (mean bits per component)")
+    ax.set_ylabel("test PSNR (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def sweep(scene: str, preset: str, *, bits=SWEEP_BITS, runs_root="runs", rays: int = 16384, seed: int = 0,
+          progress: bool = True) -> dict:
+    """Uniform PTQ at each of ``bits``; writes ``runs/sweep-<scene>-<preset>/`` (resumable: done points are kept).
+
+    Returns the ``sweep.json`` content: ``{"scene", "preset", "rows": [fp row, uniform rows...]}``, each
+    row a ``quantize`` summary plus ``delta_psnr`` (psnr_q - psnr_fp, dB).
+    """
+    from tqdm import tqdm
+
+    from quant.policy import FULL_PRECISION_BITS, QuantPolicy
+
+    out = Path(runs_root) / f"sweep-{scene_name(scene)}-{preset}"
+    state_path = out / "sweep.json"
+    field = TrainedField(scene, preset, runs_root=runs_root, progress=False)
+    key = {"scene": scene, "preset": preset, "calibration_rays": rays, "seed": seed,
+           "checkpoint_mtime_ns": field.checkpoint.stat().st_mtime_ns}
+    done = {}
+    if state_path.is_file():  # resume: keep the rows computed with the same settings and checkpoint
+        prior = json.loads(state_path.read_text())
+        if all(prior.get(k) == v for k, v in key.items()):
+            done = {r["policy"]: r for r in prior["rows"]}
+    specs = [("fp", FULL_PRECISION_BITS)] + [(f"uniform-{b}", b) for b in bits]
+    rows = []
+    for name, b in tqdm(specs, desc="sweep", unit="policy", disable=not progress):
+        if name not in done:
+            s = field.summary(name, QuantPolicy.uniform(b, field.levels), rays=rays, seed=seed)
+            s["delta_psnr"] = round(s["psnr_q"] - s["psnr_fp"], 3)
+            done[name] = s
+        rows.append(done[name])
+        state = {**key, "rows": rows}
+        atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
+    md, table_csv = _table(rows)
+    atomic_write_text(out / "table.md", md)
+    atomic_write_text(out / "table.csv", table_csv)
+    _plot(rows, out / "psnr_vs_fqr.png", f"{scene_name(scene)} ({preset}): uniform PTQ")
+    return state

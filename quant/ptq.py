@@ -1,0 +1,68 @@
+"""Post-training quantization (PTQ) of the radiance field under a ``QuantPolicy``.
+
+``apply_policy`` installs one ``FakeQuantizer`` per component at the model's hook points (scheme from
+``quant.policy.scheme_of``); ``calibrate_field`` runs training rays through the full-precision field
+with every quantizer observing, then freezes the min-max scales (A-CAQ's PTQ baseline). Hash-table
+quantizers observe their whole level table; activation quantizers observe the samples that the
+occupancy grid lets through, i.e. the activations the field really sees when rendering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from quant.policy import FULL_PRECISION_BITS, QuantPolicy, scheme_of
+from quant.quantizers import FakeQuantizer, calibrate
+
+__all__ = ["apply_policy", "calibrate_field", "ptq"]
+
+
+def apply_policy(model, policy: Mapping[str, int]) -> dict[str, FakeQuantizer]:
+    """Install a (not yet calibrated) quantizer for every component of ``policy`` that is below 32 bits.
+
+    Any quantizers installed before are removed first. Returns name -> quantizer.
+    """
+    model.clear_quantizers()
+    quantizers = {}
+    for name, bits in policy.items():
+        if bits == FULL_PRECISION_BITS:
+            continue
+        q = FakeQuantizer(scheme_of(name), bits, name=name).to(model.bbox.device)
+        model.install_quantizer(name, q)
+        quantizers[name] = q
+    return quantizers
+
+
+@torch.no_grad()
+def calibrate_field(model, occupancy, data, *, rays: int = 16384, n_samples: int, seed: int = 0,
+                    chunk: int = 8192) -> int:
+    """Min-max calibration on ``rays`` random rays of ``data`` (a training split); returns the samples seen.
+
+    Rays are drawn with ``nerf.data.RayBatcher(data, rays, seed=seed)``, so calibration is deterministic.
+    """
+    from nerf.data import RayBatcher
+    from nerf.render import render_rays
+
+    origins, dirs, _ = RayBatcher(data, rays, seed=seed).next_batch()
+    device = model.bbox.device
+    seen = 0
+    model.eval()
+    with calibrate(model):
+        for a in range(0, rays, chunk):
+            o = torch.from_numpy(np.ascontiguousarray(origins[a:a + chunk])).to(device)
+            d = torch.from_numpy(np.ascontiguousarray(dirs[a:a + chunk])).to(device)
+            _, _, stats = render_rays(model, o, d, n_samples=n_samples, occupancy=occupancy, t_min=1e-4, chunks=4)
+            seen += stats.samples_evaluated
+    return seen
+
+
+def ptq(model, occupancy, calibration_data, policy: QuantPolicy, *, n_samples: int, rays: int = 16384,
+        seed: int = 0) -> dict[str, FakeQuantizer]:
+    """``apply_policy`` then ``calibrate_field``: the model then renders at the policy's bitwidths."""
+    quantizers = apply_policy(model, policy)
+    if quantizers:
+        calibrate_field(model, occupancy, calibration_data, rays=rays, n_samples=n_samples, seed=seed)
+    return quantizers
