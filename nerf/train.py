@@ -59,7 +59,7 @@ class TrainPreset:
 
 
 PRESETS = {
-    "tiny": TrainPreset("tiny", iterations=3000, batch_rays=512, n_samples=96, log2_table_size=15, n_max=256,
+    "tiny": TrainPreset("tiny", iterations=2000, batch_rays=512, n_samples=96, log2_table_size=15, n_max=256,
                         downscale=4, batch_samples=1 << 15),
     "small": TrainPreset("small", iterations=8000, batch_rays=1024, n_samples=128, log2_table_size=17,
                          n_max=512, downscale=2, batch_samples=1 << 16),
