@@ -11,21 +11,28 @@ CLI = $(PY) -m flows.cli
 
 SCENE ?= builtin
 PRESET ?= tiny
-POLICY ?= uniform-8
+POLICY ?=
+HW ?= default
+EPISODES ?= 60
+BUDGET ?=
+RESUME ?=
+OBJECTIVE ?=
 BITS ?=
 
-.PHONY: setup demo test verilog lint cosim bench train quantize sweep clean help
+.PHONY: setup demo test verilog lint cosim bench train quantize sweep search clean help
 
 help:
-	@echo "make demo    generate the default hash encoder, co-simulate it against the TLM, print the result"
+	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
 	@echo "make test    run the test suite (pytest)"
-	@echo "make verilog [CONFIG=flows/configs/<name>.yaml]   write build/verilog/<name>/hash_encoder.v"
+	@echo "make verilog [CONFIG=flows/configs/<name>.yaml | POLICY=runs/search-<name>/policy.yaml]  write build/verilog/<name>/<engine>.v"
 	@echo "make lint    verilator --lint-only -Wall on every preset's Verilog"
-	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  writes runs/cosim-<name>/summary.json"
+	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  every engine of every preset; writes runs/cosim-<name>/summary.json"
 	@echo "make bench   Verilator vs TLM simulated cycles/s, writes runs/bench/hash_encoder.json"
 	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full]  writes runs/train-<scene>-<preset>/"
 	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
+	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff] [RESUME=1]"
+	@echo "             DDPG mixed-precision search with TLM-proven latency; writes runs/search-<scene>-<preset>-<objective>/"
 
 $(STAMP): pyproject.toml
 	@for tool in g++ make perl; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -40,13 +47,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(CLI) demo $(if $(CONFIG),--config $(CONFIG))
+	$(CLI) demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 verilog: $(STAMP)
-	$(CLI) verilog $(if $(CONFIG),--config $(CONFIG))
+	$(CLI) verilog $(if $(CONFIG),--config $(CONFIG)) $(if $(POLICY),--policy $(POLICY))
 
 lint: $(STAMP)
 	$(CLI) lint $(if $(CONFIG),--config $(CONFIG))
@@ -61,10 +68,13 @@ train: $(STAMP)
 	$(CLI) train --scene $(SCENE) --preset $(PRESET) $(if $(ITERATIONS),--iterations $(ITERATIONS))
 
 quantize: $(STAMP)
-	$(CLI) quantize --scene $(SCENE) --preset $(PRESET) --policy $(POLICY)
+	$(CLI) quantize --scene $(SCENE) --preset $(PRESET) --policy $(or $(POLICY),uniform-8)
 
 sweep: $(STAMP)
 	$(CLI) sweep --scene $(SCENE) --preset $(PRESET) $(if $(BITS),--bits $(BITS))
+
+search: $(STAMP)
+	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(RESUME),--resume)
 
 clean:
 	rm -rf build runs

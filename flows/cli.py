@@ -24,28 +24,37 @@ def cmd_verilog(args) -> int:
     from hw.export import write_verilog
     from hw.params import load_config
 
+    if args.policy:
+        # a search writes engines.yaml (the engines sized for the model and the policy) beside policy.yaml
+        policy = Path(args.policy)
+        if not policy.is_file():
+            raise FileNotFoundError(f"policy {str(policy)!r}: no such file")
+        engines = policy.parent / "engines.yaml"
+        if not engines.is_file():
+            raise FileNotFoundError(f"{engines}: missing; `make verilog POLICY=` takes the policy.yaml of a "
+                                    "`make search` run folder, which holds the engines.yaml it needs")
+        out = Path(args.build) / "verilog" / policy.parent.name
+        for name, params in load_config(engines).items():
+            print(f"{policy.parent.name}: {write_verilog(params, out)}  ({name}: {params.to_dict()})")
+        return 0
     for config in tqdm(_configs(args.config), desc="verilog", unit="config", disable=None):
-        params = load_config(config)["hash_encoder"]
-        path = write_verilog(params, Path(args.build) / "verilog" / config_name(config))
-        tqdm.write(f"{config_name(config)}: {path}")
+        for params in load_config(config).values():  # every engine section of the preset
+            path = write_verilog(params, Path(args.build) / "verilog" / config_name(config))
+            tqdm.write(f"{config_name(config)}: {path}")
     return 0
 
 
 def cmd_lint(args) -> int:
     from flows.cosim import config_name
-    from flows.lint import lint_verilog
-    from hw.export import write_verilog
-    from hw.params import load_config
+    from flows.lint import lint_preset
 
     failed = 0
     for config in tqdm(_configs(args.config), desc="lint", unit="config", disable=None):
-        params = load_config(config)["hash_encoder"]
-        path = write_verilog(params, Path(args.build) / "verilog" / config_name(config))
-        clean, output = lint_verilog(path)
-        tqdm.write(f"{'clean' if clean else 'WARNINGS'}: {path}")
-        if not clean:
-            failed += 1
-            tqdm.write(output)
+        for path, clean, output in lint_preset(config, Path(args.build) / "verilog" / config_name(config)):
+            tqdm.write(f"{'clean' if clean else 'WARNINGS'}: {path}")
+            if not clean:
+                failed += 1
+                tqdm.write(output)
     return 1 if failed else 0
 
 
@@ -54,8 +63,19 @@ def _print_cosim(s: dict) -> None:
     ok = "PASS" if s["passed"] and s["mismatches"] == 0 else "FAIL"
     print(f"[{ok}] {s['engine']} {s['config']}: {s['transactions']} transactions, {s['mismatches']} mismatches; "
           f"cycles RTL {s['cycles_rtl']} / TLM {s['cycles_tlm']}")
-    print(f"       L={p['levels']} T=2^{p['log2_table_size']} F={p['features']} feature_bits={p['feature_bits']} "
-          f"coord_bits={p['coord_bits']} N={p['n_min']}..{p['n_max']} lanes={p['lanes']}")
+    if s["engine"] == "hash_encoder":
+        print(f"       L={p['levels']} T=2^{p['log2_table_size']} F={p['features']} feature_bits={p['feature_bits']} "
+              f"coord_bits={p['coord_bits']} N={p['n_min']}..{p['n_max']} lanes={p['lanes']}")
+    else:
+        print(f"       R={p['rows']} C={p['cols']} max_in={p['max_in']} max_out={p['max_out']} "
+              f"max_layers={p['max_layers']} max bits w{p['max_weight_bits']}/a{p['max_act_bits']} "
+              f"mult_bits={p['mult_bits']}")
+        for k, ph in enumerate(s.get("phases", [])):
+            layers = ph["layers"]
+            sizes = "->".join(str(x) for x in [layers[0]["in_size"]] + [x["out_size"] for x in layers])
+            bits = " ".join(f"w{x['weight_bits']}a{x['act_bits']}" for x in layers)
+            print(f"       phase {k}: {sizes} ({bits}), {ph['vectors']} vectors, T={ph['cycles_per_vector']} "
+                  f"cycles/vector; cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
     print(f"       build {s['build_seconds']:.1f} s, co-simulation {s['test_seconds']:.1f} s "
           f"(streaming {s['sim_seconds']:.2f} s); summary: {Path(s['log']).parent / 'summary.json'}")
     if s.get("waves"):
@@ -65,14 +85,22 @@ def _print_cosim(s: dict) -> None:
 
 
 def cmd_cosim(args) -> int:
-    from flows.cosim import run_cosim
+    from flows.cosim import config_engines, run_cosim
 
+    shapes = None
+    if args.shapes:
+        try:
+            shapes = [int(x) for x in args.shapes.split(",")]
+        except ValueError:
+            raise ValueError(f"--shapes must be comma-separated integers, not {args.shapes!r}") from None
     status = 0
     for config in _configs(args.config):
-        s = run_cosim(config, points=args.points, seed=args.seed, waves=args.waves,
-                      build_root=args.build, runs_root=args.runs)
-        _print_cosim(s)
-        status |= not (s["passed"] and s["mismatches"] == 0)
+        for engine in config_engines(config):  # every engine section of the preset
+            s = run_cosim(config, engine=engine, points=args.points, vectors=args.vectors, phases=args.phases,
+                          shapes=shapes if engine == "mlp_engine" else None, seed=args.seed, waves=args.waves,
+                          build_root=args.build, runs_root=args.runs)
+            _print_cosim(s)
+            status |= not (s["passed"] and s["mismatches"] == 0)
     return status
 
 
@@ -86,18 +114,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from flows.cosim import config_name, run_cosim
-    from hw.params import load_config
+    from flows.demo import demo
 
-    config = Path(args.config or DEFAULT_CONFIG)
-    params = load_config(config)["hash_encoder"]
-    print(f"== hash encoder, preset {config_name(config)}: levels {params.resolutions}, "
-          f"dense {sum(params.dense)} / hashed {params.levels - sum(params.dense)}, II {params.groups} cycles/point")
-    print("== Verilog + Verilator build + cocotb co-simulation against the TLM ...", flush=True)
-    s = run_cosim(config, points=args.points, seed=args.seed, build_root=args.build, runs_root=args.runs)
-    print(f"== Verilog: {s['verilog']}")
-    _print_cosim(s)
-    return 0 if s["passed"] and s["mismatches"] == 0 else 1
+    return demo(runs_root=args.runs, build_root=args.build, seed=args.seed)
 
 
 def cmd_train(args) -> int:
@@ -140,6 +159,23 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from flows.search import search
+
+    s = search(args.scene, args.preset, hw=args.hw, episodes=args.episodes, objective=args.objective,
+               budget=args.budget, lam=args.lam, b_min=args.b_min, b_max=args.b_max, val_views=args.val_views,
+               warmup=args.warmup, seed=args.seed, rays=args.rays, resume=args.resume, runs_root=args.runs,
+               name=args.name)
+    b, u8 = s["best"], s["baselines"]["uniform-8"]
+    print(f"best of {s['episodes']} episodes (episode {b['episode']}): PSNR {b['psnr']:.2f} dB "
+          f"({s['psnr_change_vs_fp']:+.2f} vs full precision {s['baselines']['fp']['psnr']:.2f}), "
+          f"{b['latency_ms']:.1f} ms per 800x800 frame = {s['latency_ratio_to_uniform8']:.3f} x uniform-8 "
+          f"({u8['latency_ms']:.1f} ms, {u8['psnr']:.2f} dB), FQR {b['fqr']:.2f}; "
+          f"{'dominates' if s['dominates_uniform'] else 'does NOT dominate'} the uniform policies; "
+          f"{s['wall_seconds']:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flows.cli", description=__doc__)
     parser.add_argument("--build", default="build", help="build folder (Verilog, Verilator objects); default: build")
@@ -152,10 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("verilog", cmd_verilog, "write build/verilog/<name>/hash_encoder.v for a preset")
-    add("lint", cmd_lint, "verilator --lint-only -Wall on the generated Verilog")
-    p = add("cosim", cmd_cosim, "co-simulate RTL against the TLM; writes runs/cosim-<name>/summary.json")
-    p.add_argument("--points", type=int, default=2000, help="input transactions (default 2000)")
+    p = add("verilog", cmd_verilog, "write build/verilog/<name>/<engine>.v for every engine section of a preset, "
+                                    "or for the engines a searched policy needs")
+    p.add_argument("--policy", help="policy.yaml of a `make search` run: the engines at the widths it needs "
+                                    "(build/verilog/<run>/)")
+    add("lint", cmd_lint, "verilator --lint-only -Wall on the generated Verilog of every engine section")
+    p = add("cosim", cmd_cosim, "co-simulate RTL against the TLM, every engine section; writes "
+                                "runs/cosim-<name>/summary.json")
+    p.add_argument("--points", type=int, default=2000, help="hash encoder: input transactions (default 2000)")
+    p.add_argument("--vectors", type=int, default=30, help="MLP engine: input vectors over all phases (default 30)")
+    p.add_argument("--phases", type=int, default=3,
+                   help="MLP engine: random configurations, one after the other (default 3)")
+    p.add_argument("--shapes", help="MLP engine: layer sizes in_0,out_0,...,out_last for every phase, e.g. "
+                                    "32,64,16 (default random within the preset's maxima)")
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     p.add_argument("--waves", action="store_true", help="keep a VCD waveform in the run folder")
     p = add("bench", cmd_bench, "Verilator vs TLM simulated cycles per second; writes runs/bench/",
@@ -192,10 +237,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rays", type=int, default=16384, help="calibration rays from the training views (default 16384)")
         p.add_argument("--seed", type=int, default=0, help="calibration ray seed (default 0)")
         p.set_defaults(func=func)
-    p = add("demo", cmd_demo, "the main job on the built-in default preset",
-            config_help="preset YAML (default: flows/configs/default.yaml)")
-    p.add_argument("--points", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("search", help="DDPG mixed-precision policy search; writes runs/search-<scene>-<preset>-<objective>/",
+                       description="HAQ-style DDPG search of per-component bits for a trained field: PSNR from PTQ on "
+                                   "validation views, latency from the frame-level model of a hardware preset. "
+                                   "Needs the checkpoint of `make train` with the same SCENE and PRESET.")
+    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
+    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    p.add_argument("--hw", default="default", help="hardware preset: flows/accel/<name>.yaml or a path (default default)")
+    p.add_argument("--episodes", type=int, default=60, help="episodes in total (default 60)")
+    p.add_argument("--objective", default="latency", choices=("latency", "tradeoff"),
+                   help="latency: best PSNR within BUDGET x uniform-8 latency (HAQ); tradeoff: "
+                        "0.1 dPSNR - lam log2(latency / uniform-8)")
+    p.add_argument("--budget", type=float, default=0.5, help="latency budget, fraction of uniform-8 (default 0.5)")
+    p.add_argument("--lam", type=float, default=0.1, help="trade-off weight (default 0.1: halving latency = 1 dB)")
+    p.add_argument("--b-min", type=int, default=2, help="fewest bits per component (default 2)")
+    p.add_argument("--b-max", type=int, default=8, help="most bits per component (default 8)")
+    p.add_argument("--val-views", type=int, default=4, help="validation views scored per episode (default 4)")
+    p.add_argument("--warmup", type=int, default=20, help="random-action episodes before learning (default 20)")
+    p.add_argument("--rays", type=int, default=8192, help="calibration rays (default 8192)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the search in the run folder")
+    p.add_argument("--name", help="run name (default <scene>-<preset>-<objective>)")
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("demo", help="the main job on the built-in scene: train, search, Verilog, co-simulation",
+                       description="Train the field (tiny) on the built-in scene, run a short DDPG search, generate "
+                                   "the engines for the best policy and co-simulate them against the TLMs. Resumes.")
+    p.add_argument("--seed", type=int, default=1, help="co-simulation workload seed (default 1)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -205,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, ValueError, RuntimeError) as exc:  # DataError, CheckpointError are ValueErrors
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # Data/CheckpointError: ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,4 @@
-"""``make cosim``: Verilog of a preset, a cocotb + Verilator run against the TLM, a summary.json."""
+"""``make cosim``: Verilog of a preset's engine, a cocotb + Verilator run against the TLM, a summary.json."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from pathlib import Path
 from hw.params import load_config
 from nerf.atomic import atomic_write_text
 
-__all__ = ["run_cosim", "config_name"]
+__all__ = ["run_cosim", "config_name", "config_engines", "TEST_MODULES"]
 
-ENGINE = "hash_encoder"
-TEST_MODULE = "sim.cosim.tb_hash_encoder"
+#: Engine section -> cocotb test module.
+TEST_MODULES = {
+    "hash_encoder": "sim.cosim.tb_hash_encoder",
+    "mlp_engine": "sim.cosim.tb_mlp_engine",
+}
 
 
 def config_name(config: str | Path) -> str:
@@ -20,10 +23,19 @@ def config_name(config: str | Path) -> str:
     return Path(config).stem
 
 
+def config_engines(config: str | Path) -> list[str]:
+    """The engine sections present in a preset, in file order."""
+    return list(load_config(config))
+
+
 def run_cosim(
     config: str | Path,
     *,
+    engine: str | None = None,
     points: int = 2000,
+    vectors: int = 30,
+    phases: int = 3,
+    shapes: list[int] | None = None,
     seed: int = 1,
     waves: bool = False,
     fault: str | None = None,
@@ -33,12 +45,17 @@ def run_cosim(
     runs_root: str | Path = "runs",
     run_name: str | None = None,
 ) -> dict:
-    """Co-simulate the hash encoder of one preset and write ``<runs_root>/cosim-<name>/summary.json``.
+    """Co-simulate one engine of one preset and write ``<runs_root>/cosim-<name>/summary.json``.
 
     Args:
-        config: a preset YAML with a ``hash_encoder`` section.
-        points: input transactions (random points, with 0 and the largest coordinate).
-        seed: workload seed (points, tables, gaps, backpressure).
+        config: a preset YAML.
+        engine: the section to simulate; default the preset's only section. When a preset has
+            several, each gets its own run folder ``cosim-<name>-<engine>`` and build folder.
+        points: hash encoder: input transactions (random points, with 0 and the largest coordinate).
+        vectors: MLP engine: input vectors, split over ``phases`` random configurations.
+        phases: MLP engine: configurations written one after the other (each while idle).
+        shapes: MLP engine: layer sizes ``[in_0, out_0, ..., out_last]`` for every phase; default random.
+        seed: workload seed (data, configurations, gaps, backpressure).
         waves: keep a VCD waveform in the run folder.
         fault: inject a model fault ("cycle" or "bit") to prove the scoreboard fails.
         run_name: run folder name; default ``cosim-<config name>``.
@@ -48,32 +65,49 @@ def run_cosim(
         (seconds), passed, and the paths of the Verilog, log and waveform.
 
     Raises:
-        hw.params.ConfigError: a bad preset. RuntimeError: the simulator gave no result.
+        hw.params.ConfigError: a bad preset. ValueError: no such section, or bad shapes.
+        RuntimeError: the simulator gave no result.
     """
     from hw.export import write_verilog
     from sim.cosim import runner
 
     name = config_name(config)
-    params = load_config(config).get(ENGINE)
+    sections = load_config(config)
+    if engine is None:
+        if len(sections) != 1:
+            raise ValueError(f"config {str(config)!r} has several engine sections ({', '.join(sections)}); "
+                             "name one")
+        engine = next(iter(sections))
+    params = sections.get(engine)
     if params is None:
-        raise ValueError(f"config {str(config)!r} has no {ENGINE!r} section")
+        raise ValueError(f"config {str(config)!r} has no {engine!r} section")
+    if engine == "hash_encoder":
+        workload = {"points": points}
+    else:
+        from sim.cosim.traffic import check_shapes
+
+        workload = {"vectors": vectors, "phases": phases,
+                    "shapes": None if shapes is None else check_shapes(params, shapes)}
+        if phases < 1 or vectors < phases:
+            raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
+    tag = name if len(sections) == 1 else f"{name}-{engine}"
     build_root, runs_root = Path(build_root), Path(runs_root)
     verilog = write_verilog(params, build_root / "verilog" / name)
-    sim_build = build_root / "cosim" / (name + ("-waves" if waves else ""))
-    sim, build_seconds = runner.build(verilog, ENGINE, sim_build, waves=waves)
-    run_dir = runs_root / (run_name or f"cosim-{name}")
-    job = {"params": params.to_dict(), "points": points, "seed": seed, "fault": fault,
+    sim_build = build_root / "cosim" / (tag + ("-waves" if waves else ""))
+    sim, build_seconds = runner.build(verilog, engine, sim_build, waves=waves)
+    run_dir = runs_root / (run_name or f"cosim-{tag}")
+    job = {"params": params.to_dict(), **workload, "seed": seed, "fault": fault,
            "idle": idle, "backpressure": backpressure}
-    result = runner.run(sim, toplevel=ENGINE, test_module=TEST_MODULE, build_dir=sim_build,
+    result = runner.run(sim, toplevel=engine, test_module=TEST_MODULES[engine], build_dir=sim_build,
                         run_dir=run_dir, job=job, waves=waves)
     shutil.copyfile(config, run_dir / "config.yaml")
     summary = {
-        "engine": ENGINE,
+        "engine": engine,
         "config": name,
         "config_path": str(config),
         "params": params.to_dict(),
         "seed": seed,
-        "points": points,
+        **workload,
         "fault": fault,
         **result.result,
         "passed": result.passed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-__all__ = ["lint_verilog"]
+__all__ = ["lint_verilog", "lint_preset"]
 
 
 def lint_verilog(path: str | Path) -> tuple[bool, str]:
@@ -20,3 +20,22 @@ def lint_verilog(path: str | Path) -> tuple[bool, str]:
     )
     output = (proc.stdout + proc.stderr).strip()
     return proc.returncode == 0 and "%Warning" not in output, output
+
+
+def lint_preset(config: str | Path, out_dir: str | Path) -> list[tuple[Path, bool, str]]:
+    """Write and lint the Verilog of every engine section of a preset (``<out_dir>/<engine>.v``).
+
+    Returns:
+        ``[(verilog path, clean, verilator output), ...]`` in the preset's section order.
+
+    Raises:
+        hw.params.ConfigError: a bad preset.
+    """
+    from hw.export import write_verilog
+    from hw.params import load_config
+
+    results = []
+    for params in load_config(config).values():
+        path = write_verilog(params, out_dir)
+        results.append((path, *lint_verilog(path)))
+    return results

@@ -86,14 +86,15 @@ class TrainedField:
 
     def evaluate(self, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0) -> dict:
         """PTQ under ``policy`` (full precision when every component is 32 bits), then test-view metrics."""
-        from nerf.train import evaluate
+        from nerf.train import evaluate, test_stride
         from quant.ptq import ptq
 
         ptq(self.model, self.occupancy, self.train_data, policy, n_samples=self.settings["n_samples"], rays=rays,
             seed=seed)
         try:
+            every = test_stride(self.settings["test_every"], len(self.test_data.images))
             return evaluate(self.model, self.occupancy, self.test_data, n_samples=self.settings["n_samples"],
-                            every=self.settings["test_every"], out_dir=out_dir, progress=self.progress)
+                            every=every, out_dir=out_dir, progress=self.progress)
         finally:
             self.model.clear_quantizers()
 

@@ -53,4 +53,7 @@ class OccupancyGrid:
 
     def load_state_dict(self, state: dict) -> None:
         self.density = state["density"].clone()
-        self.occupied = self.density > min(float(self.density.mean()), self.threshold)
+        if bool(self.density.any()):
+            self.occupied = self.density > min(float(self.density.mean()), self.threshold)
+        else:  # never updated (still in warm-up): everything is occupied, as at construction
+            self.occupied = torch.ones(self.res ** 3, dtype=torch.bool)

@@ -17,7 +17,7 @@ import torch
 from quant.policy import FULL_PRECISION_BITS, QuantPolicy, scheme_of
 from quant.quantizers import FakeQuantizer, calibrate
 
-__all__ = ["apply_policy", "calibrate_field", "ptq"]
+__all__ = ["apply_policy", "calibrate_field", "ptq", "PTQEvaluator"]
 
 
 def apply_policy(model, policy: Mapping[str, int]) -> dict[str, FakeQuantizer]:
@@ -66,3 +66,45 @@ def ptq(model, occupancy, calibration_data, policy: QuantPolicy, *, n_samples: i
     if quantizers:
         calibrate_field(model, occupancy, calibration_data, rays=rays, n_samples=n_samples, seed=seed)
     return quantizers
+
+
+class PTQEvaluator:
+    """Evaluate many policies on one field quickly: calibrate every component once, then set bits.
+
+    Min-max calibration observes full-precision tensors whatever the bits, so setting a calibrated
+    quantizer's ``bits`` re-derives exactly the scale ``ptq`` would give (``FakeQuantizer.bits``): one
+    calibration serves every policy of a search.
+
+    Args:
+        model, occupancy: the trained field and its occupancy grid.
+        calibration_data: a training split (rays for calibration); eval_data: the views to score.
+        views: indices of ``eval_data`` to render; n_samples: samples per ray.
+        rays, seed: calibration rays and their seed (as ``calibrate_field``).
+    """
+
+    def __init__(self, model, occupancy, calibration_data, eval_data, *, views, n_samples: int, rays: int = 16384,
+                 seed: int = 0):
+        from quant.policy import QuantPolicy
+
+        self.model, self.occupancy, self.data = model, occupancy, eval_data
+        self.views, self.n_samples = list(views), n_samples
+        self.quantizers = apply_policy(model, QuantPolicy.uniform(8, model.arch["levels"]))
+        calibrate_field(model, occupancy, calibration_data, rays=rays, n_samples=n_samples, seed=seed)
+
+    def set_policy(self, policy: Mapping[str, int]) -> None:
+        for name, q in self.quantizers.items():
+            q.bits = policy[name]
+
+    def evaluate(self, policy: Mapping[str, int]) -> dict:
+        """``{"psnr": mean dB over the views, "samples_per_ray": field evaluations per ray}`` under ``policy``."""
+        from nerf.metrics import psnr
+        from nerf.train import render_image
+
+        self.set_policy(policy)
+        scores, samples, rays = [], 0, 0
+        for i in self.views:
+            img, stats = render_image(self.model, self.occupancy, self.data, i, n_samples=self.n_samples)
+            scores.append(psnr(img, self.data.images[i]))
+            samples += stats.samples_evaluated
+            rays += stats.rays
+        return {"psnr": float(np.mean(scores)), "samples_per_ray": samples / max(rays, 1)}

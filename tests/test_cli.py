@@ -4,13 +4,23 @@ from flows.cli import build_parser, main
 from tests.conftest import CONFIGS
 
 
-@pytest.mark.parametrize("command", ["verilog", "lint", "cosim", "bench", "demo", "train"])
-def test_every_command_has_help(command, capsys):
+@pytest.mark.parametrize("command,option", [("verilog", "--policy"), ("lint", "--config"), ("cosim", "--config"),
+                                            ("bench", "--config"), ("demo", "--seed"), ("train", "--scene"),
+                                            ("quantize", "--policy"), ("sweep", "--bits"), ("search", "--budget")])
+def test_every_command_has_help(command, option, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([command, "--help"])
     assert exc.value.code == 0
-    out = capsys.readouterr().out
-    assert "--config" in out or "--scene" in out
+    assert option in capsys.readouterr().out
+
+
+def test_verilog_of_a_policy_needs_the_search_folder(tmp_path, capsys):
+    from quant.policy import QuantPolicy
+
+    QuantPolicy.uniform(6, 4).save(tmp_path / "policy.yaml")
+    assert main(["--build", str(tmp_path), "verilog", "--policy", str(tmp_path / "policy.yaml")]) == 2
+    assert "engines.yaml: missing; `make verilog POLICY=` takes the policy.yaml of a `make search` run" in \
+        capsys.readouterr().err
 
 
 def test_verilog_command_writes_named_file(tmp_path, capsys):

@@ -23,7 +23,7 @@ ACAQ = InstantNGP(levels=16, log2_table_size=15, n_min=16, n_max=256).arch
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    train("builtin", QUICK, root / "train-builtin-quick", progress=False)
+    train("builtin", QUICK, root / "train-builtin-quick", downscale=4, progress=False)
     return root
 
 

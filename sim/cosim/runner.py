@@ -88,7 +88,7 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False)
 
 def run(runner, *, toplevel: str, test_module: str, build_dir: Path, run_dir: Path, job: dict,
         waves: bool = False) -> CosimRun:
-    """Run one cocotb test module; ``job`` is handed over as JSON (see ``tb_hash_encoder``).
+    """Run one cocotb test module; ``job`` is handed over as JSON (read by ``sim.cosim.harness.load_job``).
 
     The testbench writes its result JSON to ``run_dir/result.json``; a failed test still returns
     its result (``passed`` False) so callers can report mismatches.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["Mismatch", "Scoreboard"]
+__all__ = ["Mismatch", "Scoreboard", "inject_fault"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,23 @@ class Scoreboard:
             self.mismatches.append(Mismatch(self.stream, i, "missing", self.expected[i][1], None))
         self.seen = max(self.seen, len(self.expected))
         return self.mismatches
+
+
+def inject_fault(expected: list[tuple[int, int]], fault: str | None) -> list[tuple[int, int]]:
+    """A deliberately wrong model, to show the scoreboard catches it.
+
+    ``"cycle"``: the middle transfer (index ``len // 2``) predicted one cycle late. ``"bit"``: bit 0 of
+    its payload flipped. ``None`` or ``""``: ``expected`` unchanged.
+    """
+    if not fault:
+        return expected
+    out = list(expected)
+    i = len(out) // 2
+    cycle, payload = out[i]
+    if fault == "cycle":
+        out[i] = (cycle + 1, payload)
+    elif fault == "bit":
+        out[i] = (cycle, payload ^ 1)
+    else:
+        raise ValueError(f"fault must be 'cycle' or 'bit', not {fault!r}")
+    return out

@@ -7,60 +7,25 @@ The coroutine name has no ``test_`` prefix so that pytest does not collect it.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 from hw.params import HashEncoderParams
-from nerf.atomic import atomic_write_text
-from sim.cosim.scoreboard import Scoreboard
-from sim.cosim.stream import StreamMonitor, StreamSink, StreamSource
+from sim.cosim.harness import JOB_ENV, EngineTB, load_job, stream_and_check, write_result
+from sim.cosim.scoreboard import Scoreboard, inject_fault
 from sim.cosim.traffic import random_traffic
 from sim.tlm.hash_encoder import HashEncoderTLM, pack_features, pack_point
 
-JOB_ENV = "NERFHW_COSIM_JOB"
+__all__ = ["TB", "inject_fault", "JOB_ENV"]
 
 
-def inject_fault(expected: list[tuple[int, int]], fault: str | None) -> list[tuple[int, int]]:
-    """A deliberately wrong model, to show the scoreboard catches it.
-
-    ``"cycle"``: the middle output predicted one cycle late. ``"bit"``: bit 0 of its payload flipped.
-    """
-    if not fault:
-        return expected
-    out = list(expected)
-    i = len(out) // 2
-    cycle, payload = out[i]
-    if fault == "cycle":
-        out[i] = (cycle + 1, payload)
-    elif fault == "bit":
-        out[i] = (cycle, payload ^ 1)
-    else:
-        raise ValueError(f"fault must be 'cycle' or 'bit', not {fault!r}")
-    return out
-
-
-class TB:
+class TB(EngineTB):
     """Clock, reset and table loading for one ``hash_encoder`` DUT."""
 
     def __init__(self, dut, params: HashEncoderParams):
-        self.dut = dut
-        self.params = params
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        dut.i__valid.value = 0
-        dut.o__ready.value = 0
-        dut.table__en.value = 0
-
-    async def reset(self, cycles: int = 2) -> None:
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        super().__init__(dut, params, ("table__en",))
 
     async def load_tables(self, tables) -> None:
         """Write every entry through the ``table`` port, one per cycle."""
@@ -79,8 +44,7 @@ class TB:
 @cocotb.test()
 async def hash_encoder_random_traffic(dut):
     """Random points, gaps and backpressure; every transfer's payload and cycle against the TLM."""
-    with open(os.environ[JOB_ENV]) as f:
-        job = json.load(f)
+    job = load_job()
     params = HashEncoderParams.from_dict(job["params"])
     traffic = random_traffic(params, job["points"], job["seed"],
                              idle=job.get("idle", True), backpressure=job.get("backpressure", True))
@@ -98,31 +62,15 @@ async def hash_encoder_random_traffic(dut):
     await tb.load_tables(traffic.tables)
 
     # Cycle 0 of the run is the cycle after this edge; all components start here.
-    source = StreamSource(dut.clk, "i", dut, in_payloads, traffic.offer_cycles)
-    sink = StreamSink(dut.clk, "o", dut, traffic.ready)
-    mon_in = StreamMonitor(dut.clk, "i", dut)
-    mon_out = StreamMonitor(dut.clk, "o", dut)
     t0 = time.perf_counter()
-    for component in (source, sink, mon_in, mon_out):
-        component.start()
-    n = len(in_payloads)
-    limit = predicted.cycles + 64 * params.groups + 1000
-    cycles_rtl = 0
-    for cycle in range(limit):
-        await RisingEdge(dut.clk)
-        while not mon_in.queue.empty():
-            board_in.check(*mon_in.queue.get_nowait())
-        while not mon_out.queue.empty():
-            t, payload = mon_out.queue.get_nowait()
-            board_out.check(t, payload)
-            cycles_rtl = t + 1
-        if mon_out.count >= n:
-            break
+    n_in, n_out, cycles_rtl = await stream_and_check(
+        dut, items=in_payloads, offer_cycles=traffic.offer_cycles, ready=traffic.ready,
+        board_in=board_in, board_out=board_out, limit=predicted.cycles + 64 * params.groups + 1000)
     sim_seconds = time.perf_counter() - t0
     mismatches = board_in.finish() + board_out.finish()
     result = {
-        "transactions": mon_out.count,
-        "input_transactions": mon_in.count,
+        "transactions": n_out,
+        "input_transactions": n_in,
         "mismatches": len(mismatches),
         "mismatch_examples": [m.to_dict() for m in mismatches[:10]],
         "cycles_rtl": cycles_rtl,
@@ -130,5 +78,5 @@ async def hash_encoder_random_traffic(dut):
         "sim_seconds": sim_seconds,
         "tlm_seconds": tlm_seconds,
     }
-    atomic_write_text(job["result"], json.dumps(result, indent=2))
+    write_result(job, result)
     assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[0]}"

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.params import HashEncoderParams
+from hw.params import HashEncoderParams, MlpEngineParams, MlpLayer
+from sim.tlm.mlp_engine import bias_writes, pack_vector, reference_forward, vector_cycles, weight_writes
 
-__all__ = ["Traffic", "random_traffic"]
+__all__ = ["Traffic", "random_traffic", "MlpPhase", "random_mlp_workload", "check_shapes"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,186 @@ def random_traffic(
     else:
         ready = np.ones(0, dtype=bool)
     return Traffic(coords, tables, offers.astype(np.int64), ready)
+
+
+# --- MLP engine ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MlpPhase:
+    """One configuration of the MLP engine and the vectors streamed through it.
+
+    Attributes:
+        layers: the run-time layer settings (valid for the params).
+        weights: per layer int64 (out_size, in_size), signed weight codes.
+        biases: per layer int64 (out_size,) or None (layers without a bias).
+        inputs: int64 (N, in_size of layer 0), input codes.
+        in_payloads: N input payloads: ``pack_vector`` of the codes, with random bits in every
+            position the engine must ignore (elements past in_size; bits above act_bits).
+        offer_cycles: int64 (N,), earliest cycle each vector is offered (non-decreasing).
+        ready: bool (R,), output ready per cycle; cycles >= R are ready.
+        weight_words: ``(layer, row_tile, col_tile, plane, data)`` for the ``weights`` port
+            (``weight_writes``; in some phases with random bits outside the matrices).
+        bias_words: ``(layer, row_tile, data)`` for the ``bias`` port (layers with a bias).
+    """
+
+    layers: tuple[MlpLayer, ...]
+    weights: list[np.ndarray]
+    biases: list[np.ndarray | None]
+    inputs: np.ndarray
+    in_payloads: list[int]
+    offer_cycles: np.ndarray
+    ready: np.ndarray
+    weight_words: list[tuple[int, int, int, int, int]]
+    bias_words: list[tuple[int, int, int]]
+
+
+def check_shapes(params: MlpEngineParams, shapes) -> list[int]:
+    """Validate layer sizes ``[in_0, out_0, out_1, ...]`` (L + 1 sizes for L layers) against ``params``.
+
+    Raises:
+        ValueError: naming the position, the allowed range and the value.
+    """
+    sizes = list(shapes)
+    if not 2 <= len(sizes) <= params.max_layers + 1:
+        raise ValueError(f"shapes must list 2 to {params.max_layers + 1} sizes (input, then each layer's output), "
+                         f"not {len(sizes)}: {sizes}")
+    for k, size in enumerate(sizes):
+        hi = params.max_in if k == 0 else params.max_out if k == len(sizes) - 1 else min(params.max_in, params.max_out)
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= hi:
+            raise ValueError(f"shapes[{k}] must be an integer in [1, {hi}], not {size!r}")
+    return [int(s) for s in sizes]
+
+
+def _pick(rng, lo: int, hi: int) -> int:
+    """A value in [lo, hi], either end with probability 0.2 each."""
+    u = rng.random()
+    return hi if u < 0.2 else lo if u < 0.4 else int(rng.integers(lo, hi + 1))
+
+
+def _random_layers(params: MlpEngineParams, rng, sizes: list[int], x: np.ndarray, act_bits: int, act_signed: bool):
+    """Layer settings, weights and biases for the sizes, with M and S chosen from the actual
+    accumulators of the vectors ``x`` so that outputs span their range (some clamp, most do not)."""
+    layers, weights, biases = [], [], []
+    for l in range(len(sizes) - 1):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        wb = _pick(rng, 2, params.max_weight_bits)
+        ob = _pick(rng, 2, params.max_act_bits)
+        relu = bool(rng.random() < 0.5)
+        half = 1 << (wb - 1)
+        w = rng.integers(-half, half, size=(n_out, n_in), dtype=np.int64)
+        w.flat[rng.integers(0, w.size)] = -half  # the negative extreme of the MSB plane
+        w.flat[rng.integers(0, w.size)] = half - 1
+        use_bias = bool(rng.random() < 0.6)
+        dot = x @ w.T
+        b = None
+        if use_bias:
+            bmax = (1 << (params.bias_bits - 1)) - 1
+            scale = int(min(bmax, max(1, np.abs(dot).max())))
+            b = rng.integers(-scale, scale + 1, size=n_out, dtype=np.int64)
+            if rng.random() < 0.3:
+                b[rng.integers(0, n_out)] = -bmax - 1  # the accumulator's extreme
+        acc = dot + (b[None, :] if use_bias else 0)
+        mult = int(rng.integers(1 << (params.mult_bits - 1), 1 << params.mult_bits))
+        # Scale by a typical accumulator (the extreme vectors and the extreme bias saturate).
+        peak = max(1.0, float(np.percentile(np.abs(acc), 75)))
+        target = (1 << (ob - 1)) * rng.uniform(0.25, 1.0)
+        shift = int(np.clip(round(np.log2(peak * mult / target)), 0, params.shift_max))
+        layer = MlpLayer(in_size=n_in, out_size=n_out, weight_bits=wb, act_bits=act_bits, act_signed=act_signed,
+                         relu=relu, out_bits=ob, bias=use_bias, mult=mult, shift=shift)
+        x = reference_forward([layer], [w], [b], x)
+        layers.append(layer)
+        weights.append(w)
+        biases.append(b)
+        act_bits, act_signed = ob, not relu
+    return tuple(layers), weights, biases
+
+
+def random_mlp_workload(
+    params: MlpEngineParams,
+    vectors: int,
+    seed: int,
+    *,
+    phases: int = 3,
+    shapes=None,
+    idle: bool = True,
+    backpressure: bool = True,
+) -> list[MlpPhase]:
+    """Random configurations of the MLP engine, each with random vectors, gaps and output stalls.
+
+    Per phase: the layer count (phase 0: ``max_layers``) and sizes (each at 1, at its maximum or in
+    between; or ``shapes`` for every phase), per-layer weight and output bitwidths (either end of
+    [2, max] likely), signedness, ReLU and bias at random, M and S from the actual accumulators;
+    the first two vectors hold the largest and the smallest input code everywhere. Half of the
+    input payloads and, after phase 0, the weight tiles carry random bits wherever the engine must
+    ignore them (elements past in_size, bits above act_bits, weights outside the matrix).
+    Input gaps: the next vector at once (60 %) or 1..2T cycles later (T: cycles per vector).
+    Output ready: phases of 1..3T cycles, always ready, ready with probability 0.5, or stalled,
+    so that the output FIFO fills, loads wait for credits and the input sees backpressure.
+
+    Args:
+        params: engine parameters.
+        vectors: N >= phases, split as evenly as possible over the phases.
+        seed: NumPy seed; the same seed gives the same workload.
+        phases: configurations, each written while the engine is idle.
+        shapes: layer sizes ``[in_0, out_0, ..., out_last]`` for every phase, or None (random).
+        idle: False makes every vector available at cycle 0 of its phase (no input gaps).
+        backpressure: False makes the output always ready.
+    """
+    if phases < 1 or vectors < phases:
+        raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
+    fixed = None if shapes is None else check_shapes(params, shapes)
+    rng = np.random.default_rng(seed)
+    ab_max = params.max_act_bits
+    out = []
+    for k in range(phases):
+        n = vectors // phases + (k < vectors % phases)
+        if fixed is not None:
+            sizes = fixed
+        else:
+            count = params.max_layers if k == 0 else int(rng.integers(1, params.max_layers + 1))
+            inner = min(params.max_in, params.max_out)
+            sizes = ([_pick(rng, 1, params.max_in)] + [_pick(rng, 1, inner) for _ in range(count - 1)]
+                     + [_pick(rng, 1, params.max_out)])
+        ab = _pick(rng, 2, ab_max)
+        signed = bool(rng.random() < 0.5)
+        lo, hi = (-(1 << (ab - 1)), (1 << (ab - 1)) - 1) if signed else (0, (1 << ab) - 1)
+        x = rng.integers(lo, hi + 1, size=(n, sizes[0]), dtype=np.int64)
+        x[0] = hi
+        if n > 1:
+            x[1] = lo
+        layers, weights, biases = _random_layers(params, rng, sizes, x, ab, signed)
+        payloads = []
+        full = (1 << (params.max_in * ab_max)) - 1
+        for row in x:
+            code = pack_vector(row & ((1 << ab) - 1), ab_max)  # the layer-0 codes in the low bits ...
+            if rng.random() < 0.5:  # ... and random bits everywhere the engine must ignore
+                noise = int.from_bytes(rng.bytes((params.max_in * ab_max + 7) // 8), "little") & full
+                keep = pack_vector([(1 << ab) - 1] * sizes[0], ab_max)
+                code |= noise & ~keep
+            payloads.append(code)
+        T = vector_cycles(params, layers)
+        if idle:
+            gaps = np.where(rng.random(n) < 0.6, 0, rng.integers(1, 2 * T + 1, size=n))
+            offers = np.cumsum(gaps) - gaps[0]
+        else:
+            offers = np.zeros(n, dtype=np.int64)
+        horizon = int(offers[-1]) + (n + 4) * (T + 8) * 3
+        if backpressure:
+            ready = np.empty(horizon, dtype=bool)
+            t = 0
+            while t < horizon:
+                length = int(rng.integers(1, 3 * T + 1))
+                mode = rng.integers(0, 3)
+                seg = (np.ones(length, bool) if mode == 0 else rng.random(length) < 0.5 if mode == 1
+                       else np.zeros(length, bool))
+                ready[t:t + length] = seg[: horizon - t]
+                t += length
+        else:
+            ready = np.ones(0, dtype=bool)
+        junk = rng if k else None  # after phase 0, random padding: the engine must mask it out
+        weight_words = [word for l, layer in enumerate(layers)
+                        for word in weight_writes(params, l, weights[l], layer.weight_bits, padding=junk)]
+        bias_words = [word for l, layer in enumerate(layers) if layer.bias
+                      for word in bias_writes(params, l, biases[l])]
+        out.append(MlpPhase(layers, weights, biases, x, payloads, offers.astype(np.int64), ready,
+                            weight_words, bias_words))
+    return out

@@ -1,0 +1,409 @@
+"""Bit-serial MLP engine (BISMO / Stripes family), Amaranth 0.5.
+
+An R x C array of dot-product units. Each cycle it takes one weight bit-plane (R x C bits: one bit of
+R neurons' weights for C input elements) and one activation bit-plane (C bits), ANDs them, counts the
+ones per row and adds the counts, shifted by the two planes' significance, to R accumulators. In two's
+complement the weight MSB plane, and the activation MSB plane when the layer's activations are signed,
+have negative significance. A layer's cost thus scales with weight bits x activation bits, which is
+what makes mixed precision pay. Layer sizes, bitwidths and requantization are run-time settings
+(``hw.params.MlpLayer``) up to the generated maxima (``hw.params.MlpEngineParams``).
+
+Interfaces (all in the ``sync`` domain; R = rows, C = cols):
+
+* ``i``: ``stream.Signature(vector_layout(max_in, max_act_bits))``: one whole input vector per
+  transfer, element k in bits [k * max_act_bits, (k + 1) * max_act_bits), the layer-0 activation code
+  in its low ``act_bits`` (two's complement when ``act_signed``); the bits above and the elements at
+  and past layer 0's ``in_size`` are ignored (the latter are stored as 0).
+* ``o``: ``stream.Signature(vector_layout(max_out, max_act_bits))``: the last layer's output vector,
+  each element ``y mod 2^max_act_bits`` (so signed outputs are sign-extended), 0 past ``out_size``.
+  Outputs leave in input order.
+* ``cfg`` (``ConfigWriteSignature``): while ``en``, layer ``layer``'s settings are written from
+  ``data`` (``config_layout``: fields of ``MlpEngineParams.config_fields``); while ``layers_en``, the
+  layer count from ``layers``.
+* ``weights`` (``WeightWriteSignature``): while ``en``, the weight memory word of (``layer``,
+  ``row_tile``, ``col_tile``, ``plane``) is written from ``data``: bit r * C + c is bit ``plane`` of
+  W[row_tile * R + r, col_tile * C + c] (``sim.tlm.mlp_engine.weight_writes`` builds these words).
+  Write every tile a layer uses; positions outside the matrix may hold anything (they meet only
+  zero activations, and neurons past ``out_size`` are dropped).
+* ``bias`` (``BiasWriteSignature``): while ``en``, the R biases of (``layer``, ``row_tile``), field r
+  (``bias_bits``, two's complement) for neuron row_tile * R + r.
+
+Write the configuration, weights and biases while the engine is idle (no vector in flight); settings
+written while vectors are in flight take effect at once and corrupt them. Memory read ports are
+non-transparent (a read in the cycle of a write to the same word sees the old word; irrelevant when
+loading while idle, and the TLM assumes loading while idle).
+
+Arithmetic per layer: ``acc = W x + b`` exactly (accumulator ``acc_bits``), then
+``y = (acc * M + 2^(S-1)) >> S`` (arithmetic shift, round half up; no rounding term for S = 0,
+computed as ``(((2 * acc * M) >> S) + 1) >> 1``), ReLU if enabled, clamp to ``out_bits`` (unsigned
+after ReLU, signed otherwise). Layer l's output vector is layer l + 1's input.
+
+Micro-architecture (modelled cycle for cycle by ``sim.tlm.mlp_engine``):
+
+* An input register (one vector). The cycle after a vector is in it and the engine can start it
+  (issue unit idle, or on the last issue cycle of the previous vector, and fewer than
+  ``OUT_FIFO_DEPTH`` = 3 vectors in flight) it is *loaded* into the activation buffer (bit-plane
+  registers), freeing the input register: ``i.ready`` = input register empty or being loaded.
+* The issue unit (stage 0) walks, per layer, row tiles > column tiles > weight planes > activation
+  planes (innermost), one (weight plane, activation plane) pair per cycle, addressing the weight
+  memory (synchronous read) and selecting the activation plane's C bits.
+* Stages: 1 weight plane arrives, AND + popcount per row; 2 accumulate (the first pair of a row
+  tile starts from the bias or 0); 3 multiply the finished accumulators by M; 4 round, shift, ReLU,
+  clamp, write the R results into the result buffer (``PIPELINE_STAGES`` = 4).
+* When stage 4 holds a layer's last row tile, the merged result buffer becomes the activation
+  buffer (inner layer; the issue unit, which has been waiting since the layer's last issue, starts
+  the next layer the cycle after) or is pushed into the output FIFO (last layer; ``o.valid`` the
+  cycle after). A vector holds an output credit from its load to its output transfer, so the FIFO
+  never overflows and backpressure never stalls the pipeline: it stops loads, then the input.
+
+THE CYCLE FORMULA. For a configuration of L layers, layer l with settings (in_l, out_l, wb_l, ab_l):
+
+    N_l = ceil(out_l / R) * ceil(in_l / C) * wb_l * ab_l      issue cycles of layer l
+    T   = sum_l N_l + 4 * (L - 1)                              issue span of a vector
+
+(the 4 idle cycles between layers: the next layer reads this layer's outputs, complete only when
+its last tile has left the 4-stage pipeline). A vector loaded at cycle l issues in cycles
+l + 1 .. l + T and its output is valid from cycle l + T + 5. Hence:
+
+* latency, input transfer at a to output transfer, engine idle and output ready: a + T + 6
+  (load at a + 1, issue T cycles, 4 pipeline stages, output FIFO 1);
+* initiation interval at full rate (inputs offered back to back, output always ready): T cycles per
+  vector; n vectors offered from cycle 0 finish (last output transfer + 1) at n * T + 7;
+* in general, with vector k offered from offer_k, ready[t] the output's ready, and terms with a
+  negative index left out:
+
+      a_k = max(offer_k, a_{k-1} + 1, l_{k-1})               input transfer (input register free)
+      l_k = max(a_k + 1, l_{k-1} + T, o_{k-3} + 1)           load (issue unit free, a credit free)
+      o_k = min{t >= max(l_k + T + 5, o_{k-1} + 1) : ready[t]}   output transfer
+
+  Backpressure delays o_k; once three vectors wait for (or sit in) the output FIFO, the next load
+  waits for o_{k-3}, the input register stays full, and ``i.ready`` stays low.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.params import MlpEngineParams
+
+__all__ = ["MlpEngine", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature",
+           "vector_layout", "config_layout"]
+
+
+def vector_layout(count: int, bits: int) -> data.ArrayLayout:
+    """Stream payload: ``count`` raw ``bits``-bit elements (codes; signedness is a run-time setting)."""
+    return data.ArrayLayout(unsigned(bits), count)
+
+
+def config_layout(params: MlpEngineParams) -> data.StructLayout:
+    """One layer's settings, ``MlpEngineParams.config_fields`` from bit 0 (all unsigned)."""
+    return data.StructLayout({name: unsigned(bits) for name, bits in params.config_fields})
+
+
+def _index(n: int) -> range:
+    return range(max(n, 2))  # at least one bit wide
+
+
+class ConfigWriteSignature(wiring.Signature):
+    """Configuration port, driver's view: ``en``, ``layer``, ``data`` (``config_layout``); ``layers_en``, ``layers``."""
+
+    def __init__(self, params: MlpEngineParams):
+        super().__init__({
+            "en": Out(1),
+            "layer": Out(_index(params.max_layers)),
+            "data": Out(config_layout(params)),
+            "layers_en": Out(1),
+            "layers": Out(range(params.max_layers + 1)),
+        })
+
+
+class WeightWriteSignature(wiring.Signature):
+    """Weight-load port, driver's view: ``en``, ``layer``, ``row_tile``, ``col_tile``, ``plane``,
+    ``data`` (R * C bits)."""
+
+    def __init__(self, params: MlpEngineParams):
+        super().__init__({
+            "en": Out(1),
+            "layer": Out(_index(params.max_layers)),
+            "row_tile": Out(_index(params.row_tiles)),
+            "col_tile": Out(_index(params.col_tiles)),
+            "plane": Out(_index(params.max_weight_bits)),
+            "data": Out(params.rows * params.cols),
+        })
+
+
+class BiasWriteSignature(wiring.Signature):
+    """Bias-load port, driver's view: ``en``, ``layer``, ``row_tile``, ``data`` (R fields of ``bias_bits``)."""
+
+    def __init__(self, params: MlpEngineParams):
+        super().__init__({
+            "en": Out(1),
+            "layer": Out(_index(params.max_layers)),
+            "row_tile": Out(_index(params.row_tiles)),
+            "data": Out(params.rows * params.bias_bits),
+        })
+
+
+def _popcount(terms: list):
+    """Number of ones among the 1-bit ``terms``, as a balanced adder tree."""
+    while len(terms) > 1:
+        pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]
+
+
+class MlpEngine(wiring.Component):
+    """Bit-serial MLP engine; see the module docstring for interfaces, arithmetic and timing.
+
+    Args:
+        params: ``MlpEngineParams`` (keyword-only).
+
+    Raises:
+        TypeError: ``params`` is not an ``MlpEngineParams``.
+    """
+
+    def __init__(self, *, params: MlpEngineParams):
+        if not isinstance(params, MlpEngineParams):
+            raise TypeError(f"params must be an MlpEngineParams, not {params!r}")
+        self._params = params
+        super().__init__({
+            "i": In(stream.Signature(vector_layout(params.max_in, params.max_act_bits))),
+            "o": Out(stream.Signature(vector_layout(params.max_out, params.max_act_bits))),
+            "cfg": In(ConfigWriteSignature(params)),
+            "weights": In(WeightWriteSignature(params)),
+            "bias": In(BiasWriteSignature(params)),
+        })
+
+    @property
+    def params(self) -> MlpEngineParams:
+        return self._params
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+        R, C, RT, CT = p.rows, p.cols, p.row_tiles, p.col_tiles
+        WB, AB, LMAX = p.max_weight_bits, p.max_act_bits, p.max_layers
+        bb, depth = p.bias_bits, p.OUT_FIFO_DEPTH
+
+        def named(expr, name):
+            """A named combinational copy of an expression with several readers, so that it is built
+            once (Amaranth emits an expression once per use). Its shape is the expression's own, so
+            that Yosys keeps the name on the driving cell instead of leaving an unused alias."""
+            sig = Signal(expr.shape(), name=name)
+            m.d.comb += sig.eq(expr)
+            return sig
+
+        # --- configuration registers ------------------------------------------------------------
+        layout = config_layout(p)
+        cfg_words = [Signal(layout.size, name=f"cfg{l}_word") for l in range(LMAX)]
+        n_layers = Signal(range(LMAX + 1), init=1)
+        with m.If(self.cfg.en):
+            with m.Switch(self.cfg.layer):
+                for l in range(LMAX):
+                    with m.Case(l):
+                        m.d.sync += cfg_words[l].eq(self.cfg.data.as_value())
+        with m.If(self.cfg.layers_en):
+            m.d.sync += n_layers.eq(self.cfg.layers)
+
+        def cfg_of(layer_index):
+            """The settings of layer ``layer_index`` (a view; each field read is a small mux)."""
+            return data.View(layout, cfg_words[0] if LMAX == 1 else Array(cfg_words)[layer_index])
+
+        # --- weight and bias memories -----------------------------------------------------------
+        wmem = memory.Memory(shape=unsigned(R * C), depth=p.weight_depth, init=[])
+        bmem = memory.Memory(shape=unsigned(R * bb), depth=max(p.bias_depth, 2), init=[])
+        m.submodules.weight_mem = wmem
+        m.submodules.bias_mem = bmem
+        w_wr, w_rd = wmem.write_port(), wmem.read_port()  # read ports: non-transparent
+        b_wr, b_rd = bmem.write_port(), bmem.read_port()
+
+        def weight_addr(layer, rt, ct, plane):
+            return ((layer * RT + rt) * CT + ct) * WB + plane
+
+        m.d.comb += [
+            w_wr.en.eq(self.weights.en),
+            w_wr.addr.eq(weight_addr(self.weights.layer, self.weights.row_tile, self.weights.col_tile,
+                                     self.weights.plane)),
+            w_wr.data.eq(self.weights.data),
+            b_wr.en.eq(self.bias.en),
+            b_wr.addr.eq(self.bias.layer * RT + self.bias.row_tile),
+            b_wr.data.eq(self.bias.data),
+        ]
+
+        # --- input register, activation buffer (one register per bit-plane, element k at bit k) ---
+        in_full = Signal()
+        in_buf = Signal(vector_layout(p.max_in, AB))
+        act = [Signal(p.max_in, name=f"act_plane{j}") for j in range(AB)]
+        credits = Signal(range(depth + 1))
+
+        # --- issue unit (stage 0) -------------------------------------------------------------------
+        issuing = Signal()
+        waiting = Signal()  # between two layers of a vector, until the first one's last tile is done
+        lyr = Signal(_index(LMAX))
+        rt = Signal(_index(RT))
+        ct = Signal(_index(CT))
+        row_base = Signal(_index(p.max_out))  # rt * R
+        col_base = Signal(_index(p.max_in))  # ct * C
+        wi = Signal(_index(WB))  # weight plane
+        aj = Signal(_index(AB))  # activation plane
+        c0 = cfg_of(lyr)
+        last_j = named(aj + 1 == c0.act_bits, "s0_last_act_plane")
+        last_i = named(wi + 1 == c0.weight_bits, "s0_last_weight_plane")
+        last_ct = named(col_base + C >= c0.in_size, "s0_last_col_tile")
+        last_rt = named(row_base + R >= c0.out_size, "s0_last_row_tile")
+        last_layer = named(lyr + 1 == n_layers, "s0_last_layer")
+        tile_last = last_j & last_i & last_ct
+        layer_last = named(tile_last & last_rt, "s0_layer_last")
+        vec_last = issuing & layer_last & last_layer
+
+        pad = CT * C - p.max_in
+        planes = [Cat(a, Const(0, pad)) if pad else a for a in act]
+        plane = Array(planes)[aj]
+        act_tile = plane.word_select(ct, C) if CT > 1 else plane
+
+        m.d.comb += w_rd.addr.eq(weight_addr(lyr, rt, ct, wi))
+
+        with m.If(issuing):
+            with m.If(~last_j):
+                m.d.sync += aj.eq(aj + 1)
+            with m.Else():
+                m.d.sync += aj.eq(0)
+                with m.If(~last_i):
+                    m.d.sync += wi.eq(wi + 1)
+                with m.Else():
+                    m.d.sync += wi.eq(0)
+                    with m.If(~last_ct):
+                        m.d.sync += [ct.eq(ct + 1), col_base.eq(col_base + C)]
+                    with m.Else():
+                        m.d.sync += [ct.eq(0), col_base.eq(0)]
+                        with m.If(~last_rt):
+                            m.d.sync += [rt.eq(rt + 1), row_base.eq(row_base + R)]
+                        with m.Else():
+                            m.d.sync += [rt.eq(0), row_base.eq(0), issuing.eq(0), waiting.eq(~last_layer)]
+
+        # --- pipeline registers -------------------------------------------------------------------
+        def stage_regs(s):
+            return {n: Signal(name=f"s{s}_{n}") for n in ("valid", "neg", "first", "last", "layer_end", "vec_end")}
+
+        s1, s2 = stage_regs(1), stage_regs(2)
+        s1_act = Signal(C, name="s1_act")
+        s1_shift = Signal(range(WB + AB - 1), name="s1_shift")
+        s2_shift = Signal.like(s1_shift, name="s2_shift")
+        s1_lyr, s1_rt = Signal.like(lyr, name="s1_lyr"), Signal.like(rt, name="s1_rt")
+        # Layer (it picks the settings) and row tile (it picks the result slots) of stages 2-4;
+        # constant 0 when there is only one.
+        layer_of = {s: Signal.like(lyr, name=f"s{s}_lyr") if LMAX > 1 else Const(0, 1) for s in (2, 3, 4)}
+        tile_of = {s: Signal.like(rt, name=f"s{s}_rt") if RT > 1 else Const(0, 1) for s in (2, 3, 4)}
+        if LMAX > 1:
+            m.d.sync += [layer_of[2].eq(s1_lyr), layer_of[3].eq(layer_of[2]), layer_of[4].eq(layer_of[3])]
+        if RT > 1:
+            m.d.sync += [tile_of[2].eq(s1_rt), tile_of[3].eq(tile_of[2]), tile_of[4].eq(tile_of[3])]
+
+        # --- stage 0 -> 1 ---------------------------------------------------------------------------
+        m.d.sync += [
+            s1["valid"].eq(issuing),
+            s1["neg"].eq(last_i ^ (c0.act_signed & last_j)),  # exactly one of the two MSB planes is negative
+            s1["first"].eq((ct == 0) & (wi == 0) & (aj == 0)),
+            s1["last"].eq(tile_last),
+            s1["layer_end"].eq(layer_last),
+            s1["vec_end"].eq(layer_last & last_layer),
+            s1_act.eq(act_tile),
+            s1_shift.eq(wi + aj),
+            s1_lyr.eq(lyr),
+            s1_rt.eq(rt),
+        ]
+        # The bias of a row tile is read alongside, so that it arrives with stage 2.
+        m.d.comb += b_rd.addr.eq(s1_lyr * RT + s1_rt)
+
+        # --- stage 1: the weight plane arrives; AND + popcount per row -----------------------------
+        s2_pop = [Signal(range(C + 1), name=f"s2_pop{r}") for r in range(R)]
+        for r in range(R):
+            m.d.sync += s2_pop[r].eq(_popcount([w_rd.data[r * C + c] & s1_act[c] for c in range(C)]))
+        m.d.sync += [s2[n].eq(s1[n]) for n in s1] + [s2_shift.eq(s1_shift)]
+
+        # --- stage 2: accumulate (modular in acc_bits; the final sum fits, so it is exact) ----------
+        c2 = cfg_of(layer_of[2])
+        acc = [Signal(signed(p.acc_bits), name=f"acc{r}") for r in range(R)]
+        for r in range(R):
+            mag = s2_pop[r] << s2_shift
+            term = Mux(s2["neg"], -mag, mag)
+            bias_r = b_rd.data[r * bb:(r + 1) * bb].as_signed()
+            base = Mux(s2["first"], Mux(c2.bias, bias_r, 0), acc[r])
+            with m.If(s2["valid"]):
+                m.d.sync += acc[r].eq(base + term)
+        s3 = {n: Signal(name=f"s3_{n}") for n in ("valid", "layer_end", "vec_end")}
+        m.d.sync += [s3["valid"].eq(s2["valid"] & s2["last"]),
+                     s3["layer_end"].eq(s2["layer_end"]), s3["vec_end"].eq(s2["vec_end"])]
+
+        # --- stage 3: acc * M (the accumulators hold the finished row tile this cycle) --------------
+        c3 = cfg_of(layer_of[3])
+        s4 = {n: Signal(name=f"s4_{n}") for n in ("valid", "layer_end", "vec_end")}
+        s4_prod = [Signal(signed(p.prod_bits), name=f"s4_prod{r}") for r in range(R)]
+        m.d.sync += [s4_prod[r].eq(acc[r] * c3.mult) for r in range(R)]
+        m.d.sync += [s4[n].eq(s3[n]) for n in s3]
+
+        # --- stage 4: round, shift, ReLU, clamp; merge into the result buffer -----------------------
+        c4 = cfg_of(layer_of[4])
+        # 2^out_bits after ReLU, 2^(out_bits - 1) otherwise: the clamp is [lo, hi] = [0 or -limit, limit - 1]
+        limit = (Const(1, AB + 1) << c4.out_bits) >> ~c4.relu
+        hi = named(limit - 1, "s4_hi")
+        lo = named(Mux(c4.relu, 0, -limit), "s4_lo")
+        codes = []
+        for r in range(R):
+            # (acc * M + 2^(S-1)) >> S without a 2^S constant: (((2 * prod) >> S) + 1) >> 1
+            half_up = ((s4_prod[r] << 1) >> c4.shift) + 1
+            y_relu = named(Mux(c4.relu & (half_up < 0), 0, half_up >> 1), f"s4_relu{r}")
+            # in [lo, hi], so the low AB bits are the code; the comparisons use every bit
+            codes.append(named(Mux(y_relu > hi, hi[:AB], Mux(y_relu < lo, lo[:AB], y_relu[:AB])), f"s4_code{r}"))
+
+        s4_rt = tile_of[4]
+        hit = [named(s4_rt == t, f"s4_hit{t}") for t in range(RT)] if RT > 1 else None
+        res = Signal(p.max_out * AB, name="res")  # element k at bits [k * AB, (k + 1) * AB)
+        elements = []  # res with this row tile written in; neurons past out_size read as 0
+        for k in range(p.max_out):
+            fresh = Mux(k < c4.out_size, codes[k % R], 0)
+            elements.append(named(Mux(hit[k // R], fresh, res[k * AB:(k + 1) * AB]) if RT > 1 else fresh,
+                                  f"s4_merged{k}"))
+        merged = Cat(*elements)
+
+        with m.If(s4["valid"]):
+            with m.If(s4["layer_end"]):
+                m.d.sync += res.eq(0)  # the next layer starts from an empty buffer
+                with m.If(~s4["vec_end"]):
+                    n_act = min(p.max_in, p.max_out)
+                    m.d.sync += [act[j].eq(Cat(elements[k][j] for k in range(n_act))) for j in range(AB)]
+            with m.Else():
+                m.d.sync += res.eq(merged)
+        resume = waiting & s4["valid"] & s4["layer_end"] & ~s4["vec_end"]
+        with m.If(resume):
+            m.d.sync += [waiting.eq(0), issuing.eq(1), lyr.eq(lyr + 1)]
+
+        # --- load: input register -> activation buffer, start a vector ------------------------------
+        load = named(in_full & ((~issuing & ~waiting) | vec_last) & (credits < depth), "load")
+        first_in = data.View(layout, cfg_words[0]).in_size
+        m.d.comb += self.i.ready.eq(~in_full | load)
+        in_fire = self.i.valid & self.i.ready
+        with m.If(load):
+            m.d.sync += [in_full.eq(0), issuing.eq(1), lyr.eq(0)]
+            m.d.sync += [act[j].eq(Cat(in_buf[k][j] for k in range(p.max_in))) for j in range(AB)]
+        with m.If(in_fire):
+            # Elements past layer 0's in_size are stored as 0, so they add nothing.
+            m.d.sync += in_full.eq(1)
+            m.d.sync += [in_buf[k].eq(Mux(k < first_in, self.i.payload[k], 0)) for k in range(p.max_in)]
+
+        # --- output FIFO and credits ---------------------------------------------------------------
+        push = s4["valid"] & s4["layer_end"] & s4["vec_end"]
+        pop = self.o.valid & self.o.ready
+        entries = Array(Signal(p.max_out * AB, name=f"fifo_{n}") for n in range(depth))
+        w_ptr = Signal(range(depth))
+        r_ptr = Signal(range(depth))
+        count = Signal(range(depth + 1))
+        m.d.comb += [self.o.valid.eq(count != 0), self.o.payload.eq(entries[r_ptr])]
+        with m.If(push):
+            m.d.sync += [entries[w_ptr].eq(merged), w_ptr.eq(Mux(w_ptr == depth - 1, 0, w_ptr + 1))]
+        with m.If(pop):
+            m.d.sync += r_ptr.eq(Mux(r_ptr == depth - 1, 0, r_ptr + 1))
+        m.d.sync += [count.eq(count + push - pop), credits.eq(credits + load - pop)]
+        return m

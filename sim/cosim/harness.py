@@ -1,0 +1,100 @@
+"""cocotb-side helpers shared by the testbenches: the job and result files, and one streaming phase.
+
+The host side (``sim.cosim.runner.run``) writes the job as JSON and names it in the environment
+variable ``NERFHW_COSIM_JOB``; the testbench reads it with ``load_job`` and writes its result JSON to
+``job["result"]`` with ``write_result``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from nerf.atomic import atomic_write_text
+from sim.cosim.scoreboard import Scoreboard
+from sim.cosim.stream import StreamMonitor, StreamSink, StreamSource
+
+__all__ = ["JOB_ENV", "load_job", "write_result", "stream_and_check", "EngineTB"]
+
+JOB_ENV = "NERFHW_COSIM_JOB"
+
+
+class EngineTB:
+    """Clock (10 ns), idle stream handshakes and write ports, and reset, for any engine DUT.
+
+    Args:
+        dut: the cocotb handle; params: the engine's parameters; write_enables: the names of the
+            DUT's write-port enables, held low until the testbench loads memories.
+    """
+
+    def __init__(self, dut, params, write_enables: Sequence[str]):
+        self.dut = dut
+        self.params = params
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.i__valid.value = 0
+        dut.o__ready.value = 0
+        for port in write_enables:
+            getattr(dut, port).value = 0
+
+    async def reset(self, cycles: int = 2) -> None:
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+
+def load_job() -> dict:
+    """The job dict of this run (parameters, workload size, seed, fault, result path)."""
+    with open(os.environ[JOB_ENV]) as f:
+        return json.load(f)
+
+
+def write_result(job: dict, result: dict) -> None:
+    """Write the testbench's result dict where the host expects it (atomically)."""
+    atomic_write_text(job["result"], json.dumps(result, indent=2))
+
+
+async def stream_and_check(dut, *, items: Sequence[int], offer_cycles: Sequence[int], ready: Sequence[bool],
+                           board_in: Scoreboard, board_out: Scoreboard, limit: int,
+                           i_bus: str = "i", o_bus: str = "o") -> tuple[int, int, int]:
+    """Stream ``items`` into an engine with one output per input and check every transfer.
+
+    Starts a source on ``i_bus`` (item i offered from ``offer_cycles[i]``), a sink on ``o_bus``
+    (``ready[t]`` in cycle t, ready past the end) and a monitor on each at the current edge, so
+    cycle 0 is the cycle after it. Each observed transfer ``(cycle, payload)`` goes to the
+    scoreboard of its stream. Returns once ``len(items)`` outputs have transferred or after
+    ``limit`` cycles, with the source, sink and monitors stopped and the output not ready.
+
+    Returns:
+        ``(input transfers, output transfers, cycles)``, cycles = last output transfer cycle + 1
+        (0 if none).
+    """
+    clk = dut.clk
+    source = StreamSource(clk, i_bus, dut, items, offer_cycles)
+    sink = StreamSink(clk, o_bus, dut, ready)
+    mon_in = StreamMonitor(clk, i_bus, dut)
+    mon_out = StreamMonitor(clk, o_bus, dut)
+    tasks = [component.start() for component in (source, sink, mon_in, mon_out)]
+    n = len(items)
+    cycles = 0
+    for _ in range(limit):
+        await RisingEdge(clk)
+        while not mon_in.queue.empty():
+            board_in.check(*mon_in.queue.get_nowait())
+        while not mon_out.queue.empty():
+            t, payload = mon_out.queue.get_nowait()
+            board_out.check(t, payload)
+            cycles = t + 1
+        if mon_out.count >= n:
+            break
+    for task in tasks:
+        task.cancel()
+    getattr(dut, f"{i_bus}__valid").value = 0
+    getattr(dut, f"{o_bus}__ready").value = 0
+    return mon_in.count, mon_out.count, cycles

@@ -1,0 +1,127 @@
+"""cocotb testbench of the bit-serial MLP engine: random configurations, traffic, backpressure, TLM scoreboard.
+
+Run through ``sim.cosim.runner``; the job (parameters, vector count, phases, optional layer sizes, seed,
+optional injected model fault, result path) arrives as a JSON file named by ``NERFHW_COSIM_JOB``.
+The run has several phases (``sim.cosim.traffic.random_mlp_workload``): each writes a new
+configuration, weights and biases while the engine is idle, then streams its vectors; cycle 0 of a
+phase is the cycle after its loading ends. One scoreboard per stream checks every transfer of all
+phases in order (cycles relative to the phase). The coroutine name has no ``test_`` prefix so that
+pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cocotb
+from cocotb.triggers import RisingEdge
+
+from hw.params import MlpEngineParams
+from sim.cosim.harness import EngineTB, load_job, stream_and_check, write_result
+from sim.cosim.scoreboard import Scoreboard, inject_fault
+from sim.cosim.traffic import MlpPhase, random_mlp_workload
+from sim.tlm.mlp_engine import MlpEngineTLM, config_word
+
+__all__ = ["MlpTB"]
+
+
+class MlpTB(EngineTB):
+    """Clock, reset, configuration and weight loading for one ``mlp_engine`` DUT."""
+
+    def __init__(self, dut, params: MlpEngineParams):
+        super().__init__(dut, params, ("cfg__en", "cfg__layers_en", "weights__en", "bias__en"))
+
+    async def configure(self, phase: MlpPhase) -> int:
+        """Write the layer settings, the layer count, the weight bit-planes (``phase.weight_words``) and
+        the biases (``phase.bias_words``), one word per cycle, then one idle cycle. Returns the cycles spent."""
+        p, dut = self.params, self.dut
+        cycles = 0
+        dut.cfg__en.value = 1
+        for l, layer in enumerate(phase.layers):
+            dut.cfg__layer.value = l
+            dut.cfg__data.value = config_word(p, layer)
+            await RisingEdge(dut.clk)
+            cycles += 1
+        dut.cfg__en.value = 0
+        dut.cfg__layers_en.value = 1
+        dut.cfg__layers.value = len(phase.layers)
+        await RisingEdge(dut.clk)
+        dut.cfg__layers_en.value = 0
+        dut.weights__en.value = 1
+        for lyr, rt, ct, plane, word in phase.weight_words:
+            dut.weights__layer.value = lyr
+            dut.weights__row_tile.value = rt
+            dut.weights__col_tile.value = ct
+            dut.weights__plane.value = plane
+            dut.weights__data.value = word
+            await RisingEdge(dut.clk)
+            cycles += 1
+        dut.weights__en.value = 0
+        dut.bias__en.value = 1
+        for lyr, rt, word in phase.bias_words:
+            dut.bias__layer.value = lyr
+            dut.bias__row_tile.value = rt
+            dut.bias__data.value = word
+            await RisingEdge(dut.clk)
+            cycles += 1
+        dut.bias__en.value = 0
+        await RisingEdge(dut.clk)
+        return cycles + 2
+
+
+@cocotb.test()
+async def mlp_engine_random_traffic(dut):
+    """Random configurations, vectors, gaps and backpressure; every transfer's payload and cycle against the TLM."""
+    job = load_job()
+    params = MlpEngineParams.from_dict(job["params"])
+    phases = random_mlp_workload(params, job["vectors"], job["seed"], phases=job.get("phases", 3),
+                                 shapes=job.get("shapes"), idle=job.get("idle", True),
+                                 backpressure=job.get("backpressure", True))
+    t0 = time.perf_counter()
+    models = [MlpEngineTLM(params, ph.layers, ph.weights, ph.biases) for ph in phases]
+    predicted = [model.run(ph.inputs, ph.offer_cycles, ph.ready) for model, ph in zip(models, phases)]
+    tlm_seconds = time.perf_counter() - t0
+    expected_in, expected_out = [], []
+    for ph, pred in zip(phases, predicted):
+        expected_in += list(zip(pred.accept_cycles.tolist(), ph.in_payloads))
+        expected_out += list(zip(pred.out_cycles.tolist(), pred.payloads))
+    board_in = Scoreboard("i", expected_in)
+    board_out = Scoreboard("o", inject_fault(expected_out, job.get("fault")))
+
+    tb = MlpTB(dut, params)
+    await tb.reset()
+    sim_seconds = 0.0
+    n_in = n_out = cycles_rtl = 0
+    summary = []
+    for ph, pred, model in zip(phases, predicted, models):
+        await tb.configure(ph)
+        # Cycle 0 of the phase is the cycle after this edge; the streaming components start here.
+        t0 = time.perf_counter()
+        got_in, got_out, cycles = await stream_and_check(
+            dut, items=ph.in_payloads, offer_cycles=ph.offer_cycles, ready=ph.ready,
+            board_in=board_in, board_out=board_out, limit=pred.cycles + 4 * model.T + 1000)
+        sim_seconds += time.perf_counter() - t0
+        n_in, n_out, cycles_rtl = n_in + got_in, n_out + got_out, cycles_rtl + cycles
+        summary.append({
+            "layers": [layer.to_dict() for layer in ph.layers],
+            "vectors": len(ph.in_payloads),
+            "cycles_per_vector": model.T,
+            "cycles_rtl": cycles,
+            "cycles_tlm": pred.cycles,
+        })
+        # Let the last output's cycle close before the next phase writes a new configuration.
+        await RisingEdge(dut.clk)
+    mismatches = board_in.finish() + board_out.finish()
+    result = {
+        "transactions": n_out,
+        "input_transactions": n_in,
+        "mismatches": len(mismatches),
+        "mismatch_examples": [m.to_dict() for m in mismatches[:10]],
+        "cycles_rtl": cycles_rtl,
+        "cycles_tlm": sum(pred.cycles for pred in predicted),
+        "sim_seconds": sim_seconds,
+        "tlm_seconds": tlm_seconds,
+        "phases": summary,
+    }
+    write_result(job, result)
+    assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[0]}"

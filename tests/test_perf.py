@@ -1,0 +1,127 @@
+"""sim/perf.py against the TLMs: the frame-level model predicts every colour-engine output cycle of the
+three engines run back to back with 2-word FIFOs and backpressure."""
+
+import numpy as np
+import pytest
+
+from hw.params import ConfigError, MlpEngineParams, MlpLayer
+from quant.policy import QuantPolicy
+from sim.perf import (INTER_ENGINE_FIFO, AcceleratorPreset, encoder_params, frame_perf, load_accelerator, mlp_layers,
+                      transfer_cycles)
+from sim.tlm.hash_encoder import HashEncoderTLM
+from sim.tlm.mlp_engine import MlpEngineTLM
+
+SMALL_ARCH = {"levels": 4, "log2_table_size": 8, "features": 2, "n_min": 4, "n_max": 16, "hidden": 8,
+              "geo_features": 3, "bbox": [[-1.0] * 3, [1.0] * 3]}
+
+
+def _mlp_tlm(params, layers):
+    """A TLM of one engine running ``layers`` (perf's dicts); timing depends on sizes and bits only."""
+    objs = []
+    for i, ly in enumerate(layers):
+        last = i == len(layers) - 1
+        objs.append(MlpLayer(in_size=ly["in_size"], out_size=ly["out_size"], weight_bits=ly["weight_bits"],
+                             act_bits=ly["act_bits"], act_signed=i == 0, relu=not last,
+                             out_bits=layers[i + 1]["act_bits"] if not last else 8, mult=1, shift=0))
+    weights = [np.zeros((ly.out_size, ly.in_size), dtype=np.int64) for ly in objs]
+    return MlpEngineTLM(params, objs, weights)
+
+
+def _room(writes, reads, depth, horizon):
+    """ready[t] of a FIFO of ``depth`` words: fewer than depth words held at the start of cycle t."""
+    t = np.arange(horizon)
+    held = np.searchsorted(np.sort(writes), t, side="left") - np.searchsorted(np.sort(reads), t, side="left")
+    return held < depth
+
+
+def chained_tlms(preset, arch, policy, n):
+    """Encoder -> FIFO -> density -> FIFO -> colour, all TLMs, backpressure solved to a fixed point."""
+    enc = HashEncoderTLM(encoder_params(preset, arch), np.zeros((arch["levels"], 1 << arch["log2_table_size"],
+                                                                  arch["features"]), dtype=np.int64))
+    layers = mlp_layers(policy, arch, preset.mlp)
+    dens, col = _mlp_tlm(preset.mlp, layers["density"]), _mlp_tlm(preset.mlp, layers["color"])
+    ready1 = ready2 = None
+    for _ in range(10 * n + 10):
+        _, e = enc.schedule(np.zeros(n, dtype=np.int64), ready1)
+        a_d, o_d = dens.schedule(e + 1, ready2)
+        a_c, o_c = col.schedule(o_d + 1)
+        horizon = int(o_c.max()) + 2
+        new1 = _room(e, a_d, INTER_ENGINE_FIFO, horizon)
+        new2 = _room(o_d, a_c, INTER_ENGINE_FIFO, horizon)
+        if ready1 is not None and np.array_equal(new1, ready1) and np.array_equal(new2, ready2):
+            return {"encoder": e, "density": o_d, "color": o_c, "stalled": not (new1.all() and new2.all())}
+        ready1, ready2 = new1, new2
+    raise AssertionError("backpressure did not settle")
+
+
+def _preset(lanes, rows, cols, bits=8):
+    mlp = MlpEngineParams(rows=rows, cols=cols, max_in=32, max_out=32, max_layers=3, max_weight_bits=bits,
+                          max_act_bits=bits, mult_bits=8, clock_mhz=100)
+    return AcceleratorPreset(name="t", lanes=lanes, coord_bits=12, feature_bits=8, mlp=mlp)
+
+
+POLICIES = {
+    "uniform-4": QuantPolicy.uniform(4, 4),
+    "uniform-2": QuantPolicy.uniform(2, 4),
+    "color-heavy": QuantPolicy.uniform(2, 4).replace({"color.l1.weight": 8, "color.l1.act_in": 8}),
+    "density-heavy": QuantPolicy.uniform(2, 4).replace({"density.l0.weight": 8, "enc.out": 8}),
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("lanes,rows,cols", [(4, 4, 4), (1, 8, 8), (1, 32, 32), (2, 3, 5)])
+def test_frame_model_equals_the_tlms_run_back_to_back(lanes, rows, cols, policy):
+    preset, pol = _preset(lanes, rows, cols), POLICIES[policy]
+    n = 24
+    tlm = chained_tlms(preset, SMALL_ARCH, pol, n)
+    model = transfer_cycles(preset, SMALL_ARCH, pol, n)
+    np.testing.assert_array_equal(model["color"], tlm["color"])
+    assert frame_perf(preset, SMALL_ARCH, pol, samples=n).cycles == int(tlm["color"][-1]) + 1
+
+
+def test_backpressure_really_happens_in_the_chain():
+    # density faster than colour: the density engine is stalled by the full FIFO, colour timing is unchanged
+    preset, pol = _preset(4, 4, 4), POLICIES["color-heavy"]
+    tlm = chained_tlms(preset, SMALL_ARCH, pol, 24)
+    free = transfer_cycles(preset, SMALL_ARCH, pol, 24)
+    assert tlm["stalled"] and not np.array_equal(tlm["density"], free["density"])
+    np.testing.assert_array_equal(tlm["color"], free["color"])
+
+
+def test_frame_perf_reports_utilization_latency_and_traffic():
+    preset, pol = _preset(1, 8, 8), POLICIES["uniform-4"]
+    r = frame_perf(preset, SMALL_ARCH, pol, samples=1000)
+    t = {k: v["cycles_per_sample"] for k, v in r.engines.items()}
+    assert r.bottleneck == max(t, key=t.get)
+    assert r.engines[r.bottleneck]["utilization"] == pytest.approx(1000 * t[r.bottleneck] / r.cycles)
+    assert r.latency_ms == pytest.approx(r.cycles / 100e3)
+    assert r.memory["hash_table_reads"] == 1000 * 4 * 8 * 2 * 4 // 8
+    wider = frame_perf(preset, SMALL_ARCH, pol.replace({"hash.level00": 8}), samples=1000)
+    assert wider.memory["hash_table_reads"] > r.memory["hash_table_reads"] and wider.cycles == r.cycles
+    assert frame_perf(preset, SMALL_ARCH, POLICIES["uniform-2"], samples=1000).cycles < r.cycles
+
+
+def test_policies_the_engines_cannot_run_are_refused():
+    preset = _preset(1, 8, 8, bits=8)
+    with pytest.raises(ConfigError, match=r"policy color.l1.weight = 12 bits does not fit the engines' "
+                                          r"max_weight_bits = 8 bits"):
+        frame_perf(preset, SMALL_ARCH, QuantPolicy.uniform(4, 4).replace({"color.l1.weight": 12}), samples=10)
+    with pytest.raises(ConfigError, match="full precision does not run on the integer engines"):
+        frame_perf(preset, SMALL_ARCH, QuantPolicy.uniform(32, 4), samples=10)
+    with pytest.raises(ConfigError, match=r"hash.level02 = 12 bits does not fit the engines' "
+                                          r"hash_encoder.feature_bits = 8 bits"):
+        frame_perf(preset, SMALL_ARCH, QuantPolicy.uniform(4, 4).replace({"hash.level02": 12}), samples=10)
+
+
+def test_hardware_presets_load_and_bad_ones_are_named(tmp_path):
+    preset = load_accelerator("default")
+    assert preset.name == "default" and preset.clock_mhz == preset.mlp.clock_mhz
+    with pytest.raises(ConfigError, match=r"unknown hardware preset 'nope' \(known: default, small\)"):
+        load_accelerator("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hash_encoder:\n  levels: 4\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: hash_encoder.levels is not a preset field"):
+        load_accelerator(bad)
+    bad.write_text("mlp_engine:\n  rows: 0\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: MlpEngineParams.rows must be an integer in \[1, 64\], not 0"):
+        load_accelerator(bad)

@@ -1,0 +1,100 @@
+"""The DDPG search flow (flows/search.py) and its environment (rl/env.py) on a quickly trained field."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from flows.search import SearchError, search
+from hw.params import load_config
+from nerf.model import InstantNGP
+from nerf.train import PRESETS, train
+from quant.policy import QuantPolicy
+from rl.env import OBS_FEATURES, BudgetError, SearchSpace, action_to_bits
+from sim.perf import frame_perf, load_accelerator
+
+QUICK = dataclasses.replace(PRESETS["tiny"], name="quick", iterations=30, batch_rays=256, n_samples=24,
+                            log2_table_size=10, n_max=32, levels=4, occupancy_res=16, occupancy_warmup=8,
+                            occupancy_every=4, checkpoint_every=30, test_every=4, downscale=4, batch_samples=2048)
+ARGS = dict(episodes=4, warmup=2, val_views=1, rays=1024, progress=False)
+ARCH = InstantNGP(levels=16, log2_table_size=15, n_min=16, n_max=256).arch
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    train("builtin", QUICK, root / "train-builtin-quick", downscale=4, progress=False)
+    return root
+
+
+def test_action_to_bits_is_haqs_equal_width_mapping():
+    assert [action_to_bits(a, 2, 8) for a in (0.0, 0.1428, 0.1429, 0.5, 0.857, 0.8572, 1.0)] == [2, 2, 3, 5, 7, 8, 8]
+
+
+def test_observations_are_normalised_and_carry_the_previous_action():
+    space = SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=10_000_000)
+    assert space.static.shape == (30, len(OBS_FEATURES) - 1)
+    assert space.static.min() == 0.0 and space.static.max() == 1.0
+    o = space.observation(3, 0.25)
+    assert o.dtype == np.float32 and o[-1] == np.float32(0.25)
+    shares = space.latency_shares(QuantPolicy.uniform(8, 16))
+    assert shares["density.out"] == 0 and shares["color.l1.weight"] == shares["color.l1.act_in"] > 0
+
+
+def test_budget_is_enforced_on_latency_sensitive_components_only():
+    space = SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1_000_000, budget=0.3)
+    policy = space.enforce_budget(QuantPolicy.uniform(8, 16))
+    assert space.cycles(policy) <= space.target_cycles < space.cycles(QuantPolicy.uniform(8, 16))
+    assert all(policy[f"hash.level{i:02d}"] == 8 for i in range(16)) and policy["color.out"] == 8
+    assert QuantPolicy(policy, 16) != QuantPolicy.uniform(8, 16)
+
+
+def test_unreachable_budget_names_the_lowest_latency():
+    with pytest.raises(BudgetError, match=r"below the lowest latency reachable with bits in \[4, 8\]: \d+ cycles "
+                                          r"\(uniform-4, 0.2\d\d x uniform-8\)"):
+        SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, b_min=4, budget=0.1)
+    with pytest.raises(ValueError, match=r"objective must be one of latency, tradeoff, not 'fast'"):
+        SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, objective="fast")
+
+
+def test_tradeoff_reward_formula():
+    space = SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, objective="tradeoff", lam=0.1)
+    ref = space.reference_cycles
+    assert space.reward(30.0, 31.0, ref) == pytest.approx(-0.1)
+    assert space.reward(30.0, 31.0, ref // 2) == pytest.approx(-0.1 + 0.1, abs=1e-4)
+
+
+def test_search_writes_everything_and_resumes_without_losing_or_repeating(runs):
+    straight = search("builtin", "quick", runs_root=runs, name="a", **ARGS)
+    out = runs / "search-a"
+    for f in ("policy.yaml", "engines.yaml", "episodes.csv", "pareto.png", "summary.json", "checkpoint.pt"):
+        assert (out / f).is_file(), f
+    assert json.loads((out / "summary.json").read_text()) == straight
+    assert {"psnr", "latency_cycles", "latency_ms", "fqr"} <= straight["best"].keys()
+    assert {"uniform-8", "uniform-6", "fp"} <= straight["baselines"].keys() and straight["episodes"] == 4
+    assert len((out / "episodes.csv").read_text().splitlines()) == 1 + 4
+    # every episode meets the budget, and the latency is the frame model's for that policy
+    accel = load_accelerator("default")
+    rows = straight["baselines"]
+    assert straight["best"]["latency_cycles"] <= straight["budget_cycles"] < rows["uniform-8"]["latency_cycles"]
+    best = QuantPolicy.load(out / "policy.yaml", 4)
+    arch = InstantNGP(levels=4, log2_table_size=10, n_min=QUICK.n_min, n_max=QUICK.n_max).arch
+    assert frame_perf(accel, arch, best,
+                      samples=straight["frame"]["samples"]).cycles == straight["best"]["latency_cycles"]
+    engines = load_config(out / "engines.yaml")
+    assert engines["mlp_engine"].max_weight_bits == max(v for k, v in best.items() if k.endswith(".weight"))
+    # interrupted after 2 episodes, resumed to 4: the same episodes as the straight run
+    search("builtin", "quick", runs_root=runs, name="b", **{**ARGS, "episodes": 2})
+    with pytest.raises(SearchError, match="already holds a search: continue it with RESUME=1"):
+        search("builtin", "quick", runs_root=runs, name="b", **ARGS)
+    with pytest.raises(SearchError, match="cannot resume with other settings: budget was 0.5, now 0.6"):
+        search("builtin", "quick", runs_root=runs, name="b", resume=True, budget=0.6, **ARGS)
+    resumed = search("builtin", "quick", runs_root=runs, name="b", resume=True, **ARGS)
+    assert (runs / "search-b" / "episodes.csv").read_text() == (out / "episodes.csv").read_text()
+    assert resumed["best"] == straight["best"]
+
+
+def test_search_without_a_checkpoint_says_which_command_makes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"run `make train SCENE=builtin PRESET=tiny` first"):
+        search("builtin", "tiny", runs_root=tmp_path, **ARGS)
