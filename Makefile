@@ -27,7 +27,7 @@ help:
 	@echo "make verilog [CONFIG=flows/configs/<name>.yaml | POLICY=runs/search-<name>/policy.yaml]  write build/verilog/<name>/<engine>.v"
 	@echo "make lint    verilator --lint-only -Wall on every preset's Verilog"
 	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  every engine of every preset; writes runs/cosim-<name>/summary.json"
-	@echo "make bench   Verilator vs TLM simulated cycles/s, writes runs/bench/hash_encoder.json"
+	@echo "make bench   Verilator vs TLM simulated cycles/s, and the frame model's time per 800x800 frame; writes runs/bench/*.json"
 	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full]  writes runs/train-<scene>-<preset>/"
 	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"

@@ -15,7 +15,7 @@ from pathlib import Path
 from hw.params import load_config
 from nerf.atomic import atomic_write_text
 
-__all__ = ["bench_hash_encoder"]
+__all__ = ["bench_hash_encoder", "bench_perf"]
 
 
 def bench_hash_encoder(config, *, points: int = 10_000, seed: int = 1, build_root="build", runs_root="runs") -> dict:
@@ -51,4 +51,31 @@ def bench_hash_encoder(config, *, points: int = 10_000, seed: int = 1, build_roo
         "machine": {"python": platform.python_version(), "processor": platform.machine()},
     }
     atomic_write_text(Path(runs_root) / "bench" / "hash_encoder.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def bench_perf(*, samples_per_ray: float = 16.0, runs_root="runs", repeats: int = 20) -> dict:
+    """Seconds to evaluate ``sim.perf.frame_perf`` for one 800x800 frame (target: under one second).
+
+    The model is lego's tiny architecture (16 levels, T = 2^15, N 16..256) on the default hardware
+    preset under uniform-8; ``samples_per_ray`` x 640,000 rays (lego measures ~15.5). Writes
+    ``<runs_root>/bench/perf.json`` with the best and mean of ``repeats`` evaluations.
+    """
+    from quant.policy import QuantPolicy
+    from sim.perf import frame_perf, load_accelerator
+
+    arch = {"levels": 16, "log2_table_size": 15, "features": 2, "n_min": 16, "n_max": 256, "hidden": 64,
+            "geo_features": 15}
+    preset, policy = load_accelerator("default"), QuantPolicy.uniform(8, 16)
+    samples = int(samples_per_ray * 800 * 800)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        perf = frame_perf(preset, arch, policy, samples=samples)
+        times.append(time.perf_counter() - t0)
+    result = {"model": "frame_perf", "frame": [800, 800], "samples": samples, "cycles": perf.cycles,
+              "seconds_best": round(min(times), 6), "seconds_mean": round(sum(times) / len(times), 6),
+              "target_seconds": 1.0, "meets_target": max(times) < 1.0,
+              "machine": {"python": platform.python_version(), "processor": platform.machine()}}
+    atomic_write_text(Path(runs_root) / "bench" / "perf.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -105,8 +105,9 @@ def cmd_cosim(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from flows.bench import bench_hash_encoder
+    from flows.bench import bench_hash_encoder, bench_perf
 
+    print(json.dumps(bench_perf(runs_root=args.runs), indent=2))
     result = bench_hash_encoder(args.config or DEFAULT_CONFIG, points=args.points, seed=args.seed,
                                 build_root=args.build, runs_root=args.runs)
     print(json.dumps(result, indent=2))
