@@ -19,7 +19,7 @@ from nerf.atomic import atomic_write_text
 from sim.cosim.scoreboard import Scoreboard
 from sim.cosim.stream import StreamMonitor, StreamSink, StreamSource
 
-__all__ = ["JOB_ENV", "load_job", "write_result", "stream_and_check", "EngineTB"]
+__all__ = ["JOB_ENV", "load_job", "write_result", "stream_and_check", "EngineTB", "scoreboard_result"]
 
 JOB_ENV = "NERFHW_COSIM_JOB"
 
@@ -98,3 +98,10 @@ async def stream_and_check(dut, *, items: Sequence[int], offer_cycles: Sequence[
     getattr(dut, f"{i_bus}__valid").value = 0
     getattr(dut, f"{o_bus}__ready").value = 0
     return mon_in.count, mon_out.count, cycles
+
+
+def scoreboard_result(boards: Sequence[Scoreboard], *, n_in: int, n_out: int, **extra) -> dict:
+    """The result dict of a run: transfer counts, the boards' mismatches (first 10 as examples), ``extra``."""
+    mismatches = [m for board in boards for m in board.finish()]
+    return {"transactions": n_out, "input_transactions": n_in, "mismatches": len(mismatches),
+            "mismatch_examples": [m.to_dict() for m in mismatches[:10]], **extra}

@@ -13,7 +13,7 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from hw.params import HashEncoderParams
-from sim.cosim.harness import JOB_ENV, EngineTB, load_job, stream_and_check, write_result
+from sim.cosim.harness import JOB_ENV, EngineTB, load_job, scoreboard_result, stream_and_check, write_result
 from sim.cosim.scoreboard import Scoreboard, inject_fault
 from sim.cosim.traffic import random_traffic
 from sim.tlm.hash_encoder import HashEncoderTLM, pack_features, pack_point
@@ -67,16 +67,7 @@ async def hash_encoder_random_traffic(dut):
         dut, items=in_payloads, offer_cycles=traffic.offer_cycles, ready=traffic.ready,
         board_in=board_in, board_out=board_out, limit=predicted.cycles + 64 * params.groups + 1000)
     sim_seconds = time.perf_counter() - t0
-    mismatches = board_in.finish() + board_out.finish()
-    result = {
-        "transactions": n_out,
-        "input_transactions": n_in,
-        "mismatches": len(mismatches),
-        "mismatch_examples": [m.to_dict() for m in mismatches[:10]],
-        "cycles_rtl": cycles_rtl,
-        "cycles_tlm": predicted.cycles,
-        "sim_seconds": sim_seconds,
-        "tlm_seconds": tlm_seconds,
-    }
+    result = scoreboard_result((board_in, board_out), n_in=n_in, n_out=n_out, cycles_rtl=cycles_rtl,
+                               cycles_tlm=predicted.cycles, sim_seconds=sim_seconds, tlm_seconds=tlm_seconds)
     write_result(job, result)
-    assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[0]}"
+    assert not result["mismatches"], f"{result['mismatches']} mismatches, first: {result['mismatch_examples'][0]}"

@@ -17,7 +17,7 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from hw.params import MlpEngineParams
-from sim.cosim.harness import EngineTB, load_job, stream_and_check, write_result
+from sim.cosim.harness import EngineTB, load_job, scoreboard_result, stream_and_check, write_result
 from sim.cosim.scoreboard import Scoreboard, inject_fault
 from sim.cosim.traffic import MlpPhase, random_mlp_workload
 from sim.tlm.mlp_engine import MlpEngineTLM, config_word
@@ -111,17 +111,8 @@ async def mlp_engine_random_traffic(dut):
         })
         # Let the last output's cycle close before the next phase writes a new configuration.
         await RisingEdge(dut.clk)
-    mismatches = board_in.finish() + board_out.finish()
-    result = {
-        "transactions": n_out,
-        "input_transactions": n_in,
-        "mismatches": len(mismatches),
-        "mismatch_examples": [m.to_dict() for m in mismatches[:10]],
-        "cycles_rtl": cycles_rtl,
-        "cycles_tlm": sum(pred.cycles for pred in predicted),
-        "sim_seconds": sim_seconds,
-        "tlm_seconds": tlm_seconds,
-        "phases": summary,
-    }
+    result = scoreboard_result((board_in, board_out), n_in=n_in, n_out=n_out, cycles_rtl=cycles_rtl,
+                               cycles_tlm=sum(pred.cycles for pred in predicted), sim_seconds=sim_seconds,
+                               tlm_seconds=tlm_seconds, phases=summary)
     write_result(job, result)
-    assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[0]}"
+    assert not result["mismatches"], f"{result['mismatches']} mismatches, first: {result['mismatch_examples'][0]}"
