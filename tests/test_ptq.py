@@ -1,6 +1,5 @@
 """PTQ on a trained field, the policy costs (FQR, BitOps, bytes) and the quantize / sweep flows."""
 
-import dataclasses
 import json
 import math
 
@@ -9,22 +8,18 @@ import torch
 
 from flows.quantize import TrainedField, quantize, resolve_policy, sweep
 from nerf.model import InstantNGP
-from nerf.train import PRESETS, train
 from quant.costs import bitops, model_bytes, parameter_counts
 from quant.policy import PolicyError, QuantPolicy, component_names
 from quant.ptq import apply_policy
+from tests.conftest import acaq_arch, quick_preset, train_quick
 
-QUICK = dataclasses.replace(PRESETS["tiny"], name="quick", iterations=80, batch_rays=256, n_samples=32,
-                            log2_table_size=12, n_max=64, occupancy_res=16, occupancy_warmup=8,
-                            occupancy_every=4, checkpoint_every=80, test_every=4, downscale=4, batch_samples=4096)
-ACAQ = InstantNGP(levels=16, log2_table_size=15, n_min=16, n_max=256).arch
+QUICK = quick_preset(iterations=80, n_samples=32, log2_table_size=12, n_max=64, batch_samples=4096)
+ACAQ = acaq_arch()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    train("builtin", QUICK, root / "train-builtin-quick", downscale=4, progress=False)
-    return root
+    return train_quick(tmp_path_factory.mktemp("runs"), QUICK)
 
 
 def test_bitops_of_uniform_8_matches_a_caq_formula_by_hand():
@@ -53,7 +48,7 @@ def test_bitops_follow_each_component_and_the_sample_count():
 
 
 def test_model_bytes_count_the_stored_parameters():
-    model = InstantNGP(**{k: v for k, v in ACAQ.items()})
+    model = InstantNGP(**ACAQ)
     weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
     counts = parameter_counts(ACAQ)
     assert sum(v for k, v in counts.items() if k.endswith("weight")) == weights

@@ -1,6 +1,5 @@
 """The DDPG search flow (flows/search.py) and its environment (rl/env.py) on a quickly trained field."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -9,23 +8,19 @@ import pytest
 from flows.search import SearchError, search
 from hw.params import load_config
 from nerf.model import InstantNGP
-from nerf.train import PRESETS, train
 from quant.policy import QuantPolicy
 from rl.env import OBS_FEATURES, BudgetError, SearchSpace, action_to_bits
 from sim.perf import frame_perf, load_accelerator
+from tests.conftest import acaq_arch, quick_preset, train_quick
 
-QUICK = dataclasses.replace(PRESETS["tiny"], name="quick", iterations=30, batch_rays=256, n_samples=24,
-                            log2_table_size=10, n_max=32, levels=4, occupancy_res=16, occupancy_warmup=8,
-                            occupancy_every=4, checkpoint_every=30, test_every=4, downscale=4, batch_samples=2048)
+QUICK = quick_preset(iterations=30, n_samples=24, log2_table_size=10, n_max=32, levels=4, batch_samples=2048)
 ARGS = dict(episodes=4, warmup=2, val_views=1, rays=1024, progress=False)
-ARCH = InstantNGP(levels=16, log2_table_size=15, n_min=16, n_max=256).arch
+ARCH = acaq_arch()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    train("builtin", QUICK, root / "train-builtin-quick", downscale=4, progress=False)
-    return root
+    return train_quick(tmp_path_factory.mktemp("runs"), QUICK)
 
 
 def test_action_to_bits_is_haqs_equal_width_mapping():
