@@ -66,6 +66,15 @@ def _print_cosim(s: dict) -> None:
     if s["engine"] == "hash_encoder":
         print(f"       L={p['levels']} T=2^{p['log2_table_size']} F={p['features']} feature_bits={p['feature_bits']} "
               f"coord_bits={p['coord_bits']} N={p['n_min']}..{p['n_max']} lanes={p['lanes']}")
+    elif s["engine"] == "hadamard":
+        print(f"       n={p['n']} m={p['out_size']} R={p['rows']} C={p['cols']} bits in{p['in_bits']} "
+              f"w{p['weight_bits']} a<={p['max_act_bits']} out{p['out_bits']} mult_bits={p['mult_bits']}")
+        for k, ph in enumerate(s.get("phases", [])):
+            c = ph["cfg"]
+            print(f"       phase {k}: a={c['act_bits']} M_a/2^S_a={c['mult_a']}/2^{c['shift_a']} "
+                  f"M_o/2^S_o={c['mult_o']}/2^{c['shift_o']}, {ph['vectors']} vectors, T={ph['cycles_per_vector']} "
+                  f"cycles/vector, ties {ph['ties_a']}/{ph['ties_o']}, clamped {ph['clamped_o']}; "
+                  f"cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
     else:
         print(f"       R={p['rows']} C={p['cols']} max_in={p['max_in']} max_out={p['max_out']} "
               f"max_layers={p['max_layers']} max bits w{p['max_weight_bits']}/a{p['max_act_bits']} "
@@ -197,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cosim", cmd_cosim, "co-simulate RTL against the TLM, every engine section; writes "
                                 "runs/cosim-<name>/summary.json")
     p.add_argument("--points", type=int, default=2000, help="hash encoder: input transactions (default 2000)")
-    p.add_argument("--vectors", type=int, default=30, help="MLP engine: input vectors over all phases (default 30)")
+    p.add_argument("--vectors", type=int, default=30,
+                   help="MLP engine, Hadamard datapath: input vectors over all phases (default 30)")
     p.add_argument("--phases", type=int, default=3,
-                   help="MLP engine: random configurations, one after the other (default 3)")
+                   help="MLP engine, Hadamard datapath: random configurations, one after the other (default 3)")
     p.add_argument("--shapes", help="MLP engine: layer sizes in_0,out_0,...,out_last for every phase, e.g. "
                                     "32,64,16 (default random within the preset's maxima)")
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")

@@ -15,6 +15,7 @@ __all__ = ["run_cosim", "config_name", "config_engines", "TEST_MODULES"]
 TEST_MODULES = {
     "hash_encoder": "sim.cosim.tb_hash_encoder",
     "mlp_engine": "sim.cosim.tb_mlp_engine",
+    "hadamard": "sim.cosim.tb_hadamard",
 }
 
 
@@ -52,9 +53,12 @@ def run_cosim(
         engine: the section to simulate; default the preset's only section. When a preset has
             several, each gets its own run folder ``cosim-<name>-<engine>`` and build folder.
         points: hash encoder: input transactions (random points, with 0 and the largest coordinate).
-        vectors: MLP engine: input vectors, split over ``phases`` random configurations.
-        phases: MLP engine: configurations written one after the other (each while idle).
+        vectors: MLP engine and Hadamard datapath: input vectors, split over ``phases`` random
+            configurations.
+        phases: MLP engine and Hadamard datapath: configurations written one after the other (each
+            while idle).
         shapes: MLP engine: layer sizes ``[in_0, out_0, ..., out_last]`` for every phase; default random.
+            Other engines ignore it.
         seed: workload seed (data, configurations, gaps, backpressure).
         waves: keep a VCD waveform in the run folder.
         fault: inject a model fault ("cycle" or "bit") to prove the scoreboard fails.
@@ -84,12 +88,13 @@ def run_cosim(
     if engine == "hash_encoder":
         workload = {"points": points}
     else:
-        from sim.cosim.traffic import check_shapes
-
-        workload = {"vectors": vectors, "phases": phases,
-                    "shapes": None if shapes is None else check_shapes(params, shapes)}
         if phases < 1 or vectors < phases:
             raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
+        workload = {"vectors": vectors, "phases": phases}
+        if engine == "mlp_engine":
+            from sim.cosim.traffic import check_shapes
+
+            workload["shapes"] = None if shapes is None else check_shapes(params, shapes)
     tag = name if len(sections) == 1 else f"{name}-{engine}"
     build_root, runs_root = Path(build_root), Path(runs_root)
     verilog = write_verilog(params, build_root / "verilog" / name)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hw.params import HashEncoderParams, MlpEngineParams
+from hw.params import HadamardParams, HashEncoderParams, MlpEngineParams
 from nerf.atomic import atomic_write_text
 
-__all__ = ["hash_encoder_verilog", "mlp_engine_verilog", "engine_verilog", "write_verilog", "TOP_NAMES"]
+__all__ = ["hash_encoder_verilog", "mlp_engine_verilog", "hadamard_verilog", "engine_verilog", "write_verilog",
+           "TOP_NAMES"]
 
 #: Top-level Verilog module name of each engine (also the config section name and the file stem).
-TOP_NAMES = {HashEncoderParams: "hash_encoder", MlpEngineParams: "mlp_engine"}
+TOP_NAMES = {HashEncoderParams: "hash_encoder", MlpEngineParams: "mlp_engine", HadamardParams: "hadamard"}
 
 
 def _params_line(name: str, params) -> str:
@@ -43,17 +44,34 @@ def mlp_engine_verilog(params: MlpEngineParams) -> str:
     return header + body
 
 
+def hadamard_verilog(params: HadamardParams) -> str:
+    """Verilog text of ``HadamardEngine(params=params)``, module ``hadamard``, with a parameter header."""
+    from hw.hadamard import HadamardEngine
+
+    p = params
+    header = _params_line("hadamard", p)
+    header += (f"\n// cycles per vector (II) T = ceil(m/R)*(n/C)*act_bits = {p.row_tiles * p.col_tiles}*act_bits; "
+               f"latency T + log2(n) + 8 = T + {p.log2_n + 8} cycles; ")
+    header += (f"t {p.t_bits} bits, acc {p.acc_bits} bits, bias {p.bias_bits} bits, weight memory "
+               f"{p.weight_depth} x {p.weight_word_bits} bits\n")
+    body = verilog.convert(HadamardEngine(params=p), name="hadamard", emit_src=False)
+    return header + body
+
+
 def engine_verilog(params) -> str:
     """Verilog text of the engine that ``params`` describes (by its type)."""
     if isinstance(params, HashEncoderParams):
         return hash_encoder_verilog(params)
     if isinstance(params, MlpEngineParams):
         return mlp_engine_verilog(params)
+    if isinstance(params, HadamardParams):
+        return hadamard_verilog(params)
     raise TypeError(f"no engine for parameters {params!r}")
 
 
 def write_verilog(params, out_dir: str | Path) -> Path:
-    """Write ``<out_dir>/<top>.v`` (``hash_encoder.v``, ``mlp_engine.v``) atomically; returns its path."""
+    """Write ``<out_dir>/<top>.v`` (``hash_encoder.v``, ``mlp_engine.v``, ``hadamard.v``) atomically; returns
+    its path."""
     path = Path(out_dir) / f"{TOP_NAMES[type(params)]}.v"
     atomic_write_text(path, engine_verilog(params))
     return path

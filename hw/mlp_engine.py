@@ -102,8 +102,9 @@ def config_layout(params: MlpEngineParams) -> data.StructLayout:
     return data.StructLayout({name: unsigned(bits) for name, bits in params.config_fields})
 
 
-def _index(n: int) -> range:
-    return range(max(n, 2))  # at least one bit wide
+def index_range(n: int) -> range:
+    """The shape of an index signal for n values: ``range(max(n, 2))``, so it is at least one bit wide."""
+    return range(max(n, 2))
 
 
 class ConfigWriteSignature(wiring.Signature):
@@ -112,7 +113,7 @@ class ConfigWriteSignature(wiring.Signature):
     def __init__(self, params: MlpEngineParams):
         super().__init__({
             "en": Out(1),
-            "layer": Out(_index(params.max_layers)),
+            "layer": Out(index_range(params.max_layers)),
             "data": Out(config_layout(params)),
             "layers_en": Out(1),
             "layers": Out(range(params.max_layers + 1)),
@@ -126,10 +127,10 @@ class WeightWriteSignature(wiring.Signature):
     def __init__(self, params: MlpEngineParams):
         super().__init__({
             "en": Out(1),
-            "layer": Out(_index(params.max_layers)),
-            "row_tile": Out(_index(params.row_tiles)),
-            "col_tile": Out(_index(params.col_tiles)),
-            "plane": Out(_index(params.max_weight_bits)),
+            "layer": Out(index_range(params.max_layers)),
+            "row_tile": Out(index_range(params.row_tiles)),
+            "col_tile": Out(index_range(params.col_tiles)),
+            "plane": Out(index_range(params.max_weight_bits)),
             "data": Out(params.rows * params.cols),
         })
 
@@ -140,14 +141,14 @@ class BiasWriteSignature(wiring.Signature):
     def __init__(self, params: MlpEngineParams):
         super().__init__({
             "en": Out(1),
-            "layer": Out(_index(params.max_layers)),
-            "row_tile": Out(_index(params.row_tiles)),
+            "layer": Out(index_range(params.max_layers)),
+            "row_tile": Out(index_range(params.row_tiles)),
             "data": Out(params.rows * params.bias_bits),
         })
 
 
-def _popcount(terms: list):
-    """Number of ones among the 1-bit ``terms``, as a balanced adder tree."""
+def adder_tree(terms: list):
+    """The sum of ``terms`` (Amaranth values) as a balanced adder tree; of 1-bit terms, their popcount."""
     while len(terms) > 1:
         pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
         terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
@@ -241,13 +242,13 @@ class MlpEngine(wiring.Component):
         # --- issue unit (stage 0) -------------------------------------------------------------------
         issuing = Signal()
         waiting = Signal()  # between two layers of a vector, until the first one's last tile is done
-        lyr = Signal(_index(LMAX))
-        rt = Signal(_index(RT))
-        ct = Signal(_index(CT))
-        row_base = Signal(_index(p.max_out))  # rt * R
-        col_base = Signal(_index(p.max_in))  # ct * C
-        wi = Signal(_index(WB))  # weight plane
-        aj = Signal(_index(AB))  # activation plane
+        lyr = Signal(index_range(LMAX))
+        rt = Signal(index_range(RT))
+        ct = Signal(index_range(CT))
+        row_base = Signal(index_range(p.max_out))  # rt * R
+        col_base = Signal(index_range(p.max_in))  # ct * C
+        wi = Signal(index_range(WB))  # weight plane
+        aj = Signal(index_range(AB))  # activation plane
         c0 = cfg_of(lyr)
         last_j = named(aj + 1 == c0.act_bits, "s0_last_act_plane")
         last_i = named(wi + 1 == c0.weight_bits, "s0_last_weight_plane")
@@ -320,7 +321,7 @@ class MlpEngine(wiring.Component):
         # --- stage 1: the weight plane arrives; AND + popcount per row -----------------------------
         s2_pop = [Signal(range(C + 1), name=f"s2_pop{r}") for r in range(R)]
         for r in range(R):
-            m.d.sync += s2_pop[r].eq(_popcount([w_rd.data[r * C + c] & s1_act[c] for c in range(C)]))
+            m.d.sync += s2_pop[r].eq(adder_tree([w_rd.data[r * C + c] & s1_act[c] for c in range(C)]))
         m.d.sync += [s2[n].eq(s1[n]) for n in s1] + [s2_shift.eq(s1_shift)]
 
         # --- stage 2: accumulate (modular in acc_bits; the final sum fits, so it is exact) ----------

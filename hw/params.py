@@ -19,7 +19,8 @@ import yaml
 from nerf import grid
 from nerf.atomic import atomic_write_text
 
-__all__ = ["HashEncoderParams", "MlpEngineParams", "MlpLayer", "ConfigError", "load_config", "save_config", "ENGINES"]
+__all__ = ["HashEncoderParams", "MlpEngineParams", "MlpLayer", "HadamardParams", "HadamardConfig", "ConfigError",
+           "load_config", "save_config", "ENGINES"]
 
 
 class ConfigError(ValueError):
@@ -389,8 +390,267 @@ class MlpLayer:
         return _from_mapping(cls, data, where)
 
 
+@dataclass(frozen=True, kw_only=True)
+class HadamardParams:
+    """Parameters of the DHQ Hadamard-transform datapath (``hw.hadamard.HadamardEngine``): one linear layer.
+
+    The engine computes, per input vector x of n signed integers (``sim.tlm.hadamard`` has the exact
+    semantics): ``t = x @ H_n`` (fast Walsh-Hadamard transform, H_n the unnormalised Sylvester matrix),
+    ``u = clamp(rne(t * M_a, S_a), +-(2^(a-1) - 1))``, ``acc = u @ W.T + bias``,
+    ``y = clamp(rne(acc * M_o, S_o), +-(2^(out_bits-1) - 1))``. The sizes and the weight and output
+    widths are fixed here; the activation width a and the scales are run-time settings
+    (``HadamardConfig``, checked by ``check_config``).
+
+    Fields:
+        n: transform and input length, a power of two in [2, 128] (k = log2 n butterfly stages).
+        out_size: m, output elements (rows of W), in [1, 256].
+        in_bits: width of one input element (signed two's complement, full range), in [2, 16].
+        weight_bits: width of one weight (signed, narrow symmetric range +-(2^(wb-1) - 1)), in [2, 16].
+        max_act_bits: widest run-time activation width a (bits of u), in [2, 16].
+        out_bits: width of one output element (signed, narrow symmetric range), in [2, 16].
+        rows: R, output rows computed in parallel (rows of the matrix-vector array), in [1, 64].
+        cols: C, input elements per cycle (columns of the array), a power of two in [1, n].
+        mult_bits: width of the unsigned multipliers M_a and M_o (bits), in [1, 20]; 20 keeps
+            ``acc * M_o`` and its rounding inside int64 for every legal combination (see
+            ``prod_o_bits``), so the TLM's reference stays in NumPy int64.
+        clock_mhz: clock frequency for converting cycles to time (MHz), in [1, 2000]; it changes no
+            hardware.
+
+    Raises:
+        ConfigError: naming the field, the allowed range and the value.
+    """
+
+    n: int = 64
+    out_size: int = 64
+    in_bits: int = 8
+    weight_bits: int = 8
+    max_act_bits: int = 8
+    out_bits: int = 8
+    rows: int = 8
+    cols: int = 16
+    mult_bits: int = 16
+    clock_mhz: int = 200
+
+    #: Pipeline registers of the matrix-vector back end after its issue stage: 1 weight word read,
+    #: 2 masked sum per row, 3 accumulate, 4 multiply by M_o, then round, clamp and write the result
+    #: (see hw.hadamard).
+    PIPELINE_STAGES = 4
+    #: Front-end registers besides the log2(n) butterfly stages: the input register, the product
+    #: t * M_a, and the rounded, clamped u written into the activation FIFO.
+    FRONT_EXTRA = 3
+    #: Output FIFO entries, also the number of vectors loaded into the matrix-vector array whose output
+    #: has not transferred yet. Four keep II = T at full rate for every T >= 2: a vector's output is
+    #: valid T + 5 cycles after its load, so the credit of vector k - 4 is back by the load of vector k
+    #: when 4T >= T + 6.
+    OUT_FIFO_DEPTH = 4
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        n = self.n
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= 128 or n & (n - 1):
+            raise ConfigError(f"{owner}.n must be a power of two in [2, 128], not {n!r}")
+        _check_int(owner, "out_size", self.out_size, 1, 256)
+        _check_int(owner, "in_bits", self.in_bits, 2, 16)
+        _check_int(owner, "weight_bits", self.weight_bits, 2, 16)
+        _check_int(owner, "max_act_bits", self.max_act_bits, 2, 16)
+        _check_int(owner, "out_bits", self.out_bits, 2, 16)
+        _check_int(owner, "rows", self.rows, 1, 64)
+        c = self.cols
+        if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= n or c & (c - 1):
+            raise ConfigError(f"{owner}.cols must be a power of two in [1, {n}] (n), not {c!r}")
+        _check_int(owner, "mult_bits", self.mult_bits, 1, 20)
+        _check_int(owner, "clock_mhz", self.clock_mhz, 1, 2000)
+
+    # --- derived sizes and widths -------------------------------------------------------------
+    @property
+    def log2_n(self) -> int:
+        """k = log2 n: butterfly stages of the transform (and bits of growth, one per stage)."""
+        return self.n.bit_length() - 1
+
+    @property
+    def t_bits(self) -> int:
+        """Signed width of a transform output t, ``in_bits + log2 n``.
+
+        t_j is a sum of n inputs with signs +-1, so |t_j| <= n * 2^(in_bits-1) = 2^(in_bits-1+k); the
+        bound is reached (t_0 of the all-minimum vector), so one bit fewer would not do.
+        """
+        return self.in_bits + self.log2_n
+
+    @property
+    def prod_a_bits(self) -> int:
+        """Signed width of ``t * M_a``: ``t_bits + mult_bits`` (M_a < 2^mult_bits)."""
+        return self.t_bits + self.mult_bits
+
+    @property
+    def shift_a_max(self) -> int:
+        """Largest activation shift S_a, ``prod_a_bits - 1``: |t * M_a| < 2^S_a, so every u is 0 there."""
+        return self.prod_a_bits - 1
+
+    @property
+    def row_tiles(self) -> int:
+        """RT = ceil(out_size / R): row tiles (weight-memory row groups)."""
+        return -(-self.out_size // self.rows)
+
+    @property
+    def col_tiles(self) -> int:
+        """CT = n / C: column tiles (exact, C is a power of two <= n)."""
+        return self.n // self.cols
+
+    @property
+    def sum_bits(self) -> int:
+        """Signed width of one row's masked weight sum per cycle, ``weight_bits + log2 C``."""
+        return self.weight_bits + self.cols.bit_length() - 1
+
+    @property
+    def dot_bits(self) -> int:
+        """Signed width of any ``u @ W.T`` element: ``max_act_bits + weight_bits - 1 + log2 n``.
+
+        Both operands lie in the narrow symmetric ranges, so a product has magnitude at most
+        (2^(a-1) - 1)(2^(wb-1) - 1) < 2^(a+wb-2) and a sum of n of them less than 2^(a+wb-2+k).
+        """
+        return self.max_act_bits + self.weight_bits - 1 + self.log2_n
+
+    @property
+    def bias_bits(self) -> int:
+        """Signed width of a bias, ``dot_bits``: any bias the dot product could cancel."""
+        return self.dot_bits
+
+    @property
+    def acc_bits(self) -> int:
+        """Signed accumulator width, ``dot_bits + 1``: holds dot product + bias exactly.
+
+        The bit-serial partial sums may exceed it; two's-complement addition is modular, so the
+        final sum, which fits, is exact anyway. At most 16 + 16 - 1 + 7 + 1 = 39.
+        """
+        return self.dot_bits + 1
+
+    @property
+    def prod_o_bits(self) -> int:
+        """Signed width of ``acc * M_o``: ``acc_bits + mult_bits`` (at most 59)."""
+        return self.acc_bits + self.mult_bits
+
+    @property
+    def shift_o_max(self) -> int:
+        """Largest output shift S_o, ``prod_o_bits - 1``: beyond it every result is 0 anyway."""
+        return self.prod_o_bits - 1
+
+    @property
+    def weight_word_bits(self) -> int:
+        """Bits of one weight-memory word: the R x C tile, ``R * C * weight_bits`` (bit-parallel weights)."""
+        return self.rows * self.cols * self.weight_bits
+
+    @property
+    def weight_depth(self) -> int:
+        """Weight-memory words, ``RT * CT``; word ``row_tile * CT + col_tile``."""
+        return self.row_tiles * self.col_tiles
+
+    @property
+    def front_cycles(self) -> int:
+        """F = log2 n + FRONT_EXTRA: cycles from a vector's input transfer to the first cycle its
+        requantized activations can be loaded into the matrix-vector array."""
+        return self.log2_n + self.FRONT_EXTRA
+
+    @property
+    def front_depth(self) -> int:
+        """Q, activation-FIFO entries, also the vectors accepted but not yet loaded (input credits).
+
+        ``ceil(F / T_min)`` with ``T_min = 2 * RT * CT`` (the matrix-vector cycles at act_bits 2). At
+        full rate vector k is accepted when vector k - Q loads, Q * T cycles before its own load is
+        due, and reaches the FIFO F cycles after its acceptance: in time whenever Q * T >= F, which
+        this Q guarantees for every act_bits, so the front end never holds up II = T.
+        """
+        return -(-self.front_cycles // (2 * self.row_tiles * self.col_tiles))
+
+    @property
+    def config_fields(self) -> tuple[tuple[str, int], ...]:
+        """The configuration word, ``(name, bits)`` from bit 0 up (see ``HadamardConfig``).
+
+        The one definition of the layout, used by the RTL's ``cfg`` port and by drivers that pack it.
+        """
+        return (
+            ("act_bits", self.max_act_bits.bit_length()),
+            ("mult_a", self.mult_bits),
+            ("shift_a", self.shift_a_max.bit_length()),
+            ("mult_o", self.mult_bits),
+            ("shift_o", self.shift_o_max.bit_length()),
+        )
+
+    def cycles_to_ms(self, cycles: int | float) -> float:
+        """Convert a cycle count to milliseconds at ``clock_mhz``."""
+        return cycles / (self.clock_mhz * 1e3)
+
+    def check_config(self, cfg: Any) -> "HadamardConfig":
+        """Validate a run-time configuration against these parameters.
+
+        Returns:
+            ``cfg``.
+
+        Raises:
+            ConfigError: not a ``HadamardConfig``, or a field out of range, naming the field, the
+                allowed range and the value.
+        """
+        if not isinstance(cfg, HadamardConfig):
+            raise ConfigError(f"cfg must be a HadamardConfig, not {cfg!r}")
+        owner = type(cfg).__name__
+        _check_int(owner, "act_bits", cfg.act_bits, 2, self.max_act_bits)
+        _check_int(owner, "mult_a", cfg.mult_a, 0, (1 << self.mult_bits) - 1)
+        _check_int(owner, "shift_a", cfg.shift_a, 0, self.shift_a_max)
+        _check_int(owner, "mult_o", cfg.mult_o, 0, (1 << self.mult_bits) - 1)
+        _check_int(owner, "shift_o", cfg.shift_o, 0, self.shift_o_max)
+        return cfg
+
+    # --- dict / YAML ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "hadamard") -> "HadamardParams":
+        """Build from a mapping; unknown keys raise ``ConfigError`` naming the key and ``where``."""
+        return _from_mapping(cls, data, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HadamardConfig:
+    """Run-time settings of the Hadamard datapath (written through its ``cfg`` port while idle).
+
+    Fields:
+        act_bits: a, width of the requantized activations u (narrow symmetric range
+            [-(2^(a-1) - 1), 2^(a-1) - 1]); the matrix-vector product takes a cycles per tile.
+        mult_a, shift_a: M_a and S_a, the activation scale M_a / 2^S_a (it folds in the 1/sqrt(n) of
+            the orthonormal transform).
+        mult_o, shift_o: M_o and S_o, the output scale M_o / 2^S_o (s_a * s_w / s_y).
+
+    Types are checked here; ranges against the engine by ``HadamardParams.check_config``.
+
+    Raises:
+        ConfigError: a field of the wrong type, naming it and the value.
+    """
+
+    act_bits: int
+    mult_a: int = 1
+    shift_a: int = 0
+    mult_o: int = 1
+    shift_o: int = 0
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{owner}.{f.name} must be a non-negative integer, not {value!r}")
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "cfg") -> "HadamardConfig":
+        """Build from a mapping; unknown keys raise ``ConfigError`` naming the key and ``where``."""
+        return _from_mapping(cls, data, where)
+
+
 #: Config-file section name -> params type. Later engines add their sections here.
-ENGINES: dict[str, type] = {"hash_encoder": HashEncoderParams, "mlp_engine": MlpEngineParams}
+ENGINES: dict[str, type] = {"hash_encoder": HashEncoderParams, "mlp_engine": MlpEngineParams,
+                            "hadamard": HadamardParams}
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 from nerf.atomic import atomic_write_text
-from sim.cosim.scoreboard import Scoreboard
+from sim.cosim.scoreboard import Scoreboard, inject_fault
 from sim.cosim.stream import StreamMonitor, StreamSink, StreamSource
 
-__all__ = ["JOB_ENV", "load_job", "write_result", "stream_and_check", "EngineTB", "scoreboard_result"]
+__all__ = ["JOB_ENV", "load_job", "write_result", "stream_and_check", "EngineTB", "scoreboard_result", "run_phases"]
 
 JOB_ENV = "NERFHW_COSIM_JOB"
 
@@ -105,3 +106,50 @@ def scoreboard_result(boards: Sequence[Scoreboard], *, n_in: int, n_out: int, **
     mismatches = [m for board in boards for m in board.finish()]
     return {"transactions": n_out, "input_transactions": n_in, "mismatches": len(mismatches),
             "mismatch_examples": [m.to_dict() for m in mismatches[:10]], **extra}
+
+
+async def run_phases(tb: EngineTB, phases: Sequence, models: Sequence, *, fault: str | None = None,
+                     describe: Callable[[object, object, object], dict] = lambda phase, model, pred: {}) -> dict:
+    """Load and stream each phase of a multi-phase workload, checking every transfer against its model.
+
+    Each phase has ``inputs``, ``in_payloads``, ``offer_cycles`` and ``ready``; each model has
+    ``run(inputs, offer_cycles, ready)`` (a prediction with ``accept_cycles``, ``out_cycles``,
+    ``payloads`` and ``cycles``) and ``T``, its cycles per vector; ``tb.configure(phase)`` loads a
+    phase while the engine is idle. Cycle 0 of a phase is the cycle after its loading ends; one
+    scoreboard per stream checks the transfers of all phases in order (cycles relative to the phase),
+    the output one against predictions with ``fault`` injected (``inject_fault``).
+
+    Returns:
+        The result dict (``scoreboard_result``) with cycles_rtl, cycles_tlm, sim_seconds, tlm_seconds
+        and ``phases``: per phase ``describe(phase, model, prediction)`` followed by vectors,
+        cycles_per_vector, cycles_rtl and cycles_tlm.
+    """
+    t0 = time.perf_counter()
+    predicted = [model.run(ph.inputs, ph.offer_cycles, ph.ready) for model, ph in zip(models, phases)]
+    tlm_seconds = time.perf_counter() - t0
+    expected_in, expected_out = [], []
+    for ph, pred in zip(phases, predicted):
+        expected_in += list(zip(pred.accept_cycles.tolist(), ph.in_payloads))
+        expected_out += list(zip(pred.out_cycles.tolist(), pred.payloads))
+    board_in = Scoreboard("i", expected_in)
+    board_out = Scoreboard("o", inject_fault(expected_out, fault))
+    dut = tb.dut
+    sim_seconds = 0.0
+    n_in = n_out = cycles_rtl = 0
+    summary = []
+    for ph, pred, model in zip(phases, predicted, models):
+        await tb.configure(ph)
+        # Cycle 0 of the phase is the cycle after this edge; the streaming components start here.
+        t0 = time.perf_counter()
+        got_in, got_out, cycles = await stream_and_check(
+            dut, items=ph.in_payloads, offer_cycles=ph.offer_cycles, ready=ph.ready,
+            board_in=board_in, board_out=board_out, limit=pred.cycles + 4 * model.T + 1000)
+        sim_seconds += time.perf_counter() - t0
+        n_in, n_out, cycles_rtl = n_in + got_in, n_out + got_out, cycles_rtl + cycles
+        summary.append({**describe(ph, model, pred), "vectors": len(ph.in_payloads), "cycles_per_vector": model.T,
+                        "cycles_rtl": cycles, "cycles_tlm": pred.cycles})
+        # Let the last output's cycle close before the next phase writes a new configuration.
+        await RisingEdge(dut.clk)
+    return scoreboard_result((board_in, board_out), n_in=n_in, n_out=n_out, cycles_rtl=cycles_rtl,
+                             cycles_tlm=sum(pred.cycles for pred in predicted), sim_seconds=sim_seconds,
+                             tlm_seconds=tlm_seconds, phases=summary)

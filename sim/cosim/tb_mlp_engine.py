@@ -3,7 +3,7 @@
 Run through ``sim.cosim.runner``; the job (parameters, vector count, phases, optional layer sizes, seed,
 optional injected model fault, result path) arrives as a JSON file named by ``NERFHW_COSIM_JOB``.
 The run has several phases (``sim.cosim.traffic.random_mlp_workload``): each writes a new
-configuration, weights and biases while the engine is idle, then streams its vectors; cycle 0 of a
+configuration, weights and biases while the engine is idle, then streams its vectors (``sim.cosim.harness.run_phases``); cycle 0 of a
 phase is the cycle after its loading ends. One scoreboard per stream checks every transfer of all
 phases in order (cycles relative to the phase). The coroutine name has no ``test_`` prefix so that
 pytest does not collect it.
@@ -11,14 +11,11 @@ pytest does not collect it.
 
 from __future__ import annotations
 
-import time
-
 import cocotb
 from cocotb.triggers import RisingEdge
 
 from hw.params import MlpEngineParams
-from sim.cosim.harness import EngineTB, load_job, scoreboard_result, stream_and_check, write_result
-from sim.cosim.scoreboard import Scoreboard, inject_fault
+from sim.cosim.harness import EngineTB, load_job, run_phases, write_result
 from sim.cosim.traffic import MlpPhase, random_mlp_workload
 from sim.tlm.mlp_engine import MlpEngineTLM, config_word
 
@@ -77,42 +74,10 @@ async def mlp_engine_random_traffic(dut):
     phases = random_mlp_workload(params, job["vectors"], job["seed"], phases=job.get("phases", 3),
                                  shapes=job.get("shapes"), idle=job.get("idle", True),
                                  backpressure=job.get("backpressure", True))
-    t0 = time.perf_counter()
     models = [MlpEngineTLM(params, ph.layers, ph.weights, ph.biases) for ph in phases]
-    predicted = [model.run(ph.inputs, ph.offer_cycles, ph.ready) for model, ph in zip(models, phases)]
-    tlm_seconds = time.perf_counter() - t0
-    expected_in, expected_out = [], []
-    for ph, pred in zip(phases, predicted):
-        expected_in += list(zip(pred.accept_cycles.tolist(), ph.in_payloads))
-        expected_out += list(zip(pred.out_cycles.tolist(), pred.payloads))
-    board_in = Scoreboard("i", expected_in)
-    board_out = Scoreboard("o", inject_fault(expected_out, job.get("fault")))
-
     tb = MlpTB(dut, params)
     await tb.reset()
-    sim_seconds = 0.0
-    n_in = n_out = cycles_rtl = 0
-    summary = []
-    for ph, pred, model in zip(phases, predicted, models):
-        await tb.configure(ph)
-        # Cycle 0 of the phase is the cycle after this edge; the streaming components start here.
-        t0 = time.perf_counter()
-        got_in, got_out, cycles = await stream_and_check(
-            dut, items=ph.in_payloads, offer_cycles=ph.offer_cycles, ready=ph.ready,
-            board_in=board_in, board_out=board_out, limit=pred.cycles + 4 * model.T + 1000)
-        sim_seconds += time.perf_counter() - t0
-        n_in, n_out, cycles_rtl = n_in + got_in, n_out + got_out, cycles_rtl + cycles
-        summary.append({
-            "layers": [layer.to_dict() for layer in ph.layers],
-            "vectors": len(ph.in_payloads),
-            "cycles_per_vector": model.T,
-            "cycles_rtl": cycles,
-            "cycles_tlm": pred.cycles,
-        })
-        # Let the last output's cycle close before the next phase writes a new configuration.
-        await RisingEdge(dut.clk)
-    result = scoreboard_result((board_in, board_out), n_in=n_in, n_out=n_out, cycles_rtl=cycles_rtl,
-                               cycles_tlm=sum(pred.cycles for pred in predicted), sim_seconds=sim_seconds,
-                               tlm_seconds=tlm_seconds, phases=summary)
+    result = await run_phases(tb, phases, models, fault=job.get("fault"),
+                              describe=lambda ph, model, pred: {"layers": [layer.to_dict() for layer in ph.layers]})
     write_result(job, result)
     assert not result["mismatches"], f"{result['mismatches']} mismatches, first: {result['mismatch_examples'][0]}"

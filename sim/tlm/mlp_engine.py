@@ -52,7 +52,7 @@ from hw.params import ConfigError, MlpEngineParams, MlpLayer
 
 __all__ = [
     "MlpEngineTLM", "MlpResult", "reference_forward", "layer_cycles", "vector_cycles", "vector_latency",
-    "stream_cycles", "pack_vector", "unpack_vector", "config_word", "weight_writes", "bias_writes",
+    "stream_cycles", "pack_vector", "unpack_vector", "config_word", "weight_writes", "bias_writes", "check_range",
 ]
 
 
@@ -80,12 +80,19 @@ def unpack_vector(payload: int, count: int, bits: int, *, signed: bool) -> list[
 
 
 def config_word(params: MlpEngineParams, layer: MlpLayer) -> int:
-    """The ``cfg.data`` word of one layer, fields in ``params.config_fields`` order from bit 0."""
+    """The ``cfg.data`` word of one layer, fields in ``params.config_fields`` order from bit 0.
+
+    Works for any engine's params with ``config_fields`` and settings object with those attributes
+    (``sim.tlm.hadamard`` packs ``HadamardConfig`` with it).
+
+    Raises:
+        ValueError: a field that does not fit its width, naming it.
+    """
     word, pos = 0, 0
     for name, bits in params.config_fields:
         value = int(getattr(layer, name))
         if not 0 <= value < (1 << bits):
-            raise ValueError(f"layer field {name} = {value} does not fit in {bits} bits")
+            raise ValueError(f"{type(layer).__name__} field {name} = {value} does not fit in {bits} bits")
         word |= value << pos
         pos += bits
     return word
@@ -281,8 +288,8 @@ class MlpEngineTLM:
             if w.shape != (layer.out_size, layer.in_size) or not np.issubdtype(w.dtype, np.integer):
                 raise ValueError(f"weights[{l}] must be an integer array of shape (out_size, in_size) = "
                                  f"{(layer.out_size, layer.in_size)}, not {w.dtype} {w.shape}")
-            _check_range(w, -(1 << (layer.weight_bits - 1)), (1 << (layer.weight_bits - 1)) - 1,
-                         f"weights[{l}]", f"signed {layer.weight_bits}-bit")
+            check_range(w, -(1 << (layer.weight_bits - 1)), (1 << (layer.weight_bits - 1)) - 1,
+                        f"weights[{l}]", f"signed {layer.weight_bits}-bit")
             self.weights.append(w.astype(np.int64))
             b = None if biases is None else biases[l]
             if layer.bias:
@@ -293,7 +300,7 @@ class MlpEngineTLM:
                     raise ValueError(f"biases[{l}] must be an integer array of shape ({layer.out_size},), "
                                      f"not {b.dtype} {b.shape}")
                 half = 1 << (params.bias_bits - 1)
-                _check_range(b, -half, half - 1, f"biases[{l}]", f"signed {params.bias_bits}-bit")
+                check_range(b, -half, half - 1, f"biases[{l}]", f"signed {params.bias_bits}-bit")
                 b = b.astype(np.int64)
             self.biases.append(b if layer.bias else None)
         self.T = vector_cycles(params, self.layers)
@@ -309,7 +316,7 @@ class MlpEngineTLM:
             raise ValueError(f"vectors must be an integer array of shape (N, {first.in_size}), not {x.dtype} {x.shape}")
         ab = first.act_bits
         lo, hi = (-(1 << (ab - 1)), (1 << (ab - 1)) - 1) if first.act_signed else (0, (1 << ab) - 1)
-        _check_range(x, lo, hi, "vectors", f"{'signed' if first.act_signed else 'unsigned'} {ab}-bit")
+        check_range(x, lo, hi, "vectors", f"{'signed' if first.act_signed else 'unsigned'} {ab}-bit")
         return x.astype(np.int64)
 
     def forward(self, vectors, *, trace: bool = False):
@@ -409,7 +416,9 @@ class MlpEngineTLM:
         return MlpResult(accept, out, y, payloads, int(out.max()) + 1 if n else 0)
 
 
-def _check_range(a: np.ndarray, lo: int, hi: int, name: str, what: str) -> None:
+def check_range(a: np.ndarray, lo: int, hi: int, name: str, what: str) -> None:
+    """Raise ``ValueError`` naming the first element of ``a`` outside [lo, hi]: ``name[i, j] = v is outside
+    the <what> range [lo, hi]``."""
     bad = (a < lo) | (a > hi)
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
