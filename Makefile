@@ -18,8 +18,9 @@ BUDGET ?=
 RESUME ?=
 OBJECTIVE ?=
 BITS ?=
+IMAGE ?= camera
 
-.PHONY: setup demo test verilog lint cosim bench train quantize sweep search clean help
+.PHONY: setup demo test verilog lint cosim bench train quantize sweep search inr clean help
 
 help:
 	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
@@ -33,6 +34,8 @@ help:
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
 	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff] [RESUME=1]"
 	@echo "             DDPG mixed-precision search with TLM-proven latency; writes runs/search-<scene>-<preset>-<objective>/"
+	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
+	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
 
 $(STAMP): pyproject.toml
 	@for tool in g++ make perl; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -75,6 +78,9 @@ sweep: $(STAMP)
 
 search: $(STAMP)
 	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(RESUME),--resume)
+
+inr: $(STAMP)
+	$(CLI) inr --image $(IMAGE) $(if $(BITS),--bits $(BITS))
 
 clean:
 	rm -rf build runs

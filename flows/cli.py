@@ -186,6 +186,20 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_inr(args) -> int:
+    from flows.inr import inr, parse_bits, run_dir, table
+
+    bits = parse_bits(args.bits)
+    settings = {k: getattr(args, k) for k in ("size", "steps", "finetune_steps", "width", "seed", "coord_bits")
+                if getattr(args, k) is not None}
+    s = inr(args.image, bits=bits, runs_root=args.runs, **settings)
+    print(table(s)[0], end="")
+    print(f"{s['image']} {s['size'][1]}x{s['size'][0]}x{s['channels']}: FP {s['fp']['psnr']:.2f} dB "
+          f"(SSIM {s['fp']['ssim']:.4f}), {s['wall_seconds']:.0f} s -> {run_dir(args.image, args.runs)}/"
+          "{summary.json,table.md,table.csv,histograms.png,reconstructions.png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flows.cli", description=__doc__)
     parser.add_argument("--build", default="build", help="build folder (Verilog, Verilator objects); default: build")
@@ -270,6 +284,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the search in the run folder")
     p.add_argument("--name", help="run name (default <scene>-<preset>-<objective>)")
     p.set_defaults(func=cmd_search)
+    p = sub.add_parser("inr", help="DHQ vs uniform quantization of a SIREN image INR; writes runs/inr-<image>/",
+                       description="Fit a SIREN to a scikit-image picture, then quantize every layer's weights and "
+                                   "input activations to each of BITS by uniform min-max PTQ, LSQ+ fine-tuning, DHQ "
+                                   "(Hadamard rotation + the same PTQ) and DHQ + LSQ+; writes summary.json, "
+                                   "table.md/csv, histograms.png and reconstructions.png. Re-running reuses the "
+                                   "fitted model and the finished cells.")
+    p.add_argument("--image", default="camera", help="a skimage.data picture: camera, astronaut, coffee, chelsea, "
+                                                     "... (default camera)")
+    p.add_argument("--bits", default="8,6,4,3", help="comma-separated bitwidths in [2, 16] (default 8,6,4,3)")
+    p.add_argument("--size", type=int, help="longer image side after downscaling, pixels (default 256)")
+    p.add_argument("--steps", type=int, help="full-precision Adam steps (default 500)")
+    p.add_argument("--finetune-steps", type=int, help="LSQ+ fine-tuning Adam steps per bitwidth (default 50)")
+    p.add_argument("--width", type=int, help="hidden width, a power of two <= 128 (default 64)")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--coord-bits", type=int, help="bits of the first layer's input, the pixel coordinates "
+                                                  "(default 16, whatever BITS is)")
+    p.set_defaults(func=cmd_inr)
     p = sub.add_parser("demo", help="the main job on the built-in scene: train, search, Verilog, co-simulation",
                        description="Train the field (tiny) on the built-in scene, run a short DDPG search, generate "
                                    "the engines for the best policy and co-simulate them against the TLMs. Resumes.")

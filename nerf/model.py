@@ -9,7 +9,8 @@ sigmoid, no biases).
 Quantization hook points: every quantizable tensor passes through ``self.quant[name]`` when such a
 module is installed (``install_quantizer``); the names are those of ``quant.policy.component_names``
 (``hash.levelNN``, ``enc.out``, ``density.l0.weight`` ...). ``nerf`` never imports ``quant``: it only
-offers the points.
+offers the points. An MLP layer replaced by another module (``quant.hadamard.dhq_wrap`` puts DHQLinear
+wrappers in place of the ``nn.Linear`` layers) is called as it is, and quantizes its own weight.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ class InstantNGP(nn.Module):
         key = self._key(name)
         return self.quant[key](x) if key in self.quant else x
 
-    def _linear(self, name: str, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    def _linear(self, name: str, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if type(layer) is not nn.Linear:  # a wrapper that quantizes itself (quant.hadamard.DHQLinear)
+            return layer(x)
         return F.linear(x, self._q(f"{name}.weight", layer.weight))
 
     # --- field ----------------------------------------------------------------------------------
