@@ -22,8 +22,9 @@ Hadamard datapath at each B, from its TLM.
 All quantizers are symmetric narrow-range per tensor, as the Hadamard datapath runs them. The first
 layer's input, the pixel coordinates, is quantized at ``coord_bits`` (default 16) whatever B is: in
 hardware it is an exact fixed-point pixel address, and at B bits each axis would take only 2^B - 1
-values, off the pixel grid (measured on camera at 256 px, 8-bit coordinates alone cost 4.5 dB and
-3-bit ones cap every method near 9 dB), which would measure the coordinates, not the methods. Min-max suits the U-shaped sine activations (max/std about 1.4); the rotation makes them
+values, off the pixel grid (measured on camera at 256 px: with 8-bit coordinates the 8-bit
+activations-only PTQ gives 26.92 dB instead of 31.42), which would measure the coordinates, not the
+methods. Min-max suits the U-shaped sine activations (max/std about 1.4); the rotation makes them
 Gaussian (max/std 4-5), which costs DHQ's min-max PTQ accuracy (``layer_stats``). The LSQ+
 steps start from min-max calibration, not LSQ+'s ``max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(B-1)``:
 measured on camera (128 px, 4 and 3 bits) that init starts 1-3 dB lower and ends no better after
