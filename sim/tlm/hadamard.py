@@ -49,6 +49,7 @@ import numpy as np
 
 from hw.params import HadamardConfig, HadamardParams
 from sim.tlm.mlp_engine import check_range, config_word, pack_vector, unpack_vector
+from sim.tlm.transfers import ReadyPattern, check_offers
 
 __all__ = [
     "HadamardConfig", "HadamardTLM", "HadamardResult", "hadamard_matrix", "fwht", "rne", "requantize",
@@ -316,11 +317,8 @@ class HadamardTLM:
         travelling down the PIPELINE_STAGES registers, the output FIFO and its credits.
         """
         p = self.params
-        offers = np.asarray(offer_cycles, dtype=np.int64)
-        if offers.ndim != 1 or (offers < 0).any():
-            raise ValueError("offer_cycles must be a 1-D array of non-negative cycles")
-        rdy = None if ready is None else np.asarray(ready, dtype=bool)
-        n_ready = 0 if rdy is None else len(rdy)
+        offers = check_offers(offer_cycles)
+        ready_at = ReadyPattern(ready)
         n = len(offers)
         F, Q, T = p.front_cycles, p.front_depth, self.T
         stages, depth = p.PIPELINE_STAGES, p.OUT_FIFO_DEPTH
@@ -334,7 +332,7 @@ class HadamardTLM:
         nxt = done = 0
         t = 0
         while done < n:
-            o_fire = bool(fifo) and fifo[0][0] <= t and (t >= n_ready or bool(rdy[t]))
+            o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
             load = bool(front) and front[0][0] <= t and (not issuing or left == 1) and credits < depth
             in_fire = nxt < n and offers[nxt] <= t and (len(front) < Q or load)
             end = ends[0] if ends and ends[0][0] == t else None
@@ -370,10 +368,7 @@ class HadamardTLM:
         """
         x = self.check_inputs(vectors)
         n = len(x)
-        if offer_cycles is None:
-            offer_cycles = np.zeros(n, dtype=np.int64)
-        if len(offer_cycles) != n:
-            raise ValueError(f"offer_cycles has {len(offer_cycles)} entries for {n} vectors")
+        offer_cycles = check_offers(offer_cycles, n, "vectors")
         u, acc, y = reference_forward(self.params, self.cfg, self.weights, self.bias, x)
         accept, out = self.schedule(offer_cycles, ready)
         payloads = [self.payload(row) for row in y]

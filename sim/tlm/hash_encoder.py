@@ -27,6 +27,7 @@ import numpy as np
 
 from hw.params import HashEncoderParams
 from nerf import grid
+from sim.tlm.transfers import ReadyPattern, check_offers
 
 __all__ = ["HashEncoderTLM", "TLMResult", "to_fixed", "pack_point", "pack_features", "unpack_features"]
 
@@ -197,10 +198,8 @@ class HashEncoderTLM:
         group) and (credits in use < depth); credits return when an output transfers.
         """
         p = self.params
-        offers = np.asarray(offer_cycles, dtype=np.int64)
-        if offers.ndim != 1 or (offers < 0).any():
-            raise ValueError("offer_cycles must be a 1-D array of non-negative cycles")
-        rdy = None if ready is None else np.asarray(ready, dtype=bool)
+        offers = check_offers(offer_cycles)
+        ready_at = ReadyPattern(ready)
         n = len(offers)
         g_last, depth, stages = p.groups - 1, p.fifo_depth, p.PIPELINE_STAGES
         accept = np.full(n, -1, dtype=np.int64)
@@ -220,7 +219,7 @@ class HashEncoderTLM:
                 and (not s0_valid or s0_group == g_last)
                 and credits < depth
             )
-            o_fire = bool(fifo) and (rdy is None or t >= len(rdy) or rdy[t])
+            o_fire = bool(fifo) and ready_at(t)
             # closing edge of cycle t
             if s0_valid and s0_group == g_last:
                 arrivals.append((t + stages + 1, s0_point))
@@ -246,10 +245,7 @@ class HashEncoderTLM:
         """
         coords = self._check_coords(coords)
         n = len(coords)
-        if offer_cycles is None:
-            offer_cycles = np.zeros(n, dtype=np.int64)
-        if len(offer_cycles) != n:
-            raise ValueError(f"offer_cycles has {len(offer_cycles)} entries for {n} points")
+        offer_cycles = check_offers(offer_cycles, n, "points")
         feats = self.encode(coords)
         accept, out = self.schedule(offer_cycles, ready)
         bits = self.params.out_bits

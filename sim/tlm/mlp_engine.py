@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.params import ConfigError, MlpEngineParams, MlpLayer
+from sim.tlm.transfers import ReadyPattern, check_offers
 
 __all__ = [
     "MlpEngineTLM", "MlpResult", "reference_forward", "layer_cycles", "vector_cycles", "vector_latency",
@@ -344,11 +345,8 @@ class MlpEngineTLM:
         output FIFO and its credits (vectors loaded whose output has not transferred yet).
         """
         p = self.params
-        offers = np.asarray(offer_cycles, dtype=np.int64)
-        if offers.ndim != 1 or (offers < 0).any():
-            raise ValueError("offer_cycles must be a 1-D array of non-negative cycles")
-        rdy = None if ready is None else np.asarray(ready, dtype=bool)
-        n_ready = 0 if rdy is None else len(rdy)
+        offers = check_offers(offer_cycles)
+        ready_at = ReadyPattern(ready)
         n = len(offers)
         last_layer = len(self.layers) - 1
         stages, depth = p.PIPELINE_STAGES, p.OUT_FIFO_DEPTH
@@ -363,7 +361,7 @@ class MlpEngineTLM:
         nxt = done = 0
         t = 0
         while done < n:
-            o_fire = bool(fifo) and fifo[0][0] <= t and (t >= n_ready or bool(rdy[t]))
+            o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
             vec_last = mode == ISSUING and left == 1 and layer == last_layer
             load = in_full and (mode == IDLE or vec_last) and credits < depth
             in_fire = nxt < n and offers[nxt] <= t and (not in_full or load)
@@ -406,10 +404,7 @@ class MlpEngineTLM:
         """
         x = self.check_inputs(vectors)
         n = len(x)
-        if offer_cycles is None:
-            offer_cycles = np.zeros(n, dtype=np.int64)
-        if len(offer_cycles) != n:
-            raise ValueError(f"offer_cycles has {len(offer_cycles)} entries for {n} vectors")
+        offer_cycles = check_offers(offer_cycles, n, "vectors")
         y = reference_forward(self.layers, self.weights, self.biases, x)
         accept, out = self.schedule(offer_cycles, ready)
         payloads = [self.payload(row) for row in y]

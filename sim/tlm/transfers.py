@@ -1,0 +1,47 @@
+"""Stream-side inputs every TLM schedule shares: when inputs are offered and when the output is ready.
+
+Cycle 0 is the first cycle of a run; a transfer "at cycle t" means valid and ready were both high
+when cycle t's closing rising edge sampled them (see each engine's TLM).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_offers", "ReadyPattern"]
+
+
+def check_offers(offer_cycles, count: int | None = None, what: str = "vectors") -> np.ndarray:
+    """The first cycle each input may be offered, as int64 (N,).
+
+    Args:
+        offer_cycles: int sequence (N,) of non-negative cycles, or None for all zeros (a source that
+            is always valid; needs ``count``).
+        count: the number of inputs N, checked against ``offer_cycles`` when given.
+        what: the inputs' name for the error message ("vectors", "points").
+
+    Raises:
+        ValueError: not 1-D, a negative cycle, or the wrong length (naming both lengths).
+    """
+    if offer_cycles is None:
+        return np.zeros(count or 0, dtype=np.int64)
+    offers = np.asarray(offer_cycles, dtype=np.int64)
+    if offers.ndim != 1 or (offers < 0).any():
+        raise ValueError("offer_cycles must be a 1-D array of non-negative cycles")
+    if count is not None and len(offers) != count:
+        raise ValueError(f"offer_cycles has {len(offers)} entries for {count} {what}")
+    return offers
+
+
+class ReadyPattern:
+    """The output's ready per cycle: ``ready[t]`` for t < len(ready), ready after; None: always ready.
+
+    ``pattern(t)`` -> bool.
+    """
+
+    def __init__(self, ready=None):
+        self._ready = None if ready is None else np.asarray(ready, dtype=bool)
+        self._len = 0 if self._ready is None else len(self._ready)
+
+    def __call__(self, t: int) -> bool:
+        return t >= self._len or bool(self._ready[t])
