@@ -76,13 +76,6 @@ DEFAULT_BITS = (8, 6, 4, 3)
 MIN_BITS, MAX_BITS = 2, 16
 
 
-def _int(value, what: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{what} must be an integer {bound}, not {value!r}")
-    return value
-
-
 def _positive(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{what} must be a positive number, not {value!r}")
@@ -110,19 +103,19 @@ class InrSettings:
     coord_bits: int = 16  # the first layer's input (pixel coordinates), whatever B is
 
     def __post_init__(self) -> None:
-        from nerf.siren import IMAGES
+        from nerf.siren import IMAGES, check_int
 
         if self.image not in IMAGES:
             raise ValueError(f"unknown image {self.image!r} (choices: {', '.join(sorted(IMAGES))})")
-        _int(self.size, "size", 8)
-        _int(self.width, "width", 2, 128)
+        check_int(self.size, "size", 8)
+        check_int(self.width, "width", 2, 128)
         if self.width & (self.width - 1):
             raise ValueError(f"width must be a power of two (the Hadamard datapath's sizes), not {self.width}")
-        _int(self.hidden_layers, "hidden_layers", 0, 16)
-        _int(self.steps, "steps", 0)
-        _int(self.finetune_steps, "finetune_steps", 0)
-        _int(self.seed, "seed", 0)
-        _int(self.coord_bits, "coord_bits", 2, 32)
+        check_int(self.hidden_layers, "hidden_layers", 0, 16)
+        check_int(self.steps, "steps", 0)
+        check_int(self.finetune_steps, "finetune_steps", 0)
+        check_int(self.seed, "seed", 0)
+        check_int(self.coord_bits, "coord_bits", 2, 32)
         for name in ("lr", "finetune_lr", "scale_lr"):
             _positive(getattr(self, name), name)
 
@@ -333,6 +326,8 @@ def build_summary(settings: InrSettings, data, model, training: dict, fp: dict, 
         "rows": [{"bits", "fp_psnr", <method>: {"psnr", "ssim", "delta_psnr", "delta_ssim", "seconds"}}],
         "layer_stats", "layer_spread", "wall_seconds", "finished"}``; a method of a row is missing until done.
     """
+    from quant.hadamard import padded_size
+
     rows = []
     for b in bits:
         row = {"bits": b, "fp_psnr": fp["psnr"]}
@@ -349,7 +344,7 @@ def build_summary(settings: InrSettings, data, model, training: dict, fp: dict, 
         "settings": settings.to_dict(),
         "model": {"kind": "siren", "omega_0": model.omega_0, "width": settings.width,
                   "hidden_layers": settings.hidden_layers, "layers": model.shape,
-                  "padded_in": [max(2, 1 << (i - 1).bit_length()) for i, _ in model.shape],
+                  "padded_in": [padded_size(i) for i, _ in model.shape],
                   "parameters": model.parameter_count()},
         "training": {k: v for k, v in training.items() if k != "history"},
         "fp": fp,

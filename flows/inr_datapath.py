@@ -31,13 +31,15 @@ DEFAULT_PRESET = Path(__file__).parent / "configs" / "had-inr.yaml"
 
 
 def layer_params(base: HadamardParams, in_features: int, out_features: int, max_bits: int) -> HadamardParams:
-    """``base`` resized for one layer: n = next power of two >= max(in, 2), m = out, C = min(C, n),
+    """``base`` resized for one layer: n = ``quant.hadamard.padded_size(in)`` (DHQ's padding), m = out, C = min(C, n),
     R = min(R, m), weight and activation widths up to ``max_bits``.
 
     Raises:
         hw.params.ConfigError: a layer the engine cannot hold (in > 128, out > 256), naming the field.
     """
-    n = max(2, 1 << (in_features - 1).bit_length())
+    from quant.hadamard import padded_size
+
+    n = padded_size(in_features)
     return dataclasses.replace(base, n=n, out_size=out_features, cols=min(base.cols, n),
                                rows=min(base.rows, out_features), weight_bits=max(base.weight_bits, max_bits),
                                max_act_bits=max(base.max_act_bits, max_bits))

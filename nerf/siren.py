@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["IMAGES", "OMEGA_0", "MAX_WIDTH", "Siren", "load_image", "image_coordinates", "fit", "predict_image"]
+__all__ = ["IMAGES", "OMEGA_0", "MAX_WIDTH", "check_int", "Siren", "load_image", "image_coordinates", "fit", "predict_image"]
 
 #: Image name -> ``skimage.data`` function name. All ship inside the scikit-image wheel.
 IMAGES: dict[str, str] = {
@@ -39,7 +39,12 @@ OMEGA_0 = 30.0
 MAX_WIDTH = 128
 
 
-def _check_int(value, what: str, lo: int, hi: int | None = None) -> int:
+def check_int(value, what: str, lo: int, hi: int | None = None) -> int:
+    """``value`` if it is an int (not a bool) in [lo, hi] (hi None: no upper bound).
+
+    Raises:
+        ValueError: otherwise, "<what> must be an integer in [lo, hi], not <value>".
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise ValueError(f"{what} must be an integer {bound}, not {value!r}")
@@ -68,12 +73,12 @@ class Siren(nn.Module):
     def __init__(self, *, width: int = 64, hidden_layers: int = 3, channels: int = 1, in_features: int = 2,
                  omega_0: float = OMEGA_0) -> None:
         super().__init__()
-        _check_int(width, "Siren width", 2, MAX_WIDTH)
+        check_int(width, "Siren width", 2, MAX_WIDTH)
         if width & (width - 1):
             raise ValueError(f"Siren width must be a power of two (the Hadamard datapath's sizes), not {width}")
-        _check_int(hidden_layers, "Siren hidden_layers", 0, 16)
-        _check_int(channels, "Siren channels", 1, 4)
-        _check_int(in_features, "Siren in_features", 1, MAX_WIDTH)
+        check_int(hidden_layers, "Siren hidden_layers", 0, 16)
+        check_int(channels, "Siren channels", 1, 4)
+        check_int(in_features, "Siren in_features", 1, MAX_WIDTH)
         if not (isinstance(omega_0, (int, float)) and not isinstance(omega_0, bool) and omega_0 > 0):
             raise ValueError(f"Siren omega_0 must be a positive number, not {omega_0!r}")
         self.arch = {"in_features": in_features, "width": width, "hidden_layers": hidden_layers,
@@ -126,7 +131,7 @@ def load_image(name: str, *, size: int | None = 256) -> np.ndarray:
     if name not in IMAGES:
         raise ValueError(f"unknown image {name!r} (choices: {', '.join(sorted(IMAGES))})")
     if size is not None:
-        _check_int(size, "image size", 8)
+        check_int(size, "image size", 8)
     import skimage.data
     from skimage.transform import resize
 
@@ -189,7 +194,7 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, *, steps: 
     """
     from tqdm import tqdm
 
-    _check_int(steps, "steps", 0)
+    check_int(steps, "steps", 0)
     if not lr > 0:
         raise ValueError(f"lr must be positive, not {lr!r}")
     torch.manual_seed(seed)
