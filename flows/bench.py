@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from hw.params import load_config
-from nerf.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 
 __all__ = ["bench_hash_encoder", "bench_perf"]
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from hw.params import load_config
-from nerf.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 
 __all__ = ["run_cosim", "config_name", "config_engines", "TEST_MODULES"]
 

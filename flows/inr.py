@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerf.atomic import atomic_write, atomic_write_text
+from common.atomic import atomic_write, atomic_write_text
 
 __all__ = ["METHODS", "ABLATIONS", "DEFAULT_BITS", "MIN_BITS", "MAX_BITS", "InrSettings", "parse_bits", "run_dir", "inr",
            "build_summary", "write_summary", "layer_statistics", "table"]

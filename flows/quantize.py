@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from nerf.atomic import atomic_write, atomic_write_text
+from common.atomic import atomic_write, atomic_write_text
 
 __all__ = ["scene_name", "train_dir", "resolve_policy", "TrainedField", "quantize", "sweep", "SWEEP_BITS"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerf.atomic import atomic_write, atomic_write_text
+from common.atomic import atomic_write, atomic_write_text
 
 __all__ = ["search", "SearchError", "FRAME_RAYS"]
 

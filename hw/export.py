@@ -7,7 +7,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hw.params import HadamardParams, HashEncoderParams, MlpEngineParams
-from nerf.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 
 __all__ = ["hash_encoder_verilog", "mlp_engine_verilog", "hadamard_verilog", "engine_verilog", "write_verilog",
            "TOP_NAMES"]

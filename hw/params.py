@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from nerf import grid
-from nerf.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 
 __all__ = ["HashEncoderParams", "MlpEngineParams", "MlpLayer", "HadamardParams", "HadamardConfig", "ConfigError",
            "load_config", "save_config", "ENGINES"]

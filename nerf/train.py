@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nerf.atomic import atomic_write, atomic_write_text
+from common.atomic import atomic_write, atomic_write_text
 from nerf.metrics import psnr, ssim
 from nerf.model import ARCH_KEYS, InstantNGP
 from nerf.occupancy import OccupancyGrid

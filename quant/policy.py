@@ -60,7 +60,7 @@ from typing import Any
 
 import yaml
 
-from nerf.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 
 __all__ = [
     "SCHEMES",

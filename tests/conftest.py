@@ -1,6 +1,13 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines are slow and shared: no per-example deadline, no slow-generation health check; a fixed
+# example budget keeps the fuzz tests to seconds.
+settings.register_profile("nerfhw", deadline=None, max_examples=200, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("nerfhw")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "flows" / "configs"

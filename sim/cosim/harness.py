@@ -16,7 +16,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from nerf.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 from sim.cosim.scoreboard import Scoreboard, inject_fault
 from sim.cosim.stream import StreamMonitor, StreamSink, StreamSource
 

@@ -1,0 +1,1 @@
+"""Utilities every layer may use (atomic writes, declarative validation); imports nothing heavy."""
