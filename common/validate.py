@@ -22,13 +22,14 @@ import functools
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import annotated_types
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-__all__ = ["spec", "from_mapping", "range_message", "describe", "option", "ValidationError", "Field", "Annotated"]
+__all__ = ["spec", "from_mapping", "read_yaml", "range_message", "describe", "option", "ValidationError", "Field", "Annotated"]
 
 #: Strict types (``True`` is not an integer, ``"3"`` is not a number) and no unknown keys.
 SPEC_CONFIG = ConfigDict(strict=True, extra="forbid")
@@ -143,6 +144,25 @@ def from_mapping(cls: type, data: Any, *, where: str, error: type[Exception] = V
         if key not in allowed:
             raise error(f"unknown key {key!r} in {where} (allowed: {', '.join(allowed)})")
     return cls(**data)
+
+
+def read_yaml(path, *, error: type[Exception] = ValueError, what: str = "config") -> Any:
+    """Parse a YAML file: the one reader of the project's YAML files (presets, policies).
+
+    Raises:
+        error: the file cannot be read, or is not valid YAML; the message names ``what`` and the path.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise error(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {str(path)!r} is not a text file") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {str(path)!r} is not valid YAML: {exc}") from None
 
 
 def option(annotation, *, ge=None, gt=None, le=None, lt=None, finite: bool | None = None) -> Callable[[str], Any]:

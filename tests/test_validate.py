@@ -85,3 +85,21 @@ def test_any_mapping_gives_a_spec_or_a_clear_error(data):
         from_mapping(Example, data, where="fuzz", error=SpecError)
     except SpecError as exc:
         assert str(exc)
+
+
+def test_read_yaml_names_the_file(tmp_path):
+    from common.validate import read_yaml
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(SpecError, match=r"preset '.*bad.yaml' is not valid YAML"):
+        read_yaml(bad, error=SpecError, what="preset")
+    with pytest.raises(SpecError, match=r"cannot read preset '.*missing.yaml'"):
+        read_yaml(tmp_path / "missing.yaml", error=SpecError, what="preset")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SpecError, match="is not a text file"):
+        read_yaml(binary, error=SpecError, what="preset")
+    good = tmp_path / "good.yaml"
+    good.write_text("a: 1\n")
+    assert read_yaml(good, error=SpecError) == {"a": 1}
