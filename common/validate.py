@@ -12,6 +12,8 @@ Cross-field rules go in ``__post_init__`` (it runs after the field checks) and r
 directly, with ``range_message`` for the common "in [lo, hi]" case. ``from_mapping`` builds a spec
 from a parsed YAML/JSON mapping; ``option`` makes an argparse ``type=`` from the same constraints,
 so a bad command-line value is refused by argparse, naming the option, before any work starts.
+``checker`` validates one value (a function argument, a policy entry) against the same kind of
+annotation, with the message ``<what> must be an integer in [2, 32], not 1``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import annotated_types
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-__all__ = ["spec", "from_mapping", "read_yaml", "range_message", "describe", "option", "ValidationError", "Field", "Annotated"]
+__all__ = ["spec", "from_mapping", "read_yaml", "range_message", "describe", "option", "checker", "ValidationError",
+           "Field", "Annotated"]
 
 #: Strict types (``True`` is not an integer, ``"3"`` is not a number) and no unknown keys.
 SPEC_CONFIG = ConfigDict(strict=True, extra="forbid")
@@ -163,6 +166,10 @@ def read_yaml(path, *, error: type[Exception] = ValueError, what: str = "config"
         raise error(f"{what} {str(path)!r} is not a text file") from None
     except yaml.YAMLError as exc:
         raise error(f"{what} {str(path)!r} is not valid YAML: {exc}") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # PyYAML's constructors raise these on some tagged or malformed scalars ("a: 2001-13-45",
+        # "!!timestamp x") and on very deep nesting; they are bad YAML as much as a syntax error is
+        raise error(f"{what} {str(path)!r} is not valid YAML: {type(exc).__name__}: {exc}") from None
 
 
 def option(annotation, *, ge=None, gt=None, le=None, lt=None, finite: bool | None = None) -> Callable[[str], Any]:
@@ -198,3 +205,21 @@ def _number(text: str, annotation):
         return float(text.strip())
     return text
 
+
+def checker(annotation, *, error: type[Exception] = ValueError) -> Callable[[Any, str], Any]:
+    """A strict validator of one value: ``check(value, what)`` returns ``value`` or raises ``error``.
+
+    ``checker(Annotated[int, Field(ge=2, le=32)])(1, "bits")`` raises ``bits must be an integer in
+    [2, 32], not 1``; ``True``, ``8.0``, ``"8"`` and numpy integers are refused like any wrong type
+    (strict mode). Build the checker once (module level): building the adapter costs far more than a check.
+    """
+    adapter = TypeAdapter(annotation)
+    must = describe(annotation)
+
+    def check(value: Any, what: str) -> Any:
+        try:
+            return adapter.validate_python(value, strict=True)
+        except ValidationError:
+            raise error(f"{what} must be {must}, not {value!r}") from None
+
+    return check

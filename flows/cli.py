@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.validate import option
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
@@ -17,6 +19,68 @@ def _configs(arg: str | None) -> list[Path]:
     if arg:
         return [Path(arg)]
     return sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def _bits_list(lo: int, hi: int):
+    """argparse ``type=``: comma-separated distinct bitwidths in [lo, hi], at least one -> tuple of ints."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        check = option(int, ge=lo, le=hi)
+        items = [t.strip() for t in text.split(",")]
+        if not any(items):
+            raise argparse.ArgumentTypeError(f"give at least one bitwidth in [{lo}, {hi}], not {text!r}")
+        bits: list[int] = []
+        for item in items:
+            try:
+                value = check(item)
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(f"must be comma-separated integers in [{lo}, {hi}], not {item!r} "
+                                                 f"(in {text!r})") from None
+            if value in bits:
+                raise argparse.ArgumentTypeError(f"bitwidth {value} is listed twice (in {text!r})")
+            bits.append(value)
+        return tuple(bits)
+
+    parse.__name__ = f"bitwidths in [{lo}, {hi}]"
+    return parse
+
+
+def _width(text: str) -> int:
+    """argparse ``type=``: a power of two in [2, 128] (the Hadamard datapath's sizes)."""
+    value = option(int, ge=2, le=128)(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two in [2, 128] (the Hadamard datapath's sizes), "
+                                         f"not {text!r}")
+    return value
+
+
+def _policy_spec(text: str) -> str:
+    """argparse ``type=``: ``fp``, ``uniform-<B>`` (B in [2, 32]) or a policy YAML file that validates."""
+    from quant.policy import PolicyError, QuantPolicy, check_bits
+
+    if text == "fp":
+        return text
+    if text.startswith("uniform-"):
+        b = text[len("uniform-"):]
+        try:
+            check_bits(int(b) if b.strip().lstrip("-").isdigit() else b, "bits")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bits of {text!r} must be an integer in [2, 32], not {b}") from None
+        return text
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'uniform-<bits>', 'fp', nor an existing policy YAML file")
+    try:
+        QuantPolicy.load(text)
+    except PolicyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _check_search(args) -> str | None:
+    """Cross-option rules of ``search`` (run after parsing): an error message, or None."""
+    if args.b_min > args.b_max:
+        return f"argument --b-min: must be <= --b-max ({args.b_max}), not {args.b_min}"
+    return None
 
 
 def cmd_verilog(args) -> int:
@@ -159,11 +223,11 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from flows.quantize import _table, scene_name, sweep
+    from flows.quantize import SWEEP_COLUMNS, scene_name, sweep
+    from flows.report import markdown_table
 
-    bits = tuple(int(b) for b in args.bits.split(","))
-    s = sweep(args.scene, args.preset, bits=bits, runs_root=args.runs, rays=args.rays, seed=args.seed)
-    print(_table(s["rows"])[0], end="")
+    s = sweep(args.scene, args.preset, bits=args.bits, runs_root=args.runs, rays=args.rays, seed=args.seed)
+    print(markdown_table(s["rows"], SWEEP_COLUMNS), end="")
     print(f"-> {Path(args.runs) / f'sweep-{scene_name(args.scene)}-{args.preset}'}/"
           "{sweep.json,table.md,table.csv,psnr_vs_fqr.png}")
     return 0
@@ -187,9 +251,9 @@ def cmd_search(args) -> int:
 
 
 def cmd_inr(args) -> int:
-    from flows.inr import inr, parse_bits, run_dir, table
+    from flows.inr import inr, run_dir, table
 
-    bits = parse_bits(args.bits)
+    bits = args.bits
     settings = {k: getattr(args, k) for k in ("size", "steps", "finetune_steps", "width", "seed", "coord_bits")
                 if getattr(args, k) is not None}
     s = inr(args.image, bits=bits, runs_root=args.runs, **settings)
@@ -201,6 +265,8 @@ def cmd_inr(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nerf.images import IMAGES
+
     parser = argparse.ArgumentParser(prog="python -m flows.cli", description=__doc__)
     parser.add_argument("--build", default="build", help="build folder (Verilog, Verilator objects); default: build")
     parser.add_argument("--runs", default="runs", help="results folder; default: runs")
@@ -255,12 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
         p.add_argument("--preset", default="tiny", help="the training preset (default tiny)")
         if name == "quantize":
-            p.add_argument("--policy", default="uniform-8",
+            p.add_argument("--policy", default="uniform-8", type=_policy_spec,
                            help="uniform-<bits>, fp, or a policy YAML file (default uniform-8)")
         else:
-            p.add_argument("--bits", default="16,12,10,8,6,4", help="comma-separated bitwidths (default 16,12,10,8,6,4)")
-        p.add_argument("--rays", type=int, default=16384, help="calibration rays from the training views (default 16384)")
-        p.add_argument("--seed", type=int, default=0, help="calibration ray seed (default 0)")
+            p.add_argument("--bits", default="16,12,10,8,6,4", type=_bits_list(2, 32),
+                           help="comma-separated bitwidths in [2, 32] (default 16,12,10,8,6,4)")
+        p.add_argument("--rays", type=option(int, ge=1), default=16384,
+                       help="calibration rays from the training views (default 16384)")
+        p.add_argument("--seed", type=option(int, ge=0), default=0, help="calibration ray seed (default 0)")
         p.set_defaults(func=func)
     p = sub.add_parser("search", help="DDPG mixed-precision policy search; writes runs/search-<scene>-<preset>-<objective>/",
                        description="HAQ-style DDPG search of per-component bits for a trained field: PSNR from PTQ on "
@@ -269,48 +337,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
     p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
     p.add_argument("--hw", default="default", help="hardware preset: flows/accel/<name>.yaml or a path (default default)")
-    p.add_argument("--episodes", type=int, default=60, help="episodes in total (default 60)")
+    p.add_argument("--episodes", type=option(int, ge=1), default=60, help="episodes in total (default 60)")
     p.add_argument("--objective", default="latency", choices=("latency", "tradeoff"),
                    help="latency: best PSNR within BUDGET x uniform-8 latency (HAQ); tradeoff: "
                         "0.1 dPSNR - lam log2(latency / uniform-8)")
-    p.add_argument("--budget", type=float, default=0.5, help="latency budget, fraction of uniform-8 (default 0.5)")
-    p.add_argument("--lam", type=float, default=0.1, help="trade-off weight (default 0.1: halving latency = 1 dB)")
-    p.add_argument("--b-min", type=int, default=2, help="fewest bits per component (default 2)")
-    p.add_argument("--b-max", type=int, default=8, help="most bits per component (default 8)")
-    p.add_argument("--val-views", type=int, default=4, help="validation views scored per episode (default 4)")
-    p.add_argument("--warmup", type=int, default=20, help="random-action episodes before learning (default 20)")
-    p.add_argument("--rays", type=int, default=8192, help="calibration rays (default 8192)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=option(float, gt=0), default=0.5, help="latency budget, fraction of uniform-8 (default 0.5)")
+    p.add_argument("--lam", type=option(float, ge=0), default=0.1, help="trade-off weight (default 0.1: halving latency = 1 dB)")
+    p.add_argument("--b-min", type=option(int, ge=2, le=32), default=2, help="fewest bits per component (default 2)")
+    p.add_argument("--b-max", type=option(int, ge=2, le=32), default=8, help="most bits per component (default 8)")
+    p.add_argument("--val-views", type=option(int, ge=1), default=4, help="validation views scored per episode (default 4)")
+    p.add_argument("--warmup", type=option(int, ge=0), default=20, help="random-action episodes before learning (default 20)")
+    p.add_argument("--rays", type=option(int, ge=1), default=8192, help="calibration rays (default 8192)")
+    p.add_argument("--seed", type=option(int, ge=0), default=0, help="agent and calibration seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the search in the run folder")
     p.add_argument("--name", help="run name (default <scene>-<preset>-<objective>)")
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=cmd_search, check=_check_search)
     p = sub.add_parser("inr", help="DHQ vs uniform quantization of a SIREN image INR; writes runs/inr-<image>/",
                        description="Fit a SIREN to a scikit-image picture, then quantize every layer's weights and "
                                    "input activations to each of BITS by uniform min-max PTQ, LSQ+ fine-tuning, DHQ "
                                    "(Hadamard rotation + the same PTQ) and DHQ + LSQ+; writes summary.json, "
                                    "table.md/csv, histograms.png and reconstructions.png. Re-running reuses the "
                                    "fitted model and the finished cells.")
-    p.add_argument("--image", default="camera", help="a skimage.data picture: camera, astronaut, coffee, chelsea, "
-                                                     "... (default camera)")
-    p.add_argument("--bits", default="8,6,4,3", help="comma-separated bitwidths in [2, 16] (default 8,6,4,3)")
-    p.add_argument("--size", type=int, help="longer image side after downscaling, pixels (default 256)")
-    p.add_argument("--steps", type=int, help="full-precision Adam steps (default 500)")
-    p.add_argument("--finetune-steps", type=int, help="LSQ+ fine-tuning Adam steps per bitwidth (default 50)")
-    p.add_argument("--width", type=int, help="hidden width, a power of two <= 128 (default 64)")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
-    p.add_argument("--coord-bits", type=int, help="bits of the first layer's input, the pixel coordinates "
-                                                  "(default 16, whatever BITS is)")
+    p.add_argument("--image", default="camera", choices=sorted(IMAGES), metavar="IMAGE",
+                   help="a skimage.data picture: " + ", ".join(sorted(IMAGES)) + " (default camera)")
+    p.add_argument("--bits", default="8,6,4,3", type=_bits_list(2, 16),
+                   help="comma-separated bitwidths in [2, 16] (default 8,6,4,3)")
+    p.add_argument("--size", type=option(int, ge=8), help="longer image side after downscaling, pixels, >= 8 "
+                                                          "(default 256)")
+    p.add_argument("--steps", type=option(int, ge=1), help="full-precision Adam steps (default 500)")
+    p.add_argument("--finetune-steps", type=option(int, ge=0),
+                   help="LSQ+ fine-tuning Adam steps per bitwidth (default 50; 0: none)")
+    p.add_argument("--width", type=_width, help="hidden width, a power of two <= 128 (default 64)")
+    p.add_argument("--seed", type=option(int, ge=0), help="seed (default 0)")
+    p.add_argument("--coord-bits", type=option(int, ge=2, le=32),
+                   help="bits of the first layer's input, the pixel coordinates, in [2, 32] (default 16, "
+                        "whatever BITS is)")
     p.set_defaults(func=cmd_inr)
     p = sub.add_parser("demo", help="the main job on the built-in scene: train, search, Verilog, co-simulation",
                        description="Train the field (tiny) on the built-in scene, run a short DDPG search, generate "
                                    "the engines for the best policy and co-simulate them against the TLMs. Resumes.")
-    p.add_argument("--seed", type=int, default=1, help="co-simulation workload seed (default 1)")
+    p.add_argument("--seed", type=option(int, ge=0), default=1, help="co-simulation workload seed (default 1)")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check = getattr(args, "check", None)
+    problem = check(args) if check else None
+    if problem:  # a cross-option rule: refused like a bad option, before any work
+        print(f"python -m flows.cli {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     from hw.params import ConfigError
 
     try:

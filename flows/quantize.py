@@ -8,28 +8,19 @@ min-max on training rays (``quant.ptq``), and rendered on the test views; the co
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from pathlib import Path
 
-from common.atomic import atomic_write, atomic_write_text
+import nerf.field
+from flows.report import Column, pyplot, save_figure, write_json, write_table
+from flows.runs import scene_name, train_command, train_dir
 
-__all__ = ["scene_name", "train_dir", "resolve_policy", "TrainedField", "quantize", "sweep", "SWEEP_BITS"]
+__all__ = ["scene_name", "train_dir", "resolve_policy", "TrainedField", "quantize", "sweep", "SWEEP_BITS",
+           "SWEEP_COLUMNS"]
 
 #: Bitwidths of the uniform PTQ sweep.
 SWEEP_BITS = (16, 12, 10, 8, 6, 4)
-
-
-def scene_name(scene: str) -> str:
-    """'builtin', or the scene folder's name."""
-    return "builtin" if scene == "builtin" else Path(scene).resolve().name
-
-
-def train_dir(scene: str, preset: str, runs_root="runs") -> Path:
-    """The folder ``make train SCENE=<scene> PRESET=<preset>`` writes."""
-    return Path(runs_root) / f"train-{scene_name(scene)}-{preset}"
 
 
 def resolve_policy(spec: str, levels: int):
@@ -53,48 +44,27 @@ def resolve_policy(spec: str, levels: int):
     return path.stem, QuantPolicy.load(path, levels)
 
 
-class TrainedField:
-    """A trained checkpoint with its scene's splits, ready to evaluate policies on.
+class TrainedField(nerf.field.TrainedField):
+    """The field of ``make train SCENE=<scene> PRESET=<preset>`` (``nerf.field.TrainedField``), scored under policies.
 
     Raises:
         FileNotFoundError: no checkpoint (the message gives the ``make train`` command that makes one).
     """
 
     def __init__(self, scene: str, preset: str = "tiny", *, runs_root="runs", progress: bool = True):
-        from nerf.data import load_scene
-        from nerf.train import model_from_checkpoint
-
-        ckpt_path = train_dir(scene, preset, runs_root) / "checkpoint.pt"
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"no trained checkpoint {ckpt_path}: run `make train SCENE={scene} PRESET={preset}` "
-                                    "first")
-        self.model, self.occupancy, ckpt = model_from_checkpoint(ckpt_path)
-        if ckpt["step"] < ckpt["preset"]["iterations"]:
-            raise FileNotFoundError(f"{ckpt_path} stopped at iteration {ckpt['step']} of {ckpt['preset']['iterations']}: "
-                                    f"finish it with `make train SCENE={scene} PRESET={preset}`")
-        self.scene, self.preset, self.checkpoint = scene, preset, ckpt_path
-        self.settings = ckpt["preset"]
-        ds = self.settings["downscale"]
-        self.train_data = load_scene(scene, "train", downscale=ds)
-        self.test_data = load_scene(scene, "test", downscale=ds)
+        super().__init__(train_dir(scene, preset, runs_root) / "checkpoint.pt", scene,
+                         command=train_command(scene, preset))
+        self.preset = preset
         self.progress = progress
         self._fp = None
 
-    @property
-    def levels(self) -> int:
-        return self.model.arch["levels"]
-
     def evaluate(self, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0) -> dict:
         """PTQ under ``policy`` (full precision when every component is 32 bits), then test-view metrics."""
-        from nerf.train import evaluate, test_stride
         from quant.ptq import ptq
 
-        ptq(self.model, self.occupancy, self.train_data, policy, n_samples=self.settings["n_samples"], rays=rays,
-            seed=seed)
+        ptq(self.model, self.occupancy, self.train_data, policy, n_samples=self.n_samples, rays=rays, seed=seed)
         try:
-            every = test_stride(self.settings["test_every"], len(self.test_data.images))
-            return evaluate(self.model, self.occupancy, self.test_data, n_samples=self.settings["n_samples"],
-                            every=every, out_dir=out_dir, progress=self.progress)
+            return self.test_metrics(out_dir=out_dir, progress=self.progress)
         finally:
             self.model.clear_quantizers()
 
@@ -145,34 +115,25 @@ def quantize(scene: str, preset: str, policy_spec: str, *, runs_root="runs", ray
     out = Path(runs_root) / f"quantize-{scene_name(scene)}-{preset}-{name}"
     s = field.summary(name, policy, out_dir=out / "test", rays=rays, seed=seed)
     policy.save(out / "policy.yaml")
-    atomic_write_text(out / "summary.json", json.dumps(s, indent=2) + "\n")
+    write_json(out / "summary.json", s)
     return s
 
 
-_COLUMNS = ("policy", "fqr", "psnr_q", "delta_psnr", "ssim_q", "bitops", "model_bytes")
-
-
-def _table(rows: list[dict]) -> tuple[str, str]:
-    """(markdown, csv) of the sweep rows, full precision first."""
-    header = ["policy", "FQR (bits)", "PSNR (dB)", "dPSNR vs FP (dB)", "SSIM", "BitOps / 800x800 frame (T)",
-              "model (KiB)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(_COLUMNS)
-    for r in rows:
-        lines.append(f"| {r['policy']} | {r['fqr']:.2f} | {r['psnr_q']:.2f} | {r['delta_psnr']:+.3f} | "
-                     f"{r['ssim_q']:.4f} | {r['bitops'] / 1e12:.3f} | {r['model_bytes'] / 1024:.1f} |")
-        w.writerow([r[c] for c in _COLUMNS])
-    return "\n".join(lines) + "\n", buf.getvalue()
+#: The sweep table: Markdown (formatted) and CSV (raw values) columns.
+SWEEP_COLUMNS = (
+    Column("policy", "policy", "policy"),
+    Column("fqr", "fqr", "FQR (bits)", "{:.2f}".format),
+    Column("psnr_q", "psnr_q", "PSNR (dB)", "{:.2f}".format),
+    Column("delta_psnr", "delta_psnr", "dPSNR vs FP (dB)", "{:+.3f}".format),
+    Column("ssim_q", "ssim_q", "SSIM", "{:.4f}".format),
+    Column("bitops", "bitops", "BitOps / 800x800 frame (T)", lambda v: f"{v / 1e12:.3f}"),
+    Column("model_bytes", "model_bytes", "model (KiB)", lambda v: f"{v / 1024:.1f}"),
+)
 
 
 def _plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PSNR against FQR of the uniform rows, with the full-precision PSNR as a line."""
+    plt = pyplot()
     q = [r for r in rows if r["policy"] != "fp"]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.axhline(rows[0]["psnr_fp"], color="grey", linestyle="--", label=f"full precision {rows[0]['psnr_fp']:.2f} dB")
@@ -186,8 +147,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def sweep(scene: str, preset: str, *, bits=SWEEP_BITS, runs_root="runs", rays: int = 16384, seed: int = 0,
@@ -220,9 +180,7 @@ def sweep(scene: str, preset: str, *, bits=SWEEP_BITS, runs_root="runs", rays: i
             done[name] = s
         rows.append(done[name])
         state = {**key, "rows": rows}
-        atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
-    md, table_csv = _table(rows)
-    atomic_write_text(out / "table.md", md)
-    atomic_write_text(out / "table.csv", table_csv)
+        write_json(state_path, state)
+    write_table(out, rows, SWEEP_COLUMNS)
     _plot(rows, out / "psnr_vs_fqr.png", f"{scene_name(scene)} ({preset}): uniform PTQ")
     return state

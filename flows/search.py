@@ -11,15 +11,14 @@ resumed search continues at the next episode with the agent, replay buffer and g
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write, atomic_write_text
+from common.atomic import atomic_write
+from flows.report import Column, pyplot, save_figure, write_csv, write_json
 
 __all__ = ["search", "SearchError", "FRAME_RAYS"]
 
@@ -56,11 +55,8 @@ def _engines(space, policy) -> dict:
 
 
 def _plot(rows, baselines, best, path: Path, title: str, budget_ms: float | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The episodes (PSNR against latency, coloured by episode), the uniform baselines and the best."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     sc = ax.scatter([r["latency_ms"] for r in rows], [r["psnr"] for r in rows], c=[r["episode"] for r in rows],
                     cmap="viridis", s=14, label="episodes")
@@ -82,8 +78,212 @@ def _plot(rows, baselines, best, path: Path, title: str, budget_ms: float | None
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left", markerscale=0.6)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def _episode_columns(names: list[str]) -> list[Column]:
+    """``episodes.csv``: episode, psnr (dB), latency (cycles, ms), fqr (bits), reward, then every component's bits."""
+    fixed = [Column(k, k) for k in ("episode", "psnr", "latency_cycles", "latency_ms", "fqr", "reward")]
+    return fixed + [Column(lambda r, n=n: r["bits"][n], n) for n in names]
+
+
+@dataclass
+class _Search:
+    """What the episodes need: the run folder, the scorer, the search space, the latency model and the state.
+
+    ``state`` is what ``checkpoint.pt`` holds: settings, fp (PSNR dB, samples per ray), rows (one per
+    episode), baselines, the agent's state dict and wall_seconds.
+    """
+
+    out: Path
+    state: dict
+    evaluator: object  # quant.ptq.PTQEvaluator
+    space: object  # rl.env.SearchSpace
+    accel: object  # sim.perf accelerator preset
+    arch: dict
+    samples: int  # field evaluations of one 800x800 frame
+    levels: int
+    views: list[int]
+    t_last: float = field(default_factory=time.perf_counter)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def perf(self, policy) -> dict:
+        """Latency of one 800x800 frame under ``policy`` from the frame model (cycles, ms)."""
+        from sim.perf import frame_perf
+
+        p = frame_perf(self.accel, self.arch, policy, samples=self.samples)
+        return {"latency_cycles": p.cycles, "latency_ms": round(p.latency_ms, 4)}
+
+    def save(self) -> None:
+        """Add the wall time since the last save and write ``checkpoint.pt`` atomically."""
+        import torch
+
+        now = time.perf_counter()
+        self.state["wall_seconds"] = self.state.get("wall_seconds", 0.0) + now - self.t_last
+        self.t_last = now
+        atomic_write(self.checkpoint, lambda tmp: torch.save(self.state, tmp))
+
+
+def _run_folder(scene: str, preset: str, objective: str, name: str | None, runs_root) -> Path:
+    from flows.runs import scene_name
+
+    return Path(runs_root) / f"search-{name or f'{scene_name(scene)}-{preset}-{objective}'}"
+
+
+def _prior_state(ckpt_path: Path, settings: dict, resume: bool) -> dict | None:
+    """The saved state of a search to resume, or None to start one.
+
+    Raises:
+        SearchError: a search is there and ``resume`` is false, or it was run with other settings.
+    """
+    import torch
+
+    if not ckpt_path.exists():
+        return None
+    if not resume:
+        raise SearchError(f"{ckpt_path.parent} already holds a search: continue it with RESUME=1 (--resume), or "
+                          "remove the folder to start again")
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    diff = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
+    if diff:
+        raise SearchError(f"{ckpt_path}: cannot resume with other settings: "
+                          + ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()))
+    return state
+
+
+def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dict | None, *, runs_root,
+           val_views: int, rays: int, seed: int) -> _Search:
+    """Load the trained field, calibrate the PTQ scorer, score full precision (once) and build the space."""
+    from flows.runs import open_field
+    from quant.policy import FULL_PRECISION_BITS, QuantPolicy
+    from quant.ptq import PTQEvaluator
+    from rl.env import SearchSpace
+
+    trained = open_field(scene, preset, runs_root)
+    val = trained.split("val")
+    views = _val_views(len(val.images), val_views)
+    evaluator = PTQEvaluator(trained.model, trained.occupancy, trained.train_data, val, views=views,
+                             n_samples=trained.n_samples, rays=rays, seed=seed)
+    if state is None:
+        fp = evaluator.evaluate(QuantPolicy.uniform(FULL_PRECISION_BITS, trained.levels))
+        state = {"settings": settings, "fp": fp, "rows": [], "baselines": None, "agent": None}
+    state.setdefault("wall_seconds", 0.0)
+    samples = int(round(state["fp"]["samples_per_ray"] * FRAME_RAYS))
+    space = SearchSpace(arch=trained.model.arch, preset=accel, samples=samples, b_min=settings["b_min"],
+                        b_max=settings["b_max"], objective=settings["objective"], budget=settings["budget"],
+                        lam=settings["lam"])
+    return _Search(out=out, state=state, evaluator=evaluator, space=space, accel=accel, arch=trained.model.arch,
+                   samples=samples, levels=trained.levels, views=views)
+
+
+def _baselines(run: _Search, b_min: int, b_max: int) -> dict:
+    """Full precision and uniform-b for b in [b_min, max(b_max, 8)]: PSNR (dB), latency, FQR (once per search)."""
+    from quant.policy import QuantPolicy
+
+    fp = run.state["fp"]
+    baselines = {"fp": {"name": "fp", "psnr": round(fp["psnr"], 4), "latency_cycles": None, "latency_ms": None,
+                        "fqr": 32.0, "note": "full precision does not run on the integer engines"}}
+    for b in range(b_min, max(b_max, 8) + 1):
+        pol = QuantPolicy.uniform(b, run.levels)
+        baselines[f"uniform-{b}"] = {"name": f"uniform-{b}", "psnr": round(run.evaluator.evaluate(pol)["psnr"], 4),
+                                     "fqr": float(b), **run.perf(pol)}
+    return baselines
+
+
+def _episode(run: _Search, agent, b_min: int, b_max: int) -> dict:
+    """One episode: the agent picks every component's bits, the budget is enforced, PTQ scores it, it learns.
+
+    Returns the episode's row: episode, psnr (dB), latency_cycles, latency_ms, fqr, reward, bits.
+    """
+    from quant.policy import QuantPolicy, fqr
+    from rl.env import action_to_bits
+
+    space = run.space
+    obs, actions, bits, prev = [], [], {}, 0.0
+    for i, comp in enumerate(space.names):
+        o = space.observation(i, prev)
+        a = agent.act(o)
+        obs.append(o)
+        actions.append(a)
+        bits[comp] = action_to_bits(a, b_min, b_max)
+        prev = a
+    policy = space.enforce_budget(QuantPolicy(bits, run.levels))
+    res = run.evaluator.evaluate(policy)
+    perf = run.perf(policy)
+    reward = space.reward(res["psnr"], run.state["fp"]["psnr"], perf["latency_cycles"])
+    learn = agent.end_episode(np.stack(obs), actions, reward)
+    return {"episode": learn["episode"], "psnr": round(res["psnr"], 4), **perf, "fqr": round(fqr(policy), 4),
+            "reward": round(reward, 6), "bits": dict(policy)}
+
+
+def _run_episodes(run: _Search, episodes: int, *, warmup: int, seed: int, b_min: int, b_max: int,
+                  progress: bool) -> None:
+    """Episodes until ``episodes`` are done; after each, ``checkpoint.pt`` and ``episodes.csv`` (resumable)."""
+    from tqdm import tqdm
+
+    from rl.ddpg import DDPG
+    from rl.env import OBS_FEATURES
+
+    agent = DDPG(len(OBS_FEATURES), seed=seed, warmup=warmup)
+    if run.state["agent"] is not None:
+        agent.load_state_dict(run.state["agent"])
+    rows = run.state["rows"]
+    columns = _episode_columns(run.space.names)
+    bar = tqdm(total=episodes, initial=len(rows), desc="search", unit="episode", disable=not progress)
+    while agent.episode < episodes:
+        row = _episode(run, agent, b_min, b_max)
+        rows.append(row)
+        run.state["agent"] = agent.state_dict()
+        run.save()
+        write_csv(run.out / "episodes.csv", rows, columns)
+        bar.update(1)
+        bar.set_postfix(psnr=f"{row['psnr']:.2f}", ms=f"{row['latency_ms']:.0f}", reward=f"{row['reward']:+.3f}")
+    bar.close()
+
+
+def _best(rows: list[dict], objective: str) -> dict | None:
+    """The best episode: highest PSNR (then lowest latency) for ``latency``, highest reward for ``tradeoff``."""
+    key = (lambda r: (r["psnr"], -r["latency_cycles"])) if objective == "latency" else (lambda r: r["reward"])
+    return max(rows, key=key) if rows else None
+
+
+def _summary(run: _Search, best: dict | None) -> dict:
+    """``summary.json`` without wall_seconds: settings, frame, baselines, the best episode and its comparisons."""
+    state, space = run.state, run.space
+    fp, baselines, settings = state["fp"], state["baselines"], state["settings"]
+    summary = {"settings": settings, "episodes": len(state["rows"]), "wall_seconds": None,
+               "frame": {"rays": FRAME_RAYS, "samples_per_ray": round(fp["samples_per_ray"], 4),
+                         "samples": run.samples},
+               "val_views": run.views, "baselines": baselines, "best": None}
+    if best is None:
+        return summary
+    u8 = baselines["uniform-8"]
+    better_psnr = [k for k, v in baselines.items() if k.startswith("uniform-") and v["psnr"] >= best["psnr"]]
+    summary["best"] = {k: best[k] for k in ("episode", "psnr", "latency_cycles", "latency_ms", "fqr", "reward")}
+    summary["best"]["bits"] = best["bits"]
+    summary["latency_ratio_to_uniform8"] = round(best["latency_cycles"] / u8["latency_cycles"], 4)
+    summary["psnr_change_vs_fp"] = round(best["psnr"] - fp["psnr"], 4)
+    summary["uniform_with_psnr_at_least_best"] = better_psnr
+    summary["dominates_uniform"] = all(best["latency_cycles"] < baselines[k]["latency_cycles"] for k in better_psnr)
+    if settings["objective"] == "latency":
+        summary["budget_cycles"] = space.target_cycles
+    return summary
+
+
+def _write_best(run: _Search, best: dict, title: str) -> None:
+    """``policy.yaml`` (the best policy), ``engines.yaml`` (the engines sized for it) and ``pareto.png``."""
+    from hw.params import save_config
+    from quant.policy import QuantPolicy
+
+    policy = QuantPolicy(best["bits"], run.levels)
+    policy.save(run.out / "policy.yaml")
+    save_config(run.out / "engines.yaml", _engines(run.space, policy))
+    latency = run.state["settings"]["objective"] == "latency"
+    budget_ms = run.space.target_cycles / (run.accel.clock_mhz * 1e3) if latency else None
+    _plot(run.state["rows"], run.state["baselines"], best, run.out / "pareto.png", title, budget_ms)
 
 
 def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: int = 60, objective: str = "latency",
@@ -98,132 +298,27 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
         SearchError: the run folder holds a search and ``resume`` is false, or a resume with other settings.
         hw.params.ConfigError: unknown hardware preset.
     """
-    import torch
-    from tqdm import tqdm
+    from flows.runs import scene_name
+    from sim.perf import load_accelerator
 
-    from flows.quantize import TrainedField, scene_name
-    from nerf.data import load_scene
-    from quant.policy import FULL_PRECISION_BITS, QuantPolicy, fqr
-    from quant.ptq import PTQEvaluator
-    from rl.ddpg import DDPG
-    from rl.env import OBS_FEATURES, SearchSpace, action_to_bits
-    from sim.perf import frame_perf, load_accelerator
-
-    t_last = time.perf_counter()
+    t_start = time.perf_counter()
     accel = load_accelerator(hw)
-    out = Path(runs_root) / f"search-{name or f'{scene_name(scene)}-{preset}-{objective}'}"
-    ckpt_path = out / "checkpoint.pt"
+    out = _run_folder(scene, preset, objective, name, runs_root)
     settings = {"scene": scene, "preset": preset, "hw": accel.name, "objective": objective, "budget": budget,
                 "lam": lam, "b_min": b_min, "b_max": b_max, "val_views": val_views, "warmup": warmup, "seed": seed,
                 "rays": rays}
-    state = None
-    if ckpt_path.exists():
-        if not resume:
-            raise SearchError(f"{out} already holds a search: continue it with RESUME=1 (--resume), or remove the "
-                              "folder to start again")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        diff = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
-        if diff:
-            raise SearchError(f"{ckpt_path}: cannot resume with other settings: "
-                              + ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()))
-
-    field = TrainedField(scene, preset, runs_root=runs_root, progress=False)
-    val = load_scene(scene, "val", downscale=field.settings["downscale"])
-    views = _val_views(len(val.images), val_views)
-    evaluator = PTQEvaluator(field.model, field.occupancy, field.train_data, val, views=views,
-                             n_samples=field.settings["n_samples"], rays=rays, seed=seed)
-    levels = field.levels
-    fp_policy = QuantPolicy.uniform(FULL_PRECISION_BITS, levels)
-    if state is None:
-        fp = evaluator.evaluate(fp_policy)
-        state = {"settings": settings, "fp": fp, "rows": [], "baselines": None, "agent": None}
-    fp = state["fp"]
-    samples = int(round(fp["samples_per_ray"] * FRAME_RAYS))
-    space = SearchSpace(arch=field.model.arch, preset=accel, samples=samples, b_min=b_min, b_max=b_max,
-                        objective=objective, budget=budget, lam=lam)
-
-    def perf_of(policy) -> dict:
-        p = frame_perf(accel, field.model.arch, policy, samples=samples)
-        return {"latency_cycles": p.cycles, "latency_ms": round(p.latency_ms, 4)}
-
-    if state["baselines"] is None:
-        baselines = {"fp": {"name": "fp", "psnr": round(fp["psnr"], 4), "latency_cycles": None, "latency_ms": None,
-                            "fqr": 32.0, "note": "full precision does not run on the integer engines"}}
-        for b in range(b_min, max(b_max, 8) + 1):
-            pol = QuantPolicy.uniform(b, levels)
-            baselines[f"uniform-{b}"] = {"name": f"uniform-{b}", "psnr": round(evaluator.evaluate(pol)["psnr"], 4),
-                                         "fqr": float(b), **perf_of(pol)}
-        state["baselines"] = baselines
-    baselines = state["baselines"]
-
-    agent = DDPG(len(OBS_FEATURES), seed=seed, warmup=warmup)
-    if state["agent"] is not None:
-        agent.load_state_dict(state["agent"])
-    rows = state["rows"]
-    state.setdefault("wall_seconds", 0.0)
-    bar = tqdm(total=episodes, initial=len(rows), desc="search", unit="episode", disable=not progress)
-    while agent.episode < episodes:
-        obs, actions, bits, prev = [], [], {}, 0.0
-        for i, comp in enumerate(space.names):
-            o = space.observation(i, prev)
-            a = agent.act(o)
-            obs.append(o)
-            actions.append(a)
-            bits[comp] = action_to_bits(a, b_min, b_max)
-            prev = a
-        policy = space.enforce_budget(QuantPolicy(bits, levels))
-        res = evaluator.evaluate(policy)
-        perf = perf_of(policy)
-        reward = space.reward(res["psnr"], fp["psnr"], perf["latency_cycles"])
-        learn = agent.end_episode(np.stack(obs), actions, reward)
-        rows.append({"episode": learn["episode"], "psnr": round(res["psnr"], 4), **perf,
-                     "fqr": round(fqr(policy), 4), "reward": round(reward, 6), "bits": dict(policy)})
-        state["agent"] = agent.state_dict()
-        now = time.perf_counter()
-        state["wall_seconds"] += now - t_last
-        t_last = now
-        atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
-        _write_csv(out / "episodes.csv", rows, space.names)
-        bar.update(1)
-        bar.set_postfix(psnr=f"{res['psnr']:.2f}", ms=f"{perf['latency_ms']:.0f}", reward=f"{reward:+.3f}")
-    bar.close()
-
-    key = (lambda r: (r["psnr"], -r["latency_cycles"])) if objective == "latency" else (lambda r: r["reward"])
-    best = max(rows, key=key) if rows else None
-    summary = {"settings": settings, "episodes": len(rows), "wall_seconds": None,
-               "frame": {"rays": FRAME_RAYS, "samples_per_ray": round(fp["samples_per_ray"], 4), "samples": samples},
-               "val_views": views, "baselines": baselines, "best": None}
+    state = _prior_state(out / "checkpoint.pt", settings, resume)
+    run = _setup(scene, preset, accel, out, settings, state, runs_root=runs_root, val_views=val_views, rays=rays,
+                 seed=seed)
+    run.t_last = t_start
+    if run.state["baselines"] is None:
+        run.state["baselines"] = _baselines(run, b_min, b_max)
+    _run_episodes(run, episodes, warmup=warmup, seed=seed, b_min=b_min, b_max=b_max, progress=progress)
+    best = _best(run.state["rows"], objective)
+    summary = _summary(run, best)
     if best is not None:
-        best_policy = QuantPolicy(best["bits"], levels)
-        u8 = baselines["uniform-8"]
-        better_psnr = [k for k, v in baselines.items() if k.startswith("uniform-") and v["psnr"] >= best["psnr"]]
-        summary["best"] = {k: best[k] for k in ("episode", "psnr", "latency_cycles", "latency_ms", "fqr", "reward")}
-        summary["best"]["bits"] = best["bits"]
-        summary["latency_ratio_to_uniform8"] = round(best["latency_cycles"] / u8["latency_cycles"], 4)
-        summary["psnr_change_vs_fp"] = round(best["psnr"] - fp["psnr"], 4)
-        summary["uniform_with_psnr_at_least_best"] = better_psnr
-        summary["dominates_uniform"] = all(best["latency_cycles"] < baselines[k]["latency_cycles"] for k in better_psnr)
-        if objective == "latency":
-            summary["budget_cycles"] = space.target_cycles
-        best_policy.save(out / "policy.yaml")
-        from hw.params import save_config
-
-        save_config(out / "engines.yaml", _engines(space, best_policy))
-        budget_ms = space.target_cycles / (accel.clock_mhz * 1e3) if objective == "latency" else None
-        _plot(rows, baselines, best, out / "pareto.png",
-              f"{scene_name(scene)} ({preset}), {accel.name} accelerator, {objective} objective", budget_ms)
-    state["wall_seconds"] += time.perf_counter() - t_last
-    atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
-    summary["wall_seconds"] = round(state["wall_seconds"], 1)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        _write_best(run, best, f"{scene_name(scene)} ({preset}), {accel.name} accelerator, {objective} objective")
+    run.save()
+    summary["wall_seconds"] = round(run.state["wall_seconds"], 1)
+    write_json(out / "summary.json", summary)
     return summary
-
-
-def _write_csv(path: Path, rows: list[dict], names: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["episode", "psnr", "latency_cycles", "latency_ms", "fqr", "reward", *names])
-    for r in rows:
-        w.writerow([r["episode"], r["psnr"], r["latency_cycles"], r["latency_ms"], r["fqr"], r["reward"],
-                    *(r["bits"][n] for n in names)])
-    atomic_write_text(path, buf.getvalue())

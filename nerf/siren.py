@@ -10,45 +10,57 @@ Every layer is a plain ``nn.Linear`` child of ``Siren.layers`` and the sine is a
 ``quant.hadamard.dhq_wrap`` can replace the layers by quantized ones. The hidden width is a power of two
 <= 128, the sizes the Hadamard datapath (``hw/hadamard.py``) runs.
 
-Images come from the scikit-image wheel (``skimage.data``; never downloaded): ``load_image`` returns
-float32 (H, W, C) in [0, 1], C = 1 for grayscale and 3 for RGB, downscaled with anti-aliasing.
+Images come from ``nerf.images`` (the scikit-image wheel's pictures; re-exported here as ``IMAGES`` and
+``load_image``): float32 (H, W, C) in [0, 1], C = 1 for grayscale and 3 for RGB.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
-__all__ = ["IMAGES", "OMEGA_0", "MAX_WIDTH", "check_int", "Siren", "load_image", "image_coordinates", "fit", "predict_image"]
+from common.validate import checker, spec
+from nerf.images import IMAGES, load_image  # noqa: F401  (re-exported: the images SIRENs are fitted to)
 
-#: Image name -> ``skimage.data`` function name. All ship inside the scikit-image wheel.
-IMAGES: dict[str, str] = {
-    "camera": "camera", "astronaut": "astronaut", "coffee": "coffee", "chelsea": "chelsea", "rocket": "rocket",
-    "moon": "moon", "coins": "coins", "brick": "brick", "grass": "grass", "gravel": "gravel", "page": "page",
-    "text": "text", "clock": "clock", "immunohistochemistry": "immunohistochemistry",
-    "hubble_deep_field": "hubble_deep_field", "retina": "retina",
-}
+__all__ = ["IMAGES", "OMEGA_0", "MAX_WIDTH", "SirenArch", "Siren", "load_image", "image_coordinates", "fit",
+           "predict_image"]
+
 #: SIREN's frequency factor omega_0 (Sitzmann et al. 2020, sec. 3.2).
 OMEGA_0 = 30.0
 #: The widest layer the Hadamard datapath runs (its n).
 MAX_WIDTH = 128
 
 
-def check_int(value, what: str, lo: int, hi: int | None = None) -> int:
-    """``value`` if it is an int (not a bool) in [lo, hi] (hi None: no upper bound).
+_check_steps = checker(Annotated[int, Field(ge=0)])
+_check_lr = checker(Annotated[float, Field(gt=0, allow_inf_nan=False)])
+
+
+@spec(ValueError)
+class SirenArch:
+    """The shape of a ``Siren`` (validated; keyword-only): see ``Siren``'s arguments.
 
     Raises:
-        ValueError: otherwise, "<what> must be an integer in [lo, hi], not <value>".
+        ValueError: a size outside its range, a width that is not a power of two, omega_0 not a finite
+            number > 0 (naming the field, the range and the value).
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{what} must be an integer {bound}, not {value!r}")
-    return value
+
+    in_features: Annotated[int, Field(ge=1, le=MAX_WIDTH)] = 2
+    width: Annotated[int, Field(ge=2, le=MAX_WIDTH)] = 64
+    hidden_layers: Annotated[int, Field(ge=0, le=16)] = 3
+    channels: Annotated[int, Field(ge=1, le=4)] = 1
+    omega_0: Annotated[float, Field(gt=0, allow_inf_nan=False)] = OMEGA_0
+
+    def __post_init__(self) -> None:
+        if self.width & (self.width - 1):
+            raise ValueError(f"SirenArch.width must be a power of two (the Hadamard datapath's sizes), not {self.width}")
 
 
 class Siren(nn.Module):
@@ -66,24 +78,17 @@ class Siren(nn.Module):
         layers: ``nn.ModuleList`` of the ``nn.Linear`` layers, first to last.
 
     Raises:
-        ValueError: a size outside its range or a width that is not a power of two (naming the field
-            and value), or omega_0 not positive.
+        ValueError: as ``SirenArch`` (a size outside its range or a width that is not a power of two,
+            naming the field and value, or omega_0 not a finite number > 0).
     """
 
     def __init__(self, *, width: int = 64, hidden_layers: int = 3, channels: int = 1, in_features: int = 2,
                  omega_0: float = OMEGA_0) -> None:
         super().__init__()
-        check_int(width, "Siren width", 2, MAX_WIDTH)
-        if width & (width - 1):
-            raise ValueError(f"Siren width must be a power of two (the Hadamard datapath's sizes), not {width}")
-        check_int(hidden_layers, "Siren hidden_layers", 0, 16)
-        check_int(channels, "Siren channels", 1, 4)
-        check_int(in_features, "Siren in_features", 1, MAX_WIDTH)
-        if not (isinstance(omega_0, (int, float)) and not isinstance(omega_0, bool) and omega_0 > 0):
-            raise ValueError(f"Siren omega_0 must be a positive number, not {omega_0!r}")
-        self.arch = {"in_features": in_features, "width": width, "hidden_layers": hidden_layers,
-                     "channels": channels, "omega_0": float(omega_0)}
-        self.omega_0 = float(omega_0)
+        arch = SirenArch(width=width, hidden_layers=hidden_layers, channels=channels, in_features=in_features,
+                         omega_0=omega_0)
+        self.arch = dataclasses.asdict(arch)
+        self.omega_0 = arch.omega_0
         sizes = [in_features] + [width] * (hidden_layers + 1) + [channels]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         with torch.no_grad():
@@ -116,39 +121,6 @@ class Siren(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def load_image(name: str, *, size: int | None = 256) -> np.ndarray:
-    """One of ``IMAGES`` from ``skimage.data``, as float32 (H, W, C) in [0, 1].
-
-    Grayscale images get C = 1, RGB C = 3 (an alpha channel is dropped). With ``size``, the image is
-    downscaled (``skimage.transform.resize`` with anti-aliasing) so that its longer side is ``size``
-    pixels, keeping the aspect ratio; an image already that small is kept as is.
-
-    Raises:
-        ValueError: an unknown name (naming it and listing the choices), or size not an int >= 8.
-    """
-    if name not in IMAGES:
-        raise ValueError(f"unknown image {name!r} (choices: {', '.join(sorted(IMAGES))})")
-    if size is not None:
-        check_int(size, "image size", 8)
-    import skimage.data
-    from skimage.transform import resize
-
-    img = np.asarray(getattr(skimage.data, IMAGES[name])())
-    if img.dtype == np.uint8:
-        img = img.astype(np.float64) / 255.0
-    else:
-        img = img.astype(np.float64)
-        img = (img - img.min()) / max(img.max() - img.min(), 1e-12)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    img = img[:, :, :3]
-    h, w = img.shape[:2]
-    if size is not None and max(h, w) > size:
-        scale = size / max(h, w)
-        img = resize(img, (max(1, round(h * scale)), max(1, round(w * scale)), img.shape[2]), anti_aliasing=True)
-    return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
 def image_coordinates(height: int, width: int) -> torch.Tensor:
@@ -190,13 +162,12 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, *, steps: 
         "final_psnr": dB at the end (of the kept parameters)}``.
 
     Raises:
-        ValueError: steps not an int >= 0, or lr not positive.
+        ValueError: steps not an int >= 0, or lr not a finite number > 0.
     """
     from tqdm import tqdm
 
-    check_int(steps, "steps", 0)
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, not {lr!r}")
+    _check_steps(steps, "steps")
+    _check_lr(lr, "lr")
     torch.manual_seed(seed)
     optim = torch.optim.Adam(model.parameters() if params is None else params, lr=lr)
     history = {"step": [], "psnr": []}

@@ -24,7 +24,7 @@ from common.atomic import atomic_write, atomic_write_text
 from nerf.metrics import psnr, ssim
 from nerf.model import ARCH_KEYS, InstantNGP
 from nerf.occupancy import OccupancyGrid
-from nerf.render import render_rays
+from nerf.render import evaluate, render_image, render_rays  # noqa: F401  (render_image: re-exported)
 
 __all__ = ["TrainPreset", "PRESETS", "train", "evaluate", "load_checkpoint", "CheckpointError"]
 
@@ -112,47 +112,6 @@ def model_from_checkpoint(path: str | Path) -> tuple[InstantNGP, OccupancyGrid, 
     occ = OccupancyGrid(model.bbox, res=ckpt["occupancy"]["res"])
     occ.load_state_dict(ckpt["occupancy"])
     return model, occ, ckpt
-
-
-@torch.no_grad()
-def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: int = 8192, device="cpu"):
-    """Render view ``index`` of ``data``: float32 (H, W, 3) numpy, plus the ``RenderStats``."""
-    from nerf.data import get_rays
-    from nerf.render import RenderStats
-
-    o, d = get_rays(data.height, data.width, data.focal, data.poses[index])
-    o, d = torch.from_numpy(np.asarray(o, np.float32)).to(device), torch.from_numpy(np.asarray(d, np.float32)).to(device)
-    out, total = [], RenderStats()
-    for a in range(0, o.shape[0], chunk):
-        rgb, _, stats = render_rays(model, o[a:a + chunk], d[a:a + chunk], n_samples=n_samples,
-                                    occupancy=occupancy, t_min=1e-4, chunks=4)
-        out.append(rgb.clamp(0, 1).cpu())
-        total.add(stats)
-    return torch.cat(out).reshape(data.height, data.width, 3).numpy(), total
-
-
-def evaluate(model, occupancy, data, *, n_samples: int, every: int = 1, out_dir: Path | None = None,
-             progress: bool = True) -> dict:
-    """PSNR (dB) and SSIM over every ``every``-th view of ``data``; optionally writes PNGs.
-
-    Returns ``{"psnr", "ssim", "views", "samples_evaluated_per_view", "samples_in_box_per_view"}``.
-    """
-    from PIL import Image
-
-    model.eval()
-    views = list(range(0, len(data.images), every))
-    ps, ss, evaluated, in_box = [], [], 0, 0
-    for i in tqdm(views, desc="evaluate", unit="view", disable=not progress, leave=False):
-        img, stats = render_image(model, occupancy, data, i, n_samples=n_samples)
-        ps.append(psnr(img, data.images[i]))
-        ss.append(ssim(img, data.images[i]))
-        evaluated += stats.samples_evaluated
-        in_box += stats.samples_in_box
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(out_dir / f"{i:03d}.png")
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": len(views),
-            "samples_evaluated_per_view": evaluated / len(views), "samples_in_box_per_view": in_box / len(views)}
 
 
 def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0, downscale: int | None = None,

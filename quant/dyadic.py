@@ -11,8 +11,17 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Annotated
+
+from pydantic import Field
+
+from common.validate import checker
 
 __all__ = ["dyadic_multiplier"]
+
+_check_ratio = checker(Annotated[float, Field(gt=0, allow_inf_nan=False)])
+_check_mult_bits = checker(Annotated[int, Field(ge=1)])
+_check_shift_max = checker(Annotated[int, Field(ge=0)])
 
 
 def dyadic_multiplier(ratio: float, *, mult_bits: int, shift_max: int) -> tuple[int, int]:
@@ -35,10 +44,9 @@ def dyadic_multiplier(ratio: float, *, mult_bits: int, shift_max: int) -> tuple[
         ValueError: ratio not finite and positive; ratio too large (``round(ratio) >= 2^mult_bits``
             even at S = 0) or too small (M would be 0 even at ``S = shift_max``), naming the value.
     """
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
-        raise ValueError(f"scale ratio must be a finite number > 0, not {ratio!r}")
-    if mult_bits < 1 or shift_max < 0:
-        raise ValueError(f"need mult_bits >= 1 and shift_max >= 0, not {mult_bits!r} and {shift_max!r}")
+    _check_ratio(ratio, "scale ratio")
+    _check_mult_bits(mult_bits, "mult_bits")
+    _check_shift_max(shift_max, "shift_max")
     exact, limit = Fraction(ratio), (1 << mult_bits) - 1
     if round(exact) > limit:
         raise ValueError(f"scale ratio {ratio!r} needs a multiplier above {limit} (mult_bits={mult_bits}) "

@@ -34,10 +34,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
+
+from common.validate import checker
 
 from quant.quantizers import FakeQuantizer
 
@@ -53,12 +57,8 @@ __all__ = [
 ]
 
 
-def _check_size(n, what: str = "Hadamard size n") -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"{what} must be an int, not {n!r}")
-    if n < 1:
-        raise ValueError(f"{what} must be >= 1, not {n}")
-    return n
+_check_size = checker(Annotated[int, Field(ge=1)])
+_check_rotate = checker(bool, error=TypeError)
 
 
 def hadamard_matrix(n: int, *, normalized: bool = True, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -79,7 +79,7 @@ def hadamard_matrix(n: int, *, normalized: bool = True, dtype: torch.dtype = tor
     Raises:
         ValueError: ``n`` is not an int (bools excluded), is < 1, or is not a power of two (naming it).
     """
-    _check_size(n)
+    _check_size(n, "Hadamard size n")
     if n & (n - 1):
         raise ValueError(f"Hadamard size n must be a power of two, not {n}")
     i = torch.arange(n)
@@ -142,8 +142,7 @@ class DHQLinear(nn.Module):
         super().__init__()
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"DHQLinear wraps an nn.Linear, not {type(linear).__name__}")
-        if not isinstance(rotate, bool):
-            raise TypeError(f"rotate must be a bool, not {rotate!r}")
+        _check_rotate(rotate, "rotate")
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.n = padded_size(self.in_features)
         self.rotate = rotate

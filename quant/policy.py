@@ -56,11 +56,13 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import Field
 
 from common.atomic import atomic_write_text
+from common.validate import checker, read_yaml
 
 __all__ = [
     "SCHEMES",
@@ -69,6 +71,7 @@ __all__ = [
     "FULL_PRECISION_BITS",
     "MAX_LEVELS",
     "PolicyError",
+    "Bits",
     "check_bits",
     "component_names",
     "scheme_of",
@@ -110,17 +113,15 @@ class PolicyError(ValueError):
     """A policy or policy file is invalid; the message names the file, the component and the value."""
 
 
+#: A bitwidth: an int in [2, 32] (32: full precision).
+Bits = Annotated[int, Field(ge=MIN_BITS, le=MAX_BITS)]
+_check_bits = checker(Bits)
+_check_levels = checker(Annotated[int, Field(ge=1, le=MAX_LEVELS)], error=PolicyError)
+
+
 def check_bits(bits: Any, what: str = "bits") -> int:
     """Return ``bits`` if it is an int in [2, 32] (bool excluded); else raise ValueError naming ``what`` and it."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"{what} must be an integer in [{MIN_BITS}, {MAX_BITS}], not {bits!r}")
-    return bits
-
-
-def _check_levels(levels: Any) -> int:
-    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
-        raise PolicyError(f"levels must be an integer in [1, {MAX_LEVELS}], not {levels!r}")
-    return levels
+    return _check_bits(bits, what)
 
 
 def component_names(levels: int) -> list[str]:
@@ -129,7 +130,7 @@ def component_names(levels: int) -> list[str]:
     Returns ``levels + 14`` names: ``hash.level00`` .. ``hash.level{levels-1:02d}``, then ``enc.out``
     .. ``color.out``. Raises PolicyError unless ``levels`` is an int in [1, 32].
     """
-    return [f"hash.level{l:02d}" for l in range(_check_levels(levels))] + [name for name, _ in _FIXED]
+    return [f"hash.level{l:02d}" for l in range(_check_levels(levels, "levels"))] + [name for name, _ in _FIXED]
 
 
 def scheme_of(name: str) -> str:
@@ -204,19 +205,20 @@ class QuantPolicy(Mapping[str, int]):
         return cls(d, levels, source=source)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, levels: int) -> QuantPolicy:
+    def load(cls, path: str | os.PathLike, levels: int | None = None) -> QuantPolicy:
         """Read a YAML policy file: a flat mapping ``component: bits``.
+
+        ``levels`` None: as many hash levels as the file has ``hash.levelNN`` entries (at least 1), for
+        checking a file before the model it is for is loaded.
 
         Raises:
             PolicyError: unreadable file, invalid YAML, or an invalid policy; the message names the file.
         """
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise PolicyError(f"cannot read policy {str(path)!r}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"policy {str(path)!r} is not valid YAML: {exc}") from exc
+        raw = read_yaml(path, error=PolicyError, what="policy")
+        if levels is None:
+            keys = raw if isinstance(raw, Mapping) else ()
+            levels = min(MAX_LEVELS, max(1, sum(1 for k in keys if isinstance(k, str) and _HASH_LEVEL.fullmatch(k))))
         return cls(raw, levels, source=str(path))
 
     def save(self, path: str | os.PathLike) -> None:

@@ -98,7 +98,7 @@ class PTQEvaluator:
     def evaluate(self, policy: Mapping[str, int]) -> dict:
         """``{"psnr": mean dB over the views, "samples_per_ray": field evaluations per ray}`` under ``policy``."""
         from nerf.metrics import psnr
-        from nerf.train import render_image
+        from nerf.render import render_image
 
         self.set_policy(policy)
         scores, samples, rays = [], 0, 0

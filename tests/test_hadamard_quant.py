@@ -29,9 +29,12 @@ def test_hadamard_sylvester_ordering():
     torch.testing.assert_close(hadamard_matrix(16), hadamard_matrix(16, normalized=False) / 4)
 
 
-@pytest.mark.parametrize("n,message", [(96, "power of two, not 96"), (0, ">= 1, not 0"), (-4, ">= 1, not -4"),
-                                       (4.0, "must be an int, not 4.0"), (True, "must be an int, not True"),
-                                       ("8", "must be an int, not '8'")])
+@pytest.mark.parametrize("n,message", [(96, "^Hadamard size n must be a power of two, not 96$"),
+                                       (0, "^Hadamard size n must be an integer >= 1, not 0$"),
+                                       (-4, "^Hadamard size n must be an integer >= 1, not -4$"),
+                                       (4.0, "^Hadamard size n must be an integer >= 1, not 4.0$"),
+                                       (True, "^Hadamard size n must be an integer >= 1, not True$"),
+                                       ("8", "^Hadamard size n must be an integer >= 1, not '8'$")])
 def test_hadamard_bad_size_is_named(n, message):
     with pytest.raises(ValueError, match=message):
         hadamard_matrix(n)
@@ -39,7 +42,7 @@ def test_hadamard_bad_size_is_named(n, message):
 
 def test_padded_size():
     assert [padded_size(i) for i in (1, 2, 3, 4, 5, 31, 32, 33, 64, 65)] == [2, 2, 4, 4, 8, 32, 32, 64, 64, 128]
-    with pytest.raises(ValueError, match="in_features must be >= 1, not 0"):
+    with pytest.raises(ValueError, match="^in_features must be an integer >= 1, not 0$"):
         padded_size(0)
 
 

@@ -30,7 +30,9 @@ def test_siren_shapes_and_init():
 @pytest.mark.parametrize("kwargs,message", [(dict(width=96), "power of two .*not 96"),
                                             (dict(width=256), "width must be an integer in \\[2, 128\\], not 256"),
                                             (dict(channels=0), "channels must be an integer in \\[1, 4\\], not 0"),
-                                            (dict(omega_0=0), "omega_0 must be a positive number, not 0")])
+                                            (dict(omega_0=0), "SirenArch.omega_0 must be a finite number > 0, not 0"),
+                                            (dict(hidden_layers=True), "SirenArch.hidden_layers must be an integer in "
+                                                                       "\\[0, 16\\], not True")])
 def test_siren_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Siren(**kwargs)
@@ -140,9 +142,30 @@ def test_cli_inr(tmp_path, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["inr", "--help"])
     assert "--finetune-steps" in capsys.readouterr().out
-    assert main(["--runs", str(tmp_path), "inr", "--bits", "8,1"]) == 2
-    assert "bits must be integers in [2, 16], not 1" in capsys.readouterr().err
-    assert main(["--runs", str(tmp_path), "inr", "--bits", "8,six"]) == 2
-    assert "not 'six'" in capsys.readouterr().err
-    assert main(["--runs", str(tmp_path), "inr", "--image", "lena"]) == 2
-    assert "unknown image 'lena' (choices:" in capsys.readouterr().err
+    for argv, message in ((["--bits", "8,1"], "argument --bits: must be comma-separated integers in [2, 16], not '1'"),
+                          (["--bits", "8,six"], "not 'six'"),
+                          (["--image", "lena"], "argument --image: invalid choice: 'lena' (choose from")):
+        with pytest.raises(SystemExit) as exc:
+            main(["--runs", str(tmp_path), "inr", *argv])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(size=4), "InrSettings.size must be an integer >= 8, not 4"),
+    (dict(width=96), "InrSettings.width must be a power of two (the Hadamard datapath's sizes), not 96"),
+    (dict(width=256), "InrSettings.width must be an integer in [2, 128], not 256"),
+    (dict(steps=0), "InrSettings.steps must be an integer >= 1, not 0"),
+    (dict(lr=float("nan")), "InrSettings.lr must be a finite number > 0, not nan"),
+    (dict(coord_bits=True), "InrSettings.coord_bits must be an integer in [2, 32], not True"),
+    (dict(image="lena"), "unknown image 'lena' (choices: astronaut, brick, camera"),
+    (dict(bogus=1), "unknown key 'bogus' in InrSettings (allowed: image, size, width"),
+])
+def test_inr_settings_name_field_range_and_value(kwargs, message, tmp_path):
+    from flows.inr import InrSettings
+
+    with pytest.raises(ValueError) as info:
+        InrSettings(**kwargs)
+    assert str(info.value).startswith(message)
+    with pytest.raises(ValueError):  # the flow refuses them before any work: no run folder
+        inr(bits="4", runs_root=tmp_path, progress=False, **kwargs)
+    assert not any(tmp_path.iterdir())

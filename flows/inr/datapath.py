@@ -27,7 +27,7 @@ from sim.tlm.hadamard import HadamardTLM, stream_cycles, vector_cycles, vector_l
 
 __all__ = ["DEFAULT_PRESET", "layer_params", "datapath_section"]
 
-DEFAULT_PRESET = Path(__file__).parent / "configs" / "had-inr.yaml"
+DEFAULT_PRESET = Path(__file__).resolve().parents[1] / "configs" / "had-inr.yaml"
 
 
 def layer_params(base: HadamardParams, in_features: int, out_features: int, max_bits: int) -> HadamardParams:

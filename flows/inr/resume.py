@@ -1,0 +1,44 @@
+"""Resuming ``make inr``: the cells a previous ``summary.json`` of the same settings already holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flows.inr.plots import recon_path
+from flows.inr.settings import ABLATIONS, METHODS, InrSettings
+
+__all__ = ["done_cells", "todo"]
+
+
+def done_cells(out: Path, settings: InrSettings, log=print) -> dict[str, dict]:
+    """``{"<method>@<B>": {"psnr", "ssim", "seconds"}}`` from ``out/summary.json``, if it has these settings.
+
+    A cell counts only if its reconstruction PNG exists too. A summary of other settings is ignored
+    and ``log`` names the settings that changed; an unreadable one is ignored silently.
+    """
+    path = out / "summary.json"
+    if not path.is_file():
+        return {}
+    try:
+        prior = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(prior, dict):
+        return {}
+    if prior.get("settings") != settings.to_dict():
+        if isinstance(prior.get("settings"), dict) and prior["settings"]:
+            changed = [k for k, v in settings.to_dict().items() if prior["settings"].get(k) != v]
+            log(f"{path}: computed with other settings ({', '.join(changed)}): recomputing its rows")
+        return {}
+    cells = {}
+    for r in prior.get("rows", []):
+        for m in (*METHODS, *ABLATIONS):
+            if m in r and recon_path(out, m, r["bits"]).is_file():
+                cells[f"{m}@{r['bits']}"] = {k: r[m][k] for k in ("psnr", "ssim", "seconds")}
+    return cells
+
+
+def todo(bits, cells: dict) -> list[tuple[str, int]]:
+    """The (method, B) cells still to compute, row by row, methods before ablations."""
+    return [(m, b) for b in bits for m in (*METHODS, *ABLATIONS) if f"{m}@{b}" not in cells]
