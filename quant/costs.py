@@ -31,11 +31,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Annotated
 
+from pydantic import Field
+
+from common.validate import checker
 from nerf import grid
 from quant.policy import FULL_PRECISION_BITS, PolicyError, component_names
 
 __all__ = ["bitops", "model_bytes", "COORD_BITS", "FRAME"]
+
+_check_samples = checker(Annotated[float, Field(ge=0, allow_inf_nan=False)])
 
 #: Coordinate bits of the interpolation in A-CAQ's BitOps (float32 coordinates).
 COORD_BITS = 32
@@ -75,8 +81,7 @@ def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, 
         quant.policy.PolicyError: the policy's components are not those of ``arch``.
         ValueError: samples_per_ray negative or not finite.
     """
-    if not (isinstance(samples_per_ray, (int, float)) and math.isfinite(samples_per_ray) and samples_per_ray >= 0):
-        raise ValueError(f"samples_per_ray must be a finite number >= 0, not {samples_per_ray!r}")
+    _check_samples(samples_per_ray, "samples_per_ray")
     b = _bits(policy, arch["levels"])
     enc, hidden, geo, _ = _dims(arch)
     c, f = COORD_BITS, arch["features"]

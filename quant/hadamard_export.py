@@ -49,15 +49,20 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from common.validate import checker
 from quant.dyadic import dyadic_multiplier
 from quant.hadamard import DHQLinear
 from quant.quantizers import FakeQuantizer, code_range, to_integer
 
 __all__ = ["DHQIntegerLayer", "export_dhq_layer", "hardware_layer", "fake_quant_integers", "exactness"]
+
+_check_step = checker(Annotated[float, Field(gt=0, allow_inf_nan=False)])
 
 _U = 2.0**-53
 
@@ -129,9 +134,8 @@ def export_dhq_layer(layer: DHQLinear, *, in_step: float, in_bits: int, out_step
         if not q.active or not q.frozen:
             raise ValueError(f"quantizer {q.name!r} must be active and calibrated before export "
                              f"(bits={q.bits}, frozen={q.frozen})")
-    for field, value in (("in_step", in_step), ("out_step", out_step)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{field} must be a finite number > 0, not {value!r}")
+    _check_step(in_step, "in_step")
+    _check_step(out_step, "out_step")
     n, wq = layer.n, layer.weight_quantizer
     weights, weight_step, _ = to_integer(layer.weight, wq)
     act_step = float(layer.act_quantizer.scale.detach())
