@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.validate import option
+from flows.options import bits_list, check_search, policy_spec, width
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -19,68 +20,6 @@ def _configs(arg: str | None) -> list[Path]:
     if arg:
         return [Path(arg)]
     return sorted(CONFIG_DIR.glob("*.yaml"))
-
-
-def _bits_list(lo: int, hi: int):
-    """argparse ``type=``: comma-separated distinct bitwidths in [lo, hi], at least one -> tuple of ints."""
-
-    def parse(text: str) -> tuple[int, ...]:
-        check = option(int, ge=lo, le=hi)
-        items = [t.strip() for t in text.split(",")]
-        if not any(items):
-            raise argparse.ArgumentTypeError(f"give at least one bitwidth in [{lo}, {hi}], not {text!r}")
-        bits: list[int] = []
-        for item in items:
-            try:
-                value = check(item)
-            except argparse.ArgumentTypeError:
-                raise argparse.ArgumentTypeError(f"must be comma-separated integers in [{lo}, {hi}], not {item!r} "
-                                                 f"(in {text!r})") from None
-            if value in bits:
-                raise argparse.ArgumentTypeError(f"bitwidth {value} is listed twice (in {text!r})")
-            bits.append(value)
-        return tuple(bits)
-
-    parse.__name__ = f"bitwidths in [{lo}, {hi}]"
-    return parse
-
-
-def _width(text: str) -> int:
-    """argparse ``type=``: a power of two in [2, 128] (the Hadamard datapath's sizes)."""
-    value = option(int, ge=2, le=128)(text)
-    if value & (value - 1):
-        raise argparse.ArgumentTypeError(f"must be a power of two in [2, 128] (the Hadamard datapath's sizes), "
-                                         f"not {text!r}")
-    return value
-
-
-def _policy_spec(text: str) -> str:
-    """argparse ``type=``: ``fp``, ``uniform-<B>`` (B in [2, 32]) or a policy YAML file that validates."""
-    from quant.policy import PolicyError, QuantPolicy, check_bits
-
-    if text == "fp":
-        return text
-    if text.startswith("uniform-"):
-        b = text[len("uniform-"):]
-        try:
-            check_bits(int(b) if b.strip().lstrip("-").isdigit() else b, "bits")
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bits of {text!r} must be an integer in [2, 32], not {b}") from None
-        return text
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not 'uniform-<bits>', 'fp', nor an existing policy YAML file")
-    try:
-        QuantPolicy.load(text)
-    except PolicyError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _check_search(args) -> str | None:
-    """Cross-option rules of ``search`` (run after parsing): an error message, or None."""
-    if args.b_min > args.b_max:
-        return f"argument --b-min: must be <= --b-max ({args.b_max}), not {args.b_min}"
-    return None
 
 
 def cmd_verilog(args) -> int:
@@ -321,10 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
         p.add_argument("--preset", default="tiny", help="the training preset (default tiny)")
         if name == "quantize":
-            p.add_argument("--policy", default="uniform-8", type=_policy_spec,
+            p.add_argument("--policy", default="uniform-8", type=policy_spec,
                            help="uniform-<bits>, fp, or a policy YAML file (default uniform-8)")
         else:
-            p.add_argument("--bits", default="16,12,10,8,6,4", type=_bits_list(2, 32),
+            p.add_argument("--bits", default="16,12,10,8,6,4", type=bits_list(2, 32),
                            help="comma-separated bitwidths in [2, 32] (default 16,12,10,8,6,4)")
         p.add_argument("--rays", type=option(int, ge=1), default=16384,
                        help="calibration rays from the training views (default 16384)")
@@ -351,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=option(int, ge=0), default=0, help="agent and calibration seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the search in the run folder")
     p.add_argument("--name", help="run name (default <scene>-<preset>-<objective>)")
-    p.set_defaults(func=cmd_search, check=_check_search)
+    p.set_defaults(func=cmd_search, check=check_search)
     p = sub.add_parser("inr", help="DHQ vs uniform quantization of a SIREN image INR; writes runs/inr-<image>/",
                        description="Fit a SIREN to a scikit-image picture, then quantize every layer's weights and "
                                    "input activations to each of BITS by uniform min-max PTQ, LSQ+ fine-tuning, DHQ "
@@ -360,14 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "fitted model and the finished cells.")
     p.add_argument("--image", default="camera", choices=sorted(IMAGES), metavar="IMAGE",
                    help="a skimage.data picture: " + ", ".join(sorted(IMAGES)) + " (default camera)")
-    p.add_argument("--bits", default="8,6,4,3", type=_bits_list(2, 16),
+    p.add_argument("--bits", default="8,6,4,3", type=bits_list(2, 16),
                    help="comma-separated bitwidths in [2, 16] (default 8,6,4,3)")
     p.add_argument("--size", type=option(int, ge=8), help="longer image side after downscaling, pixels, >= 8 "
                                                           "(default 256)")
     p.add_argument("--steps", type=option(int, ge=1), help="full-precision Adam steps (default 500)")
     p.add_argument("--finetune-steps", type=option(int, ge=0),
                    help="LSQ+ fine-tuning Adam steps per bitwidth (default 50; 0: none)")
-    p.add_argument("--width", type=_width, help="hidden width, a power of two <= 128 (default 64)")
+    p.add_argument("--width", type=width, help="hidden width, a power of two <= 128 (default 64)")
     p.add_argument("--seed", type=option(int, ge=0), help="seed (default 0)")
     p.add_argument("--coord-bits", type=option(int, ge=2, le=32),
                    help="bits of the first layer's input, the pixel coordinates, in [2, 32] (default 16, "

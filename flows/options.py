@@ -1,0 +1,77 @@
+"""argparse option types of the quantize, sweep, search, inr and demo commands, and their cross-option rules.
+
+Each type refuses a bad value with ``argparse.ArgumentTypeError``, so argparse names the option, gives
+the rule and the value, and exits with status 2 before the command starts (``common.validate.option``
+for the plain ranges). ``check_search`` holds the rules between options, run right after parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common.validate import option
+
+__all__ = ["bits_list", "width", "policy_spec", "check_search"]
+
+
+def bits_list(lo: int, hi: int):
+    """argparse ``type=``: comma-separated distinct bitwidths in [lo, hi], at least one -> tuple of ints."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        check = option(int, ge=lo, le=hi)
+        items = [t.strip() for t in text.split(",")]
+        if not any(items):
+            raise argparse.ArgumentTypeError(f"give at least one bitwidth in [{lo}, {hi}], not {text!r}")
+        bits: list[int] = []
+        for item in items:
+            try:
+                value = check(item)
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(f"must be comma-separated integers in [{lo}, {hi}], not {item!r} "
+                                                 f"(in {text!r})") from None
+            if value in bits:
+                raise argparse.ArgumentTypeError(f"bitwidth {value} is listed twice (in {text!r})")
+            bits.append(value)
+        return tuple(bits)
+
+    parse.__name__ = f"bitwidths in [{lo}, {hi}]"
+    return parse
+
+
+def width(text: str) -> int:
+    """argparse ``type=``: a power of two in [2, 128] (the Hadamard datapath's sizes)."""
+    value = option(int, ge=2, le=128)(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two in [2, 128] (the Hadamard datapath's sizes), "
+                                         f"not {text!r}")
+    return value
+
+
+def policy_spec(text: str) -> str:
+    """argparse ``type=``: ``fp``, ``uniform-<B>`` (B in [2, 32]) or a policy YAML file that validates."""
+    from quant.policy import PolicyError, QuantPolicy, check_bits
+
+    if text == "fp":
+        return text
+    if text.startswith("uniform-"):
+        b = text[len("uniform-"):]
+        try:
+            check_bits(int(b) if b.strip().lstrip("-").isdigit() else b, "bits")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bits of {text!r} must be an integer in [2, 32], not {b}") from None
+        return text
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'uniform-<bits>', 'fp', nor an existing policy YAML file")
+    try:
+        QuantPolicy.load(text)
+    except PolicyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def check_search(args) -> str | None:
+    """Cross-option rules of ``search`` (run after parsing): an error message, or None."""
+    if args.b_min > args.b_max:
+        return f"argument --b-min: must be <= --b-max ({args.b_max}), not {args.b_min}"
+    return None
