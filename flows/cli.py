@@ -280,12 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="latency", choices=("latency", "tradeoff"),
                    help="latency: best PSNR within BUDGET x uniform-8 latency (HAQ); tradeoff: "
                         "0.1 dPSNR - lam log2(latency / uniform-8)")
-    p.add_argument("--budget", type=option(float, gt=0), default=0.5, help="latency budget, fraction of uniform-8 (default 0.5)")
-    p.add_argument("--lam", type=option(float, ge=0), default=0.1, help="trade-off weight (default 0.1: halving latency = 1 dB)")
+    p.add_argument("--budget", type=option(float, gt=0), default=0.5,
+                   help="latency budget, fraction of uniform-8 (default 0.5)")
+    p.add_argument("--lam", type=option(float, ge=0), default=0.1,
+                   help="trade-off weight (default 0.1: halving latency = 1 dB)")
     p.add_argument("--b-min", type=option(int, ge=2, le=32), default=2, help="fewest bits per component (default 2)")
     p.add_argument("--b-max", type=option(int, ge=2, le=32), default=8, help="most bits per component (default 8)")
-    p.add_argument("--val-views", type=option(int, ge=1), default=4, help="validation views scored per episode (default 4)")
-    p.add_argument("--warmup", type=option(int, ge=0), default=20, help="random-action episodes before learning (default 20)")
+    p.add_argument("--val-views", type=option(int, ge=1), default=4,
+                   help="validation views scored per episode (default 4)")
+    p.add_argument("--warmup", type=option(int, ge=0), default=20,
+                   help="random-action episodes before learning (default 20)")
     p.add_argument("--rays", type=option(int, ge=1), default=8192, help="calibration rays (default 8192)")
     p.add_argument("--seed", type=option(int, ge=0), default=0, help="agent and calibration seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the search in the run folder")
