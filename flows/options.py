@@ -8,8 +8,6 @@ for the plain ranges). ``check_search`` holds the rules between options, run rig
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from common.validate import option
 
 __all__ = ["bits_list", "width", "policy_spec", "check_search"]
@@ -49,23 +47,16 @@ def width(text: str) -> int:
 
 
 def policy_spec(text: str) -> str:
-    """argparse ``type=``: ``fp``, ``uniform-<B>`` (B in [2, 32]) or a policy YAML file that validates."""
-    from quant.policy import PolicyError, QuantPolicy, check_bits
+    """argparse ``type=``: ``fp``, ``uniform-<B>`` (B in [2, 32]) or a policy YAML file that validates.
 
-    if text == "fp":
-        return text
-    if text.startswith("uniform-"):
-        b = text[len("uniform-"):]
-        try:
-            check_bits(int(b) if b.strip().lstrip("-").isdigit() else b, "bits")
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bits of {text!r} must be an integer in [2, 32], not {b}") from None
-        return text
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not 'uniform-<bits>', 'fp', nor an existing policy YAML file")
+    The same parsing as ``flows.quantize.resolve_policy`` (a file is checked for its own levels; the
+    trained model's levels are checked once it is loaded).
+    """
+    from flows.quantize import resolve_policy
+
     try:
-        QuantPolicy.load(text)
-    except PolicyError as exc:
+        resolve_policy(text, None)
+    except (ValueError, FileNotFoundError) as exc:  # PolicyError is a ValueError
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 

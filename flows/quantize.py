@@ -23,8 +23,11 @@ __all__ = ["scene_name", "train_dir", "resolve_policy", "TrainedField", "quantiz
 SWEEP_BITS = (16, 12, 10, 8, 6, 4)
 
 
-def resolve_policy(spec: str, levels: int):
+def resolve_policy(spec: str, levels: int | None):
     """``uniform-<B>``, ``fp`` (32 bits everywhere) or a policy YAML file -> ``(name, QuantPolicy)``.
+
+    ``levels`` None checks ``spec`` before the model is known: a file's own ``hash.levelNN`` entries
+    give its levels, and the forms are built for one level.
 
     Raises:
         quant.policy.PolicyError: a bad policy file or bitwidth (naming the file / field and value).
@@ -33,11 +36,11 @@ def resolve_policy(spec: str, levels: int):
     from quant.policy import FULL_PRECISION_BITS, QuantPolicy, check_bits
 
     if spec == "fp":
-        return "fp", QuantPolicy.uniform(FULL_PRECISION_BITS, levels)
+        return "fp", QuantPolicy.uniform(FULL_PRECISION_BITS, levels or 1)
     m = re.fullmatch(r"uniform-(\S+)", spec)
     if m:
         bits = int(m.group(1)) if m.group(1).isdigit() else m.group(1)
-        return f"uniform-{bits}", QuantPolicy.uniform(check_bits(bits, f"bits of policy {spec!r}"), levels)
+        return f"uniform-{bits}", QuantPolicy.uniform(check_bits(bits, f"bits of policy {spec!r}"), levels or 1)
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"policy {spec!r}: not 'uniform-<bits>', 'fp', nor an existing YAML file")

@@ -7,6 +7,11 @@ an 800x800 frame with the scene's measured samples per ray. Results in ``runs/se
 ``policy.yaml`` (best), ``engines.yaml`` (the engines sized for the model and that policy's widths),
 ``episodes.csv``, ``pareto.png``, ``summary.json`` and ``checkpoint.pt`` (after every episode; a
 resumed search continues at the next episode with the agent, replay buffer and generators restored).
+
+``search`` runs the steps in order: ``_prior_state`` (what a resumed run already did), ``_setup``
+(trained field, PTQ scorer, full precision, search space), ``_baselines`` (uniform policies, once),
+``_run_episodes`` (``_episode`` after ``_episode``, checkpointed), then ``_best``, ``_summary`` and
+``_write_best`` (policy, engines, plot). Tables, JSON and figures go through ``flows.report``.
 """
 
 from __future__ import annotations

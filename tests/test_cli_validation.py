@@ -33,9 +33,10 @@ BAD = [
     # quantize and sweep
     (["quantize", "--rays", "0"], "--rays", "must be an integer >= 1, not '0'"),
     (["quantize", "--seed", "x"], "--seed", "not 'x'"),
-    (["quantize", "--policy", "uniform-1"], "--policy", "bits of 'uniform-1' must be an integer in [2, 32], not 1"),
-    (["quantize", "--policy", "uniform-x"], "--policy", "bits of 'uniform-x' must be an integer in [2, 32], not x"),
-    (["quantize", "--policy", "nope.yaml"], "--policy", "'nope.yaml' is not 'uniform-<bits>', 'fp', nor an existing"),
+    (["quantize", "--policy", "uniform-1"], "--policy", "bits of policy 'uniform-1' must be an integer in [2, 32], not 1"),
+    (["quantize", "--policy", "uniform-x"], "--policy",
+     "bits of policy 'uniform-x' must be an integer in [2, 32], not 'x'"),
+    (["quantize", "--policy", "nope.yaml"], "--policy", "policy 'nope.yaml': not 'uniform-<bits>', 'fp', nor an existing"),
     (["sweep", "--rays", "-5"], "--rays", "not '-5'"),
     (["sweep", "--bits", "8,x"], "--bits", "must be comma-separated integers in [2, 32], not 'x' (in '8,x')"),
     (["sweep", "--bits", "8,33"], "--bits", "not '33'"),
