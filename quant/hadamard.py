@@ -10,7 +10,7 @@ orthonormal Hadamard matrix H (n x n, ``H H^T = I``) before quantizing them with
 The rotation mixes every input channel into every output channel, so the very different
 distributions of an INR's first, hidden and last-layer weights and activations (uniform, bimodal,
 U-shaped from the sines, bell-shaped) all become bell-shaped with a similar spread, so that, the
-paper argues, one standard quantizer fits every layer at low bits. ``make inr`` (``flows/inr.py``)
+paper argues, one standard quantizer fits every layer at low bits. ``make inr`` (``flows/inr/``)
 measures that claim against plain per-tensor quantization; the README has the results.
 
 Conventions, shared with the hardware datapath (``hw/hadamard.py``, ``sim/tlm/hadamard.py``):
