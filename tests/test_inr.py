@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 from flows.cli import build_parser, main
 from flows.inr import ABLATIONS, METHODS, inr, parse_bits, table, write_summary
@@ -169,3 +170,18 @@ def test_inr_settings_name_field_range_and_value(kwargs, message, tmp_path):
     with pytest.raises(ValueError):  # the flow refuses them before any work: no run folder
         inr(bits="4", runs_root=tmp_path, progress=False, **kwargs)
     assert not any(tmp_path.iterdir())
+
+
+@given(st.dictionaries(st.sampled_from(["image", "size", "width", "hidden_layers", "steps", "lr", "finetune_steps",
+                                        "seed", "coord_bits", "bogus"]),
+                       st.one_of(st.integers(-3, 300), st.booleans(), st.floats(), st.text(max_size=4), st.none()),
+                       max_size=6))
+def test_any_settings_give_settings_or_a_value_error(data):
+    from flows.inr import InrSettings
+
+    try:
+        s = InrSettings(**data)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert s.width & (s.width - 1) == 0 and s.size >= 8 and s.steps >= 1
