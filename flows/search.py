@@ -168,6 +168,7 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
     from rl.env import SearchSpace
 
     trained = open_field(scene, preset, runs_root)
+    _check_range(trained.model.arch, accel, settings)
     val = trained.split("val")
     views = _val_views(len(val.images), val_views)
     evaluator = PTQEvaluator(trained.model, trained.occupancy, trained.train_data, val, views=views,
@@ -182,6 +183,22 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
                         lam=settings["lam"])
     return _Search(out=out, state=state, evaluator=evaluator, space=space, accel=accel, arch=trained.model.arch,
                    samples=samples, levels=trained.levels, views=views)
+
+
+def _check_range(arch: dict, accel, settings: dict) -> None:
+    """Refuse a bit range or objective the engines cannot search, before calibrating (seconds of work).
+
+    ``rl.env.SearchSpace``'s own rules, on a nominal one-sample frame; the budget, which needs the
+    measured samples per ray, is checked once they are known.
+
+    Raises:
+        ValueError: b_min/b_max outside [2, the engines' widest] or b_min > b_max, an unknown objective.
+    """
+    from rl.env import SearchSpace
+
+    SearchSpace(arch=arch, preset=accel, samples=1, b_min=settings["b_min"], b_max=settings["b_max"],
+                objective="tradeoff" if settings["objective"] == "latency" else settings["objective"],
+                lam=settings["lam"])
 
 
 def _baselines(run: _Search, b_min: int, b_max: int) -> dict:

@@ -93,3 +93,12 @@ def test_search_writes_everything_and_resumes_without_losing_or_repeating(runs):
 def test_search_without_a_checkpoint_says_which_command_makes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"run `make train SCENE=builtin PRESET=tiny` first"):
         search("builtin", "tiny", runs_root=tmp_path, **ARGS)
+
+
+def test_a_bit_range_the_engines_cannot_run_is_refused_before_calibration(runs, monkeypatch):
+    import quant.ptq
+
+    monkeypatch.setattr(quant.ptq, "PTQEvaluator", lambda *a, **k: pytest.fail("calibrated before checking"))
+    with pytest.raises(ValueError, match=r"2 <= b_min <= b_max <= 16 \(the engines' widest\), not \[2, 20\]"):
+        search("builtin", "quick", runs_root=runs, name="wide", **{**ARGS, "episodes": 1}, b_max=20)
+    assert not (runs / "search-wide").exists()
