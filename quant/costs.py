@@ -19,8 +19,9 @@ bitwidths, for one frame of ``H x W`` rays with ``S`` field evaluations per ray:
 
 Total = ``H W (S x per-sample + per-ray)``. ``sh.out`` and ``color.l2.out`` are no multiplication
 operands in this count, so their bits do not change it. A full-precision component counts 32 bits, as in A-CAQ.
-The layer sizes are the model's (``hidden``, ``geo_features``, ``levels x features``), so they
-match the numbers above for the A-CAQ architecture.
+The layer sizes are the model's (``nerf.layout.model_layout``: each layer's in x out, weighted by its
+first input component's and its weight's bits), so they match the numbers above for the A-CAQ
+architecture.
 
 Model size: every stored parameter at its component's bits (hash level l: its ``T_l x F`` entries,
 ``T_l = min(T, (N_l + 1)^3)``; each weight matrix), plus a float32 scale and offset (8 bytes) per
@@ -33,6 +34,7 @@ import math
 from collections.abc import Mapping
 
 from nerf import grid
+from nerf.layout import model_layout
 from quant.policy import FULL_PRECISION_BITS, PolicyError, component_names
 
 __all__ = ["bitops", "model_bytes", "COORD_BITS", "FRAME"]
@@ -51,11 +53,6 @@ def _bits(policy: Mapping[str, int], levels: int) -> dict[str, int]:
         missing, extra = sorted(set(names) - set(policy)), sorted(set(policy) - set(names))
         raise PolicyError(f"policy does not match a {levels}-level model: missing {missing}, unknown {extra}")
     return dict(policy)
-
-
-def _dims(arch: Mapping) -> tuple[int, int, int, int]:
-    """(encoder outputs L*F, hidden width, geometry features, SH inputs)."""
-    return arch["levels"] * arch["features"], arch["hidden"], arch["geo_features"], 16
 
 
 def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, frame: tuple[int, int] = FRAME) -> float:
@@ -78,14 +75,16 @@ def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, 
     if not (isinstance(samples_per_ray, (int, float)) and math.isfinite(samples_per_ray) and samples_per_ray >= 0):
         raise ValueError(f"samples_per_ray must be a finite number >= 0, not {samples_per_ray!r}")
     b = _bits(policy, arch["levels"])
-    enc, hidden, geo, _ = _dims(arch)
-    c, f = COORD_BITS, arch["features"]
-    interp = 3 * c * c + sum(f * (12 * c * c + 8 * c * b[f"hash.level{lv:02d}"]) for lv in range(arch["levels"]))
-    density = (enc * hidden * b["enc.out"] * b["density.l0.weight"]
-               + hidden * (1 + geo) * b["density.l1.act_in"] * b["density.l1.weight"])
-    color = (geo * hidden * b["density.l1.out"] * b["color.l0.weight"]
-             + hidden * hidden * b["color.l1.act_in"] * b["color.l1.weight"]
-             + hidden * 3 * b["color.l2.act_in"] * b["color.l2.weight"])
+    layout = model_layout(arch)
+    c, f = COORD_BITS, layout.features
+    interp = 3 * c * c + sum(f * (12 * c * c + 8 * c * b[name]) for name in layout.hash_components)
+    mlp = {}
+    for ly in layout.layers.values():
+        # a layer's multiplications: in x out, weighted by its first input's and its weight's bits (A-CAQ
+        # counts color.l0's density.l1.out inputs only: the SH inputs are left out)
+        n_in = ly.in_size - layout.activations["sh.out"] if "sh.out" in ly.inputs else ly.in_size
+        mlp[ly.mlp] = mlp.get(ly.mlp, 0) + n_in * ly.out_size * b[ly.inputs[0]] * b[ly.weight]
+    density, color = mlp["density"], mlp["color"]
     s = float(samples_per_ray)
     render = b["density.out"] * s * (s - 1) / 2 + s * b["density.out"] * b["color.out"]
     return float(frame[0] * frame[1] * (s * (interp + density + color) + render))
@@ -93,13 +92,11 @@ def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, 
 
 def parameter_counts(arch: Mapping) -> dict[str, int]:
     """Stored parameters per component with parameters (hash levels and weights), in elements."""
-    enc, hidden, geo, sh = _dims(arch)
+    layout = model_layout(arch)
     size = 1 << arch["log2_table_size"]
-    res = grid.level_resolutions(arch["n_min"], arch["n_max"], arch["levels"])
-    counts = {f"hash.level{lv:02d}": min(size, (n + 1) ** 3) * arch["features"] for lv, n in enumerate(res)}
-    counts.update({"density.l0.weight": enc * hidden, "density.l1.weight": hidden * (1 + geo),
-                   "color.l0.weight": (geo + sh) * hidden, "color.l1.weight": hidden * hidden,
-                   "color.l2.weight": hidden * 3})
+    res = grid.level_resolutions(arch["n_min"], arch["n_max"], layout.levels)
+    counts = {name: min(size, (n + 1) ** 3) * layout.features for name, n in zip(layout.hash_components, res)}
+    counts.update({ly.weight: ly.in_size * ly.out_size for ly in layout.layers.values()})
     return counts
 
 
