@@ -131,7 +131,8 @@ def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
     for key in data:
         if key not in _SECTIONS:
             raise ConfigError(f"{path}: unknown section {key!r} (allowed: {', '.join(_SECTIONS)})")
-    enc = data.get("hash_encoder") or {}
+    sections = {key: {} if data.get(key) is None else data[key] for key in _SECTIONS}  # an empty section: defaults
+    enc = sections["hash_encoder"]
     preset_fields = {f.name for f in dataclasses.fields(HashEncoderPreset)}
     model_fixed = [f.name for f in dataclasses.fields(HashEncoderParams) if f.name not in preset_fields]
     if isinstance(enc, dict):
@@ -141,7 +142,7 @@ def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
                                   "feature_bits; the model sets the rest)")
     try:
         section = from_mapping(HashEncoderPreset, enc, where="hash_encoder", error=ConfigError)
-        mlp = MlpEngineParams.from_dict(data.get("mlp_engine") or {}, where="mlp_engine")
+        mlp = MlpEngineParams.from_dict(sections["mlp_engine"], where="mlp_engine")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return AcceleratorPreset(name=path.stem, lanes=section.lanes, coord_bits=section.coord_bits,
