@@ -93,3 +93,34 @@ def test_search_writes_everything_and_resumes_without_losing_or_repeating(runs):
 def test_search_without_a_checkpoint_says_which_command_makes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"run `make train SCENE=builtin PRESET=tiny` first"):
         search("builtin", "tiny", runs_root=tmp_path, **ARGS)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"episodes": 0}, r"^SearchSettings.episodes must be an integer >= 1, not 0$"),
+    ({"budget": float("inf")}, r"^SearchSettings.budget must be a finite number > 0, not inf$"),
+    ({"budget": float("nan")}, r"^SearchSettings.budget must be a finite number > 0, not nan$"),
+    ({"budget": 0}, r"^SearchSettings.budget must be a finite number > 0, not 0$"),
+    ({"lam": -0.1}, r"^SearchSettings.lam must be a finite number >= 0, not -0.1$"),
+    ({"b_min": 6, "b_max": 4}, r"^SearchSettings.b_max must be an integer in \[6, 32\], not 4$"),
+    ({"objective": "fast"}, r"^SearchSettings.objective must be one of 'latency', 'tradeoff', not 'fast'$"),
+    ({"warmup": -1}, r"^SearchSettings.warmup must be an integer >= 0, not -1$"),
+])
+def test_search_refuses_bad_arguments_before_any_work(tmp_path, kwargs, message):
+    # no trained field in tmp_path: a check made after the setup would raise FileNotFoundError instead
+    with pytest.raises(ValueError, match=message):
+        search("builtin", "tiny", runs_root=tmp_path, **{**ARGS, **kwargs})
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget": float("inf")}, r"SearchSpace.budget must be a finite number > 0, not inf"),
+    ({"samples": 0}, r"SearchSpace.samples must be an integer >= 1, not 0"),
+    ({"b_min": 3, "b_max": 9}, r"SearchSpace.b_max must be an integer in \[3, 8\], not 9 \(b_min to the engines' "
+                               r"widest\)"),
+    ({"b_min": 1}, r"SearchSpace.b_min must be an integer in \[2, 32\], not 1"),
+    ({"lam": float("nan"), "objective": "tradeoff"}, r"SearchSpace.lam must be a finite number >= 0, not nan"),
+])
+def test_search_space_refuses_bad_fields(kwargs, message):
+    args = {"arch": ARCH, "preset": load_accelerator("small"), "samples": 1000, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SearchSpace(**args)
