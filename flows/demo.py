@@ -36,8 +36,15 @@ DEMO_MAX_LOG2_TABLE = 13
 
 
 def _levels(flags, want: bool) -> str:
-    picked = [i for i, f in enumerate(flags) if f == want]
-    return ", ".join(map(str, picked)) or "none"
+    """The levels whose flag is ``want``, consecutive ones as ranges: ``0-1, 4`` (``none`` if there are none)."""
+    runs: list[list[int]] = []
+    for i, f in enumerate(flags):
+        if f == want:
+            if runs and runs[-1][1] == i - 1:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs) or "none"
 
 
 def simulated_engines(engines: dict, max_log2_table_size: int = DEMO_MAX_LOG2_TABLE) -> tuple[dict, str | None]:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from flows.demo import simulated_engines
+from flows.demo import _levels, simulated_engines
 from hw.params import HashEncoderParams, MlpEngineParams, load_config
 from nerf.train import load_checkpoint
 from sim.mapping import mlp_shapes
@@ -25,7 +25,8 @@ def test_simulated_engines_keep_everything_but_a_too_large_table():
     assert small["hash_encoder"].to_dict() == {**enc.to_dict(), "log2_table_size": 8}
     assert note == ("hash encoder simulated with T = 2^8 entries per level instead of engines.yaml's 2^10 (same 4 "
                     "levels, N 4..32, 2 x 6-bit features, 16-bit coordinates, 2 lanes): dense levels 0 instead of "
-                    "0, 1, hashed levels 1, 2, 3 instead of 2, 3")
+                    "0-1, hashed levels 1-3 instead of 2-3")
+    assert _levels([True, False, True, True, False], True) == "0, 2-3" and _levels([True], False) == "none"
 
 
 @pytest.mark.cosim
