@@ -140,6 +140,9 @@ class SearchSpace:
         top = min(self.preset.mlp.max_weight_bits, self.preset.mlp.max_act_bits, self.preset.feature_bits)
         if top < 8:
             raise ValueError(f"the preset's engines must run 8-bit policies (the latency reference), widest is {top}")
+        if self.b_min > top:
+            raise ValueError(range_message("SearchSpace", "b_min", self.b_min, MIN_BITS, top)
+                             + " (the engines' widest)")
         if not self.b_min <= self.b_max <= top:
             raise ValueError(range_message("SearchSpace", "b_max", self.b_max, self.b_min, top)
                              + " (b_min to the engines' widest)")

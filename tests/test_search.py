@@ -118,6 +118,7 @@ def test_search_refuses_bad_arguments_before_any_work(tmp_path, kwargs, message)
     ({"b_min": 3, "b_max": 9}, r"SearchSpace.b_max must be an integer in \[3, 8\], not 9 \(b_min to the engines' "
                                r"widest\)"),
     ({"b_min": 1}, r"SearchSpace.b_min must be an integer in \[2, 32\], not 1"),
+    ({"b_min": 9, "b_max": 9}, r"SearchSpace.b_min must be an integer in \[2, 8\], not 9 \(the engines' widest\)"),
     ({"lam": float("nan"), "objective": "tradeoff"}, r"SearchSpace.lam must be a finite number >= 0, not nan"),
 ])
 def test_search_space_refuses_bad_fields(kwargs, message):
