@@ -49,6 +49,8 @@ class LayerShape:
         weight: the quantized component of its weight (``<name>.weight``).
         inputs: the activation components whose codes form its input vector, in concatenation order
             (``color.l0``: the geometry features of ``density.l1.out``, then ``sh.out``).
+        input_sizes: the elements each of ``inputs`` contributes (they sum to ``in_size``;
+            ``color.l0``: (G, 16)).
     """
 
     name: str
@@ -58,6 +60,7 @@ class LayerShape:
     out_size: int
     weight: str
     inputs: tuple[str, ...]
+    input_sizes: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -127,16 +130,17 @@ def model_layout(arch: Mapping) -> ModelLayout:
     levels, features, hidden, geo = dims["levels"], dims["features"], dims["hidden"], dims["geo_features"]
     enc = levels * features
 
-    def layer(mlp: str, index: int, n_in: int, n_out: int, inputs: tuple[str, ...]) -> LayerShape:
+    def layer(mlp: str, index: int, inputs: dict[str, int], n_out: int) -> LayerShape:
         name = f"{mlp}.l{index}"
-        return LayerShape(name, mlp, index, n_in, n_out, f"{name}.weight", inputs)
+        return LayerShape(name, mlp, index, sum(inputs.values()), n_out, f"{name}.weight", tuple(inputs),
+                          tuple(inputs.values()))
 
     layers = [
-        layer("density", 0, enc, hidden, ("enc.out",)),
-        layer("density", 1, hidden, 1 + geo, ("density.l1.act_in",)),
-        layer("color", 0, geo + SH_FEATURES, hidden, ("density.l1.out", "sh.out")),
-        layer("color", 1, hidden, hidden, ("color.l1.act_in",)),
-        layer("color", 2, hidden, RGB, ("color.l2.act_in",)),
+        layer("density", 0, {"enc.out": enc}, hidden),
+        layer("density", 1, {"density.l1.act_in": hidden}, 1 + geo),
+        layer("color", 0, {"density.l1.out": geo, "sh.out": SH_FEATURES}, hidden),  # outputs 1..G of density.l1
+        layer("color", 1, {"color.l1.act_in": hidden}, hidden),
+        layer("color", 2, {"color.l2.act_in": hidden}, RGB),
     ]
     activations = {"enc.out": enc, "density.l1.act_in": hidden, "density.l1.out": 1 + geo, "density.out": 1,
                    "sh.out": SH_FEATURES, "color.l1.act_in": hidden, "color.l2.act_in": hidden,

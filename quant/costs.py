@@ -80,10 +80,9 @@ def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, 
     interp = 3 * c * c + sum(f * (12 * c * c + 8 * c * b[name]) for name in layout.hash_components)
     mlp = {}
     for ly in layout.layers.values():
-        # a layer's multiplications: in x out, weighted by its first input's and its weight's bits (A-CAQ
-        # counts color.l0's density.l1.out inputs only: the SH inputs are left out)
-        n_in = ly.in_size - layout.activations["sh.out"] if "sh.out" in ly.inputs else ly.in_size
-        mlp[ly.mlp] = mlp.get(ly.mlp, 0) + n_in * ly.out_size * b[ly.inputs[0]] * b[ly.weight]
+        # a layer's multiplications: its first input's elements x out, weighted by that input's and the
+        # weight's bits (A-CAQ counts color.l0's density.l1.out inputs only: the SH inputs are left out)
+        mlp[ly.mlp] = mlp.get(ly.mlp, 0) + ly.input_sizes[0] * ly.out_size * b[ly.inputs[0]] * b[ly.weight]
     density, color = mlp["density"], mlp["color"]
     s = float(samples_per_ray)
     render = b["density.out"] * s * (s - 1) / 2 + s * b["density.out"] * b["color.out"]

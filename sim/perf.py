@@ -144,7 +144,7 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
     table_read_bits = sum(8 * layout.features * policy[name] for name in layout.hash_components)  # 8 corners
     weight_bits = {name: sum(ly["in_size"] * ly["out_size"] * ly["weight_bits"] for ly in ls)
                    for name, ls in layers.items()}
-    geo = layout.layers["color.l0"].in_size - layout.activations["sh.out"]  # the geometry features sent on
+    geo = layout.layers["color.l0"].input_sizes[0]  # the geometry features of density.l1.out sent on
     act_bits = {"encoder_to_density": layout.encoder_out * policy["enc.out"],
                 "density_to_color": geo * policy["density.l1.out"],
                 "color_out": layout.activations["color.out"] * policy["color.out"]}

@@ -25,6 +25,8 @@ def test_acaq_layout_is_the_papers():
     assert {n: (ly.in_size, ly.out_size) for n, ly in layout.layers.items()} == {
         "density.l0": (32, 64), "density.l1": (64, 16), "color.l0": (31, 64), "color.l1": (64, 64), "color.l2": (64, 3)}
     assert layout.layers["color.l0"].inputs == ("density.l1.out", "sh.out")
+    assert layout.layers["color.l0"].input_sizes == (15, 16)
+    assert all(sum(ly.input_sizes) == ly.in_size for ly in layout.layers.values())
     assert mlp_shapes(acaq_arch()) == {"density": [32, 64, 16], "color": [31, 64, 64, 3]}
 
 
