@@ -45,6 +45,7 @@ def run_cosim(
     build_root: str | Path = "build",
     runs_root: str | Path = "runs",
     run_name: str | None = None,
+    verilog: str | Path | None = None,
 ) -> dict:
     """Co-simulate one engine of one preset and write ``<runs_root>/cosim-<name>/summary.json``.
 
@@ -63,6 +64,8 @@ def run_cosim(
         waves: keep a VCD waveform in the run folder.
         fault: inject a model fault ("cycle" or "bit") to prove the scoreboard fails.
         run_name: run folder name; default ``cosim-<config name>``.
+        verilog: simulate this Verilog file (written for this section's params, e.g. by the verilog
+            step) instead of writing a new one; the summary's ``verilog`` is the simulated path.
 
     Returns:
         The summary dict: engine, config, transactions, mismatches, cycles_rtl, cycles_tlm, wall times
@@ -97,7 +100,7 @@ def run_cosim(
             workload["shapes"] = None if shapes is None else check_shapes(params, shapes)
     tag = name if len(sections) == 1 else f"{name}-{engine}"
     build_root, runs_root = Path(build_root), Path(runs_root)
-    verilog = write_verilog(params, build_root / "verilog" / name)
+    verilog = Path(verilog) if verilog is not None else write_verilog(params, build_root / "verilog" / name)
     sim_build = build_root / "cosim" / (tag + ("-waves" if waves else ""))
     sim, build_seconds = runner.build(verilog, engine, sim_build, waves=waves)
     run_dir = runs_root / (run_name or f"cosim-{tag}")

@@ -40,23 +40,11 @@ def _val_views(n_views: int, k: int) -> list[int]:
 
 
 def _engines(space, policy) -> dict:
-    """Config sections of the engines sized for the model and the policy's widths (``make verilog``)."""
-    import dataclasses
+    """Config sections of the engines sized for the model and the policy's widths (``make verilog``):
+    ``sim.mapping.engines_for_policy``."""
+    from sim.mapping import engines_for_policy
 
-    from sim.perf import encoder_params
-
-    p = dict(policy)
-    levels = space.levels
-    enc = dataclasses.replace(encoder_params(space.preset, space.arch),
-                              feature_bits=max(p[f"hash.level{lv:02d}"] for lv in range(levels)))
-    weights = [v for k, v in p.items() if k.endswith(".weight")]
-    acts = [p[k] for k in ("enc.out", "density.l1.act_in", "density.l1.out", "sh.out", "color.l1.act_in",
-                           "color.l2.act_in")]
-    hidden, geo = space.arch["hidden"], space.arch["geo_features"]
-    mlp = dataclasses.replace(space.preset.mlp, max_weight_bits=max(weights), max_act_bits=max(acts),
-                              max_in=max(space.arch["levels"] * space.arch["features"], hidden, geo + 16),
-                              max_out=hidden, max_layers=3)
-    return {"hash_encoder": enc, "mlp_engine": mlp}
+    return engines_for_policy(space.preset, space.arch, policy)
 
 
 def _plot(rows, baselines, best, path: Path, title: str, budget_ms: float | None) -> None:
@@ -318,8 +306,14 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
         FileNotFoundError: no trained checkpoint (names the ``make train`` command).
         rl.env.BudgetError: the budget is unreachable in [b_min, b_max] (gives the lowest latency).
         SearchError: the run folder holds a search and ``resume`` is false, or a resume with other settings.
-        hw.params.ConfigError: unknown hardware preset.
+        hw.params.ConfigError: unknown or invalid hardware preset.
+        ValueError: a bad argument (``rl.env.SearchSettings``: episodes 0, budget inf or nan, ...), before any work.
     """
+    from rl.env import SearchSettings
+
+    # every argument checked before any work starts (ValueError naming the field, range and value)
+    SearchSettings(episodes=episodes, warmup=warmup, objective=objective, budget=budget, lam=lam, b_min=b_min,
+                   b_max=b_max, val_views=val_views, rays=rays, seed=seed)
     from flows.runs import scene_name
     from sim.perf import load_accelerator
 

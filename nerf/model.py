@@ -6,6 +6,9 @@ through a truncated exp is the density sigma (1/world unit), outputs 1..15 are g
 concatenated with the degree-4 SH view encoding (16) -> colour MLP 31 -> 64 -> 64 -> 3 (ReLU,
 sigmoid, no biases).
 
+Layer shapes and component names: ``nerf.layout.model_layout(arch)`` (torch-free, re-exported here),
+which ``quant/`` and ``sim/`` read without building the model.
+
 Quantization hook points: every quantizable tensor passes through ``self.quant[name]`` when such a
 module is installed (``install_quantizer``); the names are those of ``quant.policy.component_names``
 (``hash.levelNN``, ``enc.out``, ``density.l0.weight`` ...). ``nerf`` never imports ``quant``: it only
@@ -20,12 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerf.encoding import HashGrid
+from nerf.layout import ARCH_KEYS, model_layout
 from nerf.sh import sh_encode
 
-__all__ = ["InstantNGP", "trunc_exp", "ARCH_KEYS"]
-
-#: Constructor arguments that define the architecture (checked when a checkpoint is loaded).
-ARCH_KEYS = ("levels", "log2_table_size", "features", "n_min", "n_max", "hidden", "geo_features", "bbox")
+__all__ = ["InstantNGP", "trunc_exp", "ARCH_KEYS", "model_layout"]
 
 
 class _TruncExp(torch.autograd.Function):
@@ -58,12 +59,9 @@ class InstantNGP(nn.Module):
                      "bbox": [list(map(float, bbox[0])), list(map(float, bbox[1]))]}
         self.encoding = HashGrid(levels=levels, log2_table_size=log2_table_size, features=features,
                                  n_min=n_min, n_max=n_max)
-        enc = self.encoding.out_dim
-        self.density_l0 = nn.Linear(enc, hidden, bias=False)
-        self.density_l1 = nn.Linear(hidden, 1 + geo_features, bias=False)
-        self.color_l0 = nn.Linear(geo_features + 16, hidden, bias=False)
-        self.color_l1 = nn.Linear(hidden, hidden, bias=False)
-        self.color_l2 = nn.Linear(hidden, 3, bias=False)
+        # layer shapes from the one torch-free definition (nerf.layout), shared with quant/ and sim/
+        for shape in model_layout(self.arch).layers.values():
+            setattr(self, shape.name.replace(".", "_"), nn.Linear(shape.in_size, shape.out_size, bias=False))
         box = torch.tensor(bbox, dtype=torch.float32)
         self.register_buffer("bbox", box)
         self.quant = nn.ModuleDict()

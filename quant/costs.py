@@ -19,8 +19,9 @@ bitwidths, for one frame of ``H x W`` rays with ``S`` field evaluations per ray:
 
 Total = ``H W (S x per-sample + per-ray)``. ``sh.out`` and ``color.l2.out`` are no multiplication
 operands in this count, so their bits do not change it. A full-precision component counts 32 bits, as in A-CAQ.
-The layer sizes are the model's (``hidden``, ``geo_features``, ``levels x features``), so they
-match the numbers above for the A-CAQ architecture.
+The layer sizes are the model's (``nerf.layout.model_layout``: each layer's in x out, weighted by its
+first input component's and its weight's bits), so they match the numbers above for the A-CAQ
+architecture.
 
 Model size: every stored parameter at its component's bits (hash level l: its ``T_l x F`` entries,
 ``T_l = min(T, (N_l + 1)^3)``; each weight matrix), plus a float32 scale and offset (8 bytes) per
@@ -37,6 +38,7 @@ from pydantic import Field
 
 from common.validate import checker
 from nerf import grid
+from nerf.layout import model_layout
 from quant.policy import FULL_PRECISION_BITS, PolicyError, component_names
 
 __all__ = ["bitops", "model_bytes", "COORD_BITS", "FRAME"]
@@ -59,11 +61,6 @@ def _bits(policy: Mapping[str, int], levels: int) -> dict[str, int]:
     return dict(policy)
 
 
-def _dims(arch: Mapping) -> tuple[int, int, int, int]:
-    """(encoder outputs L*F, hidden width, geometry features, SH inputs)."""
-    return arch["levels"] * arch["features"], arch["hidden"], arch["geo_features"], 16
-
-
 def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, frame: tuple[int, int] = FRAME) -> float:
     """BitOps of one frame (see the module doc for the formula and its source).
 
@@ -83,14 +80,15 @@ def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, 
     """
     _check_samples(samples_per_ray, "samples_per_ray")
     b = _bits(policy, arch["levels"])
-    enc, hidden, geo, _ = _dims(arch)
-    c, f = COORD_BITS, arch["features"]
-    interp = 3 * c * c + sum(f * (12 * c * c + 8 * c * b[f"hash.level{lv:02d}"]) for lv in range(arch["levels"]))
-    density = (enc * hidden * b["enc.out"] * b["density.l0.weight"]
-               + hidden * (1 + geo) * b["density.l1.act_in"] * b["density.l1.weight"])
-    color = (geo * hidden * b["density.l1.out"] * b["color.l0.weight"]
-             + hidden * hidden * b["color.l1.act_in"] * b["color.l1.weight"]
-             + hidden * 3 * b["color.l2.act_in"] * b["color.l2.weight"])
+    layout = model_layout(arch)
+    c, f = COORD_BITS, layout.features
+    interp = 3 * c * c + sum(f * (12 * c * c + 8 * c * b[name]) for name in layout.hash_components)
+    mlp = {}
+    for ly in layout.layers.values():
+        # a layer's multiplications: its first input's elements x out, weighted by that input's and the
+        # weight's bits (A-CAQ counts color.l0's density.l1.out inputs only: the SH inputs are left out)
+        mlp[ly.mlp] = mlp.get(ly.mlp, 0) + ly.input_sizes[0] * ly.out_size * b[ly.inputs[0]] * b[ly.weight]
+    density, color = mlp["density"], mlp["color"]
     s = float(samples_per_ray)
     render = b["density.out"] * s * (s - 1) / 2 + s * b["density.out"] * b["color.out"]
     return float(frame[0] * frame[1] * (s * (interp + density + color) + render))
@@ -98,13 +96,11 @@ def bitops(policy: Mapping[str, int], arch: Mapping, *, samples_per_ray: float, 
 
 def parameter_counts(arch: Mapping) -> dict[str, int]:
     """Stored parameters per component with parameters (hash levels and weights), in elements."""
-    enc, hidden, geo, sh = _dims(arch)
+    layout = model_layout(arch)
     size = 1 << arch["log2_table_size"]
-    res = grid.level_resolutions(arch["n_min"], arch["n_max"], arch["levels"])
-    counts = {f"hash.level{lv:02d}": min(size, (n + 1) ** 3) * arch["features"] for lv, n in enumerate(res)}
-    counts.update({"density.l0.weight": enc * hidden, "density.l1.weight": hidden * (1 + geo),
-                   "color.l0.weight": (geo + sh) * hidden, "color.l1.weight": hidden * hidden,
-                   "color.l2.weight": hidden * 3})
+    res = grid.level_resolutions(arch["n_min"], arch["n_max"], layout.levels)
+    counts = {name: min(size, (n + 1) ** 3) * layout.features for name, n in zip(layout.hash_components, res)}
+    counts.update({ly.weight: ly.in_size * ly.out_size for ly in layout.layers.values()})
     return counts
 
 

@@ -77,13 +77,17 @@ float32 on the CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
+
+from common.validate import spec
 
 __all__ = [
     "HAQ_RMSIZE_PER_STEP",
@@ -92,6 +96,7 @@ __all__ = [
     "Critic",
     "minmax_normalize",
     "truncated_normal",
+    "DDPGArgs",
 ]
 
 #: HAQ's ``rmsize``: replay-buffer transitions per component (``buffer_size=None``).
@@ -176,25 +181,40 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
-def _check_int(name: str, v: Any, lo: int, hi: int | None = None) -> int:
-    if not _is_int(v) or v < lo or (hi is not None and v > hi):
-        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"DDPG.{name} must be an integer {rng}, not {v!r}")
-    return int(v)
+_PositiveInt = Annotated[int, Field(ge=1)]
+_Rate = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]  # in (0, 1]
+_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
-def _check_real(name: str, v: Any, lo: float, hi: float | None, *, lo_open: bool, hi_open: bool = False) -> float:
-    ok = _is_real(v) and math.isfinite(float(v))
-    if ok:
-        f = float(v)
-        ok = (f > lo if lo_open else f >= lo) and (hi is None or (f < hi if hi_open else f <= hi))
-    if not ok:
-        if hi is None:
-            rng = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        else:
-            rng = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise ValueError(f"DDPG.{name} must be a finite number {rng}, not {v!r}")
-    return float(v)
+@spec(ValueError)
+class DDPGArgs:
+    """The agent's constructor arguments with their ranges (see ``DDPG``); messages name them
+    ``DDPG.<argument>``, e.g. ``DDPG.tau must be a finite number in (0, 1], not 0``."""
+
+    obs_dim: _PositiveInt
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    hidden: _PositiveInt = 300
+    lr_actor: _Positive = 1e-4
+    lr_critic: _Positive = 1e-3
+    tau: _Rate = 0.01
+    discount: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 1.0
+    batch_size: _PositiveInt = 64
+    buffer_size: _PositiveInt | None = None
+    warmup: Annotated[int, Field(ge=0)] = 20
+    sigma0: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.5
+    sigma_decay: _Rate = 0.99
+    init_w: _Positive = 3e-3
+    moving_alpha: _Rate = 0.5
+
+
+DDPGArgs.__name__ = DDPGArgs.__qualname__ = "DDPG"  # the messages name the agent the user built
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python numbers (the strict checks take ``np.int64(3)`` as the int it is)."""
+    if isinstance(value, (np.integer, np.floating)) and not isinstance(value, np.bool_):
+        return value.item()
+    return value
 
 
 # --- networks ------------------------------------------------------------------------------------
@@ -283,20 +303,12 @@ class DDPG:
         init_w: float = 3e-3,
         moving_alpha: float = 0.5,
     ) -> None:
-        self.obs_dim = _check_int("obs_dim", obs_dim, 1)
-        self.seed = _check_int("seed", seed, 0, 2**63 - 1)
-        self.hidden = _check_int("hidden", hidden, 1)
-        self.lr_actor = _check_real("lr_actor", lr_actor, 0.0, None, lo_open=True)
-        self.lr_critic = _check_real("lr_critic", lr_critic, 0.0, None, lo_open=True)
-        self.tau = _check_real("tau", tau, 0.0, 1.0, lo_open=True)
-        self.discount = _check_real("discount", discount, 0.0, 1.0, lo_open=False)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.buffer_size = None if buffer_size is None else _check_int("buffer_size", buffer_size, 1)
-        self.warmup = _check_int("warmup", warmup, 0)
-        self.sigma0 = _check_real("sigma0", sigma0, 0.0, None, lo_open=False)
-        self.sigma_decay = _check_real("sigma_decay", sigma_decay, 0.0, 1.0, lo_open=True)
-        self.init_w = _check_real("init_w", init_w, 0.0, None, lo_open=True)
-        self.moving_alpha = _check_real("moving_alpha", moving_alpha, 0.0, 1.0, lo_open=True)
+        args = DDPGArgs(**{k: _plain(v) for k, v in dict(
+            obs_dim=obs_dim, seed=seed, hidden=hidden, lr_actor=lr_actor, lr_critic=lr_critic, tau=tau,
+            discount=discount, batch_size=batch_size, buffer_size=buffer_size, warmup=warmup, sigma0=sigma0,
+            sigma_decay=sigma_decay, init_w=init_w, moving_alpha=moving_alpha).items()})
+        for name, value in dataclasses.asdict(args).items():
+            setattr(self, name, value)
 
         self._rng = np.random.default_rng(self.seed)
         self._torch_gen = torch.Generator(device="cpu")

@@ -34,29 +34,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 import numpy as np
+from pydantic import Field, InstanceOf
 
+from common.validate import range_message, spec
 from nerf import grid
-from quant.policy import QuantPolicy, component_names
-from sim.perf import AcceleratorPreset, encoder_params, frame_perf, mlp_layers
+from nerf.layout import model_layout
+from quant.policy import MAX_BITS, MIN_BITS, QuantPolicy, component_names
+from sim.mapping import ENCODER, AcceleratorPreset, layer_of, mlp_layers
+from sim.perf import frame_perf
 from sim.tlm.mlp_engine import layer_cycles
 
-__all__ = ["OBS_FEATURES", "SearchSpace", "BudgetError", "action_to_bits", "OBJECTIVES"]
+__all__ = ["OBS_FEATURES", "SearchSpace", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES"]
 
 OBS_FEATURES = ("type", "index", "in_size", "out_size", "params", "resolution", "dense", "latency_share",
                 "prev_action")
-OBJECTIVES = ("latency", "tradeoff")
+Objective = Literal["latency", "tradeoff"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
-# MLP components -> (engine, layer index) whose cycles they set; activations feed the named layer.
-_LAYER_OF = {
-    "enc.out": ("density", 0), "density.l0.weight": ("density", 0),
-    "density.l1.act_in": ("density", 1), "density.l1.weight": ("density", 1),
-    "density.l1.out": ("color", 0), "sh.out": ("color", 0), "color.l0.weight": ("color", 0),
-    "color.l1.act_in": ("color", 1), "color.l1.weight": ("color", 1),
-    "color.l2.act_in": ("color", 2), "color.l2.weight": ("color", 2),
-}
+# The ranges shared by the search's arguments and the search space.
+Bits = Annotated[int, Field(ge=MIN_BITS, le=MAX_BITS)]
+#: Latency budget, a fraction of the uniform-8 latency: finite and > 0.
+Budget = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: Trade-off weight lam (dB-equivalent per halving of latency / 10): finite and >= 0.
+Lam = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class BudgetError(ValueError):
@@ -68,46 +71,86 @@ def action_to_bits(action: float, b_min: int, b_max: int) -> int:
     return int(min(max(round(b_min - 0.5 + float(action) * (b_max - b_min + 1)), b_min), b_max))
 
 
-@dataclass
+@spec(ValueError)
+class SearchSettings:
+    """A search's arguments (``flows.search.search``), checked before any work starts.
+
+    Fields:
+        episodes: episodes to run in all, >= 1; warmup: random-action episodes, >= 0.
+        objective: "latency" or "tradeoff"; budget: latency budget, a finite fraction > 0 of the
+            uniform-8 latency; lam: the trade-off weight, finite and >= 0.
+        b_min, b_max: the bit range, 2 <= b_min <= b_max <= 32 (``SearchSpace`` caps b_max at the engines').
+        val_views: validation views scored, >= 1; rays: rays per PTQ batch, >= 1; seed: >= 0.
+
+    Raises:
+        ValueError: naming the field, the allowed range and the value (``SearchSettings.budget must
+            be a finite number > 0, not inf``).
+    """
+
+    episodes: Annotated[int, Field(ge=1)] = 60
+    warmup: Annotated[int, Field(ge=0)] = 20
+    objective: Objective = "latency"
+    budget: Budget = 0.5
+    lam: Lam = 0.1
+    b_min: Bits = 2
+    b_max: Bits = 8
+    val_views: Annotated[int, Field(ge=1)] = 4
+    rays: Annotated[int, Field(ge=1)] = 8192
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    def __post_init__(self) -> None:
+        if self.b_max < self.b_min:
+            raise ValueError(range_message("SearchSettings", "b_max", self.b_max, self.b_min, MAX_BITS))
+
+
+@spec(ValueError)
 class SearchSpace:
     """Components, their observations and the latency side of the search for one model and preset.
 
-    Args:
-        arch: the model's architecture dict; preset: the hardware preset.
-        samples: field evaluations per frame (from the scene's measured samples per ray).
-        b_min, b_max: the bit range, within [2, min(engine maxima)].
-        objective: "latency" or "tradeoff"; budget: latency budget as a fraction of uniform-8's
-            (latency objective); lam: the trade-off weight.
+    Fields:
+        arch: the model's architecture dict (``nerf.layout.ARCH_KEYS``); preset: the hardware preset.
+        samples: field evaluations per frame (from the scene's measured samples per ray), >= 1.
+        b_min, b_max: the bit range, 2 <= b_min <= b_max <= the engines' widest (weights, activations,
+            hash-table entries); the engines must run 8 bits (the latency reference).
+        objective: "latency" or "tradeoff"; budget: latency budget, a finite fraction > 0 of
+            uniform-8's (latency objective); lam: the trade-off weight, finite and >= 0.
+
+    Derived (set on construction): ``levels``, ``names`` (the policy's components), ``reference_cycles``
+    (uniform-8), ``latency_sensitive`` (components with engine cycles), ``static`` (observations).
 
     Raises:
-        ValueError: a bad range, objective or budget (naming it and the value).
+        ValueError: a bad field (naming it, the allowed range and the value).
         BudgetError: the budget is below the lowest latency reachable in [b_min, b_max].
     """
 
-    arch: Mapping
-    preset: AcceleratorPreset
-    samples: int
-    b_min: int = 2
-    b_max: int = 8
-    objective: str = "latency"
-    budget: float = 0.5
-    lam: float = 0.1
+    arch: InstanceOf[Mapping]
+    preset: InstanceOf[AcceleratorPreset]
+    samples: Annotated[int, Field(ge=1)]
+    b_min: Bits = 2
+    b_max: Bits = 8
+    objective: Objective = "latency"
+    budget: Budget = 0.5
+    lam: Lam = 0.1
+
+    def _set(self, **values) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)  # derived attributes of a frozen spec
 
     def __post_init__(self) -> None:
         top = min(self.preset.mlp.max_weight_bits, self.preset.mlp.max_act_bits, self.preset.feature_bits)
-        if not (isinstance(self.b_min, int) and isinstance(self.b_max, int) and 2 <= self.b_min <= self.b_max <= top):
-            raise ValueError(f"bit range [b_min, b_max] must satisfy 2 <= b_min <= b_max <= {top} (the engines' "
-                             f"widest), not [{self.b_min}, {self.b_max}]")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
-        if self.objective == "latency" and not (isinstance(self.budget, (int, float)) and 0 < self.budget):
-            raise ValueError(f"budget must be a number > 0 (a fraction of the uniform-8 latency), not {self.budget!r}")
-        self.levels = self.arch["levels"]
-        self.names = component_names(self.levels)
-        self.reference_cycles = self.cycles(QuantPolicy.uniform(8, self.levels)) if 8 <= top else None
-        if self.reference_cycles is None:
+        if top < 8:
             raise ValueError(f"the preset's engines must run 8-bit policies (the latency reference), widest is {top}")
-        self.latency_sensitive = [n for n in self.names if n in _LAYER_OF]
+        if self.b_min > top:
+            raise ValueError(range_message("SearchSpace", "b_min", self.b_min, MIN_BITS, top)
+                             + " (the engines' widest)")
+        if not self.b_min <= self.b_max <= top:
+            raise ValueError(range_message("SearchSpace", "b_max", self.b_max, self.b_min, top)
+                             + " (b_min to the engines' widest)")
+        levels = self.arch["levels"]
+        self._set(levels=levels, names=component_names(levels))
+        self._set(reference_cycles=self.cycles(QuantPolicy.uniform(8, levels)))
+        layers = layer_of(self.arch)
+        self._set(latency_sensitive=[n for n in self.names if n in layers])
         if self.objective == "latency":
             lowest = self.cycles(QuantPolicy.uniform(self.b_min, self.levels))
             if lowest > self.target_cycles:
@@ -115,7 +158,7 @@ class SearchSpace:
                     f"budget {self.budget} x uniform-8 latency = {self.target_cycles} cycles is below the lowest "
                     f"latency reachable with bits in [{self.b_min}, {self.b_max}]: {lowest} cycles "
                     f"(uniform-{self.b_min}, {lowest / self.reference_cycles:.3f} x uniform-8)")
-        self.static = self._static_features()
+        self._set(static=self._static_features())
 
     # --- latency -------------------------------------------------------------------------------
     def cycles(self, policy: Mapping[str, int]) -> int:
@@ -132,12 +175,12 @@ class SearchSpace:
         perf = frame_perf(self.preset, self.arch, policy, samples=max(self.samples, 1))
         layers = mlp_layers(policy, self.arch, self.preset.mlp)
         shares = dict.fromkeys(self.names, 0.0)
-        for name, (engine, i) in _LAYER_OF.items():
+        for name, (engine, i) in layer_of(self.arch).items():
             ly = layers[engine][i]
             n = layer_cycles(self.preset.mlp, **ly)
             shares[name] = n / perf.engines[engine]["cycles_per_sample"] * perf.engines[engine]["utilization"]
-        for lv in range(self.levels):
-            shares[f"hash.level{lv:02d}"] = perf.engines["encoder"]["utilization"] / self.levels
+        for name in model_layout(self.arch).hash_components:
+            shares[name] = perf.engines[ENCODER]["utilization"] / self.levels
         return shares
 
     def enforce_budget(self, policy: QuantPolicy) -> QuantPolicy:
@@ -170,28 +213,22 @@ class SearchSpace:
         arch, f = self.arch, self.arch["features"]
         res = grid.level_resolutions(arch["n_min"], arch["n_max"], self.levels)
         table = 1 << arch["log2_table_size"]
-        enc_p = encoder_params(self.preset, arch)
-        ref = QuantPolicy.uniform(self.b_max, self.levels)
-        layers = mlp_layers(ref, arch, self.preset.mlp)
-        shares = self.latency_shares(ref)
+        layout = model_layout(arch)
+        hash_levels = dict(zip(layout.hash_components, range(self.levels)))
+        weights = {ly.weight: ly for ly in layout.layers.values()}
+        shares = self.latency_shares(QuantPolicy.uniform(self.b_max, self.levels))
         rows = []
         for i, name in enumerate(self.names):
-            if name.startswith("hash.level"):
-                lv = int(name[-2:])
+            if name in hash_levels:
+                lv = hash_levels[name]
                 dense = grid.is_dense(res[lv], table)
                 entries = min(table, (res[lv] + 1) ** 3)
-                row = [0, i, 8 * f, f, entries * f, res[lv], float(dense)]
-            elif name in _LAYER_OF:
-                engine, li = _LAYER_OF[name]
-                ly = layers[engine][li]
-                if name.endswith(".weight"):
-                    row = [2, i, ly["in_size"], ly["out_size"], ly["in_size"] * ly["out_size"], 0, 0.0]
-                else:
-                    size = {"enc.out": enc_p.levels * f, "density.l1.out": 1 + arch["geo_features"], "sh.out": 16}.get(
-                        name, ly["in_size"])
-                    row = [1, i, size, size, 0, 0, 0.0]
-            else:  # density.out, color.l2.out, color.out: no engine layer consumes them
-                size = 1 if name == "density.out" else 3
+                row = [0, i, 8 * f, f, entries * f, res[lv], float(dense)]  # 8 corners x F read per sample
+            elif name in weights:
+                ly = weights[name]
+                row = [2, i, ly.in_size, ly.out_size, ly.in_size * ly.out_size, 0, 0.0]
+            else:  # an activation: its vector length per sample (renderer inputs included)
+                size = layout.activations[name]
                 row = [1, i, size, size, 0, 0, 0.0]
             rows.append(row + [shares[name]])
         from rl.ddpg import minmax_normalize

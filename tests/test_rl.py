@@ -420,3 +420,11 @@ def test_learns_toy_targets_with_haq_defaults():
     assert _greedy_error(agent) > 0.25  # warm-up alone (no updates) fails too
     _run_episodes(agent, 380)
     assert _greedy_error(agent) < tol
+
+
+def test_numpy_scalars_are_accepted_as_the_numbers_they_are():
+    agent = DDPG(np.int64(3), seed=np.int32(2), hidden=4, tau=np.float32(0.5), warmup=np.int64(0))
+    assert (agent.obs_dim, agent.seed, agent.warmup) == (3, 2, 0) and type(agent.obs_dim) is int
+    assert agent.tau == 0.5 and type(agent.tau) is float
+    with pytest.raises(ValueError, match=r"^DDPG\.warmup must be an integer >= 0, not np.True_$"):
+        DDPG(3, warmup=np.bool_(True))

@@ -49,7 +49,7 @@ def test_unreachable_budget_names_the_lowest_latency():
     with pytest.raises(BudgetError, match=r"below the lowest latency reachable with bits in \[4, 8\]: \d+ cycles "
                                           r"\(uniform-4, 0.2\d\d x uniform-8\)"):
         SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, b_min=4, budget=0.1)
-    with pytest.raises(ValueError, match=r"objective must be one of latency, tradeoff, not 'fast'"):
+    with pytest.raises(ValueError, match=r"SearchSpace.objective must be one of .latency., .tradeoff., not .fast."):
         SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, objective="fast")
 
 
@@ -99,6 +99,38 @@ def test_a_bit_range_the_engines_cannot_run_is_refused_before_calibration(runs, 
     import quant.ptq
 
     monkeypatch.setattr(quant.ptq, "PTQEvaluator", lambda *a, **k: pytest.fail("calibrated before checking"))
-    with pytest.raises(ValueError, match=r"2 <= b_min <= b_max <= 16 \(the engines' widest\), not \[2, 20\]"):
+    with pytest.raises(ValueError, match=r"SearchSpace.b_max must be an integer in \[2, 16\], not 20"):
         search("builtin", "quick", runs_root=runs, name="wide", **{**ARGS, "episodes": 1}, b_max=20)
     assert not (runs / "search-wide").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"episodes": 0}, r"^SearchSettings.episodes must be an integer >= 1, not 0$"),
+    ({"budget": float("inf")}, r"^SearchSettings.budget must be a finite number > 0, not inf$"),
+    ({"budget": float("nan")}, r"^SearchSettings.budget must be a finite number > 0, not nan$"),
+    ({"budget": 0}, r"^SearchSettings.budget must be a finite number > 0, not 0$"),
+    ({"lam": -0.1}, r"^SearchSettings.lam must be a finite number >= 0, not -0.1$"),
+    ({"b_min": 6, "b_max": 4}, r"^SearchSettings.b_max must be an integer in \[6, 32\], not 4$"),
+    ({"objective": "fast"}, r"^SearchSettings.objective must be one of 'latency', 'tradeoff', not 'fast'$"),
+    ({"warmup": -1}, r"^SearchSettings.warmup must be an integer >= 0, not -1$"),
+])
+def test_search_refuses_bad_arguments_before_any_work(tmp_path, kwargs, message):
+    # no trained field in tmp_path: a check made after the setup would raise FileNotFoundError instead
+    with pytest.raises(ValueError, match=message):
+        search("builtin", "tiny", runs_root=tmp_path, **{**ARGS, **kwargs})
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget": float("inf")}, r"SearchSpace.budget must be a finite number > 0, not inf"),
+    ({"samples": 0}, r"SearchSpace.samples must be an integer >= 1, not 0"),
+    ({"b_min": 3, "b_max": 9}, r"SearchSpace.b_max must be an integer in \[3, 8\], not 9 \(b_min to the engines' "
+                               r"widest\)"),
+    ({"b_min": 1}, r"SearchSpace.b_min must be an integer in \[2, 32\], not 1"),
+    ({"b_min": 9, "b_max": 9}, r"SearchSpace.b_min must be an integer in \[2, 8\], not 9 \(the engines' widest\)"),
+    ({"lam": float("nan"), "objective": "tradeoff"}, r"SearchSpace.lam must be a finite number >= 0, not nan"),
+])
+def test_search_space_refuses_bad_fields(kwargs, message):
+    args = {"arch": ARCH, "preset": load_accelerator("small"), "samples": 1000, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SearchSpace(**args)

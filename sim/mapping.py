@@ -1,0 +1,239 @@
+"""The accelerator mapping: how a radiance field's components run on the engines.
+
+The one place that says which engine runs which part of the model (``nerf.layout.model_layout``),
+which policy bitwidths set each engine's run-time settings, what the engines are generated with for a
+model, a hardware preset and a policy, and the engines' pipeline latencies as the performance model
+needs them. ``sim.perf`` (frame latency), ``rl.env`` (observations, budget), ``flows.search``
+(``engines.yaml``) and ``flows.demo`` (co-simulation) all read it; none keeps its own copy.
+
+The accelerator::
+
+    sample points -> hash encoder -> FIFO -> density MLP engine -> FIFO -> colour MLP engine -> renderer
+
+* ``encoder``: one ``hw.hash_encoder`` with the model's levels, table size T, features F and
+  resolutions, and the preset's lanes, coordinate bits C and table width (``encoder_params``);
+  components ``hash.levelNN`` set the stored width of level NN's table (not the encoder's cycles).
+* ``density``, ``color``: two ``hw.mlp_engine`` instances of the preset's array, running the model's
+  density and colour MLP (engine name = MLP name). Each layer's weight bits are its ``.weight``
+  component's; its activation bits are the widest of its input components (``color.l0`` reads the
+  geometry features of ``density.l1.out`` and ``sh.out`` side by side) (``layer_of``, ``mlp_layers``).
+* ``density.out``, ``color.l2.out``, ``color.out`` feed the renderer (compositing), no engine cycles.
+
+Pipeline latencies (cycles), from the engines' params, proven equal to the TLMs in ``tests/test_mapping.py``:
+
+* ``ENCODER_EXTRA_LATENCY`` = ``HashEncoderParams.PIPELINE_STAGES + 1`` (output FIFO register): a point
+  accepted at cycle a by an idle encoder leaves at ``a + G + ENCODER_EXTRA_LATENCY`` (G = ceil(L / lanes)
+  cycles in the issue register, ``sim.tlm.hash_encoder.HashEncoderTLM.schedule``);
+* ``MLP_EXTRA_LATENCY`` = ``MlpEngineParams.START_CYCLES + PIPELINE_STAGES``: a vector accepted at a by an
+  idle MLP engine leaves at ``a + T + MLP_EXTRA_LATENCY`` (T its issue cycles, ``sim.tlm.mlp_engine``:
+  load 1, issue T, pipeline 4, FIFO 1).
+
+Hardware presets (``flows/accel/<name>.yaml``) hold only what the model does not fix: the encoder's
+``lanes``, ``coord_bits`` and ``feature_bits``, and the MLP engines' ``MlpEngineParams``. They load
+through the project's validation (``common.validate``: ``read_yaml``, ``from_mapping``, ``@spec``), so a
+YAML error, an unknown key or a bad value is a ``ConfigError`` naming the file, the field, the allowed
+range and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, InstanceOf
+
+from common.validate import from_mapping, read_yaml, spec
+from hw.params import ConfigError, HashEncoderParams, MlpEngineParams
+from nerf.layout import ModelLayout, model_layout
+
+__all__ = ["ACCEL_DIR", "ENCODER", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "AcceleratorPreset",
+           "load_accelerator", "layer_of", "mlp_layers", "mlp_shapes", "encoder_params", "engines_for_policy",
+           "check_bits"]
+
+#: Hardware presets of the accelerator (``make search HW=<name>``).
+ACCEL_DIR = Path(__file__).resolve().parents[1] / "flows" / "accel"
+#: The hash encoder's engine name (the MLP engines are named after the model's MLPs: density, color).
+ENCODER = "encoder"
+#: Encoder: a point accepted at cycle a by an idle encoder leaves at a + G + this (module doc).
+ENCODER_EXTRA_LATENCY = HashEncoderParams.PIPELINE_STAGES + 1
+#: MLP engine: a vector accepted at cycle a by an idle engine leaves at a + T + this (module doc).
+MLP_EXTRA_LATENCY = MlpEngineParams.START_CYCLES + MlpEngineParams.PIPELINE_STAGES
+
+# The ranges of the matching HashEncoderParams fields (lanes is further capped at the model's levels).
+_Lanes = Annotated[int, Field(ge=1, le=32)]
+_CoordBits = Annotated[int, Field(ge=4, le=24)]
+_FeatureBits = Annotated[int, Field(ge=2, le=16)]
+
+
+@spec(ConfigError)
+class HashEncoderPreset:
+    """The ``hash_encoder`` section of a hardware preset: the encoder fields the model does not fix.
+
+    Fields:
+        lanes: parallel (point, level) pipelines, in [1, 32] (capped at the model's levels).
+        coord_bits: C, coordinate bits, in [4, 24].
+        feature_bits: widest hash-table entry the encoder stores (bits), in [2, 16].
+    """
+
+    lanes: _Lanes = 1
+    coord_bits: _CoordBits = 16
+    feature_bits: _FeatureBits = 8
+
+
+@spec(ConfigError)
+class AcceleratorPreset:
+    """A hardware preset: the engines' generate-time parameters (the model fixes the rest).
+
+    Fields:
+        name: preset name.
+        lanes, coord_bits, feature_bits: the hash encoder's (``HashEncoderPreset``).
+        mlp: the MLP engines' parameters (both engines are generated alike).
+
+    Raises:
+        ConfigError: a bad field, naming it, the allowed range and the value.
+    """
+
+    name: str
+    lanes: _Lanes = 1
+    coord_bits: _CoordBits = 16
+    feature_bits: _FeatureBits = 8
+    mlp: InstanceOf[MlpEngineParams]
+
+    @property
+    def clock_mhz(self) -> int:
+        """Clock of the whole accelerator (MHz), ``mlp.clock_mhz``."""
+        return self.mlp.clock_mhz
+
+
+_SECTIONS = ("hash_encoder", "mlp_engine")
+
+
+def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
+    """A preset by name (``flows/accel/<name>.yaml``) or path.
+
+    Raises:
+        ConfigError: unknown preset (listing the known ones); unreadable file or invalid YAML; not a
+            mapping; an unknown section or key; a bad value. The message names the file and the field.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = ACCEL_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in ACCEL_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown hardware preset {str(name_or_path)!r} (known: {known})")
+    data = read_yaml(path, error=ConfigError, what="hardware preset")
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"hardware preset {str(path)!r} must be a mapping with sections {', '.join(_SECTIONS)}, "
+                          f"not {data!r}")
+    for key in data:
+        if key not in _SECTIONS:
+            raise ConfigError(f"{path}: unknown section {key!r} (allowed: {', '.join(_SECTIONS)})")
+    sections = {key: {} if data.get(key) is None else data[key] for key in _SECTIONS}  # an empty section: defaults
+    enc = sections["hash_encoder"]
+    preset_fields = {f.name for f in dataclasses.fields(HashEncoderPreset)}
+    model_fixed = [f.name for f in dataclasses.fields(HashEncoderParams) if f.name not in preset_fields]
+    if isinstance(enc, dict):
+        for key in enc:
+            if key in model_fixed:
+                raise ConfigError(f"{path}: hash_encoder.{key} is not a preset field (allowed: lanes, coord_bits, "
+                                  "feature_bits; the model sets the rest)")
+    try:
+        section = from_mapping(HashEncoderPreset, enc, where="hash_encoder", error=ConfigError)
+        mlp = MlpEngineParams.from_dict(sections["mlp_engine"], where="mlp_engine")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return AcceleratorPreset(name=path.stem, lanes=section.lanes, coord_bits=section.coord_bits,
+                             feature_bits=section.feature_bits, mlp=mlp)
+
+
+# --- model -> engines -------------------------------------------------------------------------
+def layer_of(arch: Mapping) -> dict[str, tuple[str, int]]:
+    """MLP components -> (engine, layer index) whose cycles they set, in the model's layer order.
+
+    A layer's ``.weight`` component and each of its input activation components map to it; hash
+    levels and the renderer's inputs (``density.out``, ``color.l2.out``, ``color.out``) are absent.
+    """
+    out: dict[str, tuple[str, int]] = {}
+    for ly in model_layout(arch).layers.values():
+        for name in ly.inputs + (ly.weight,):
+            out[name] = (ly.mlp, ly.index)
+    return out
+
+
+def check_bits(policy: Mapping[str, int], name: str, limit: int, what: str) -> int:
+    """``policy[name]``, if it fits the engines' ``what`` = ``limit`` bits.
+
+    Raises:
+        ConfigError: it does not fit (naming the component, its bits and the limit; 32 bits = full
+            precision, which the integer engines cannot run).
+    """
+    bits = policy[name]
+    if bits > limit:
+        raise ConfigError(f"policy {name} = {bits} bits does not fit the engines' {what} = {limit} bits"
+                          + (" (full precision does not run on the integer engines)" if bits == 32 else ""))
+    return bits
+
+
+def mlp_layers(policy: Mapping[str, int], arch: Mapping, mlp: MlpEngineParams) -> dict[str, list[dict]]:
+    """Each MLP engine's layer settings under ``policy``: {"density": [...], "color": [...]}.
+
+    Each layer is ``{"in_size", "out_size", "weight_bits", "act_bits"}`` (``sim.tlm.mlp_engine``'s
+    timing inputs): sizes from ``nerf.layout``; weight bits its ``.weight`` component's; activation
+    bits the widest of its input components.
+
+    Raises:
+        ConfigError: a weight or activation wider than the engine's maxima (names the component).
+    """
+    out: dict[str, list[dict]] = {}
+    for ly in model_layout(arch).layers.values():
+        w = check_bits(policy, ly.weight, mlp.max_weight_bits, "max_weight_bits")
+        a = max(check_bits(policy, n, mlp.max_act_bits, "max_act_bits") for n in ly.inputs)
+        out.setdefault(ly.mlp, []).append({"in_size": ly.in_size, "out_size": ly.out_size, "weight_bits": w,
+                                           "act_bits": a})
+    return out
+
+
+def mlp_shapes(arch: Mapping) -> dict[str, list[int]]:
+    """Each MLP engine's vector sizes ``[in_0, out_0, ..., out_last]``: {"density": [32, 64, 16], ...}."""
+    layout = model_layout(arch)
+    return {name: layout.sizes(name) for name in layout.mlps}
+
+
+def encoder_params(preset: AcceleratorPreset, arch: Mapping) -> HashEncoderParams:
+    """The hash encoder this preset generates for a model architecture (``nerf.layout.ARCH_KEYS``):
+    the model's levels, table size, features and N_min/N_max; the preset's coordinate bits, table
+    width and lanes (at most the levels).
+
+    Raises:
+        ConfigError: the combination is no valid encoder (e.g. N_max above 2**coord_bits).
+    """
+    return HashEncoderParams(levels=arch["levels"], log2_table_size=arch["log2_table_size"],
+                             features=arch["features"], feature_bits=preset.feature_bits,
+                             coord_bits=preset.coord_bits, n_min=arch["n_min"], n_max=arch["n_max"],
+                             lanes=min(preset.lanes, arch["levels"]))
+
+
+def engines_for_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> dict:
+    """The engines generated for the model and exactly the policy's widths (``engines.yaml``).
+
+    Returns ``{"hash_encoder": HashEncoderParams, "mlp_engine": MlpEngineParams}``: the encoder of
+    ``encoder_params`` with ``feature_bits`` the widest ``hash.levelNN``; the preset's MLP array with
+    ``max_weight_bits`` / ``max_act_bits`` the widest weight / layer-input component, ``max_in`` /
+    ``max_out`` the longest layer input / widest layer output and ``max_layers`` the deepest MLP.
+
+    Raises:
+        ConfigError: a width outside the engines' generate-time ranges (e.g. 32 bits, full precision).
+    """
+    layout: ModelLayout = model_layout(arch)
+    layers = list(layout.layers.values())
+    enc = dataclasses.replace(encoder_params(preset, arch),
+                              feature_bits=max(policy[n] for n in layout.hash_components))
+    mlp = dataclasses.replace(preset.mlp,
+                              max_weight_bits=max(policy[ly.weight] for ly in layers),
+                              max_act_bits=max(policy[n] for ly in layers for n in ly.inputs),
+                              max_in=max(ly.in_size for ly in layers), max_out=max(ly.out_size for ly in layers),
+                              max_layers=max(len(layout.mlp(m)) for m in layout.mlps))
+    return {"hash_encoder": enc, "mlp_engine": mlp}
