@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
@@ -78,7 +79,11 @@ def parse_fields(model: type[JSONFields], data: Any, where: str, *, sep: str = "
         if err["type"] == "missing":
             raise DataError(missing.format(where=where, name=name)) from None
         info = model.model_fields.get(name)
-        what = describe(info.annotation, info.metadata) if info is not None else err["msg"]
+        annotation = info.annotation if info is not None else None
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # Optional[X]: describe X
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+        what = describe(annotation, info.metadata) if info is not None else err["msg"]
         if info is not None and typing.get_origin(info.annotation) is not None and len(loc) > 1:
             what = f"{what} ({err['msg'].lower()} at {'.'.join(str(x) for x in loc[1:])})"
         raise DataError(f"{where}{sep}{name!r} must be {what}, not {_short(err.get('input'))}") from None
