@@ -25,8 +25,11 @@ folder concerned and names the offending field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError
 
 __all__ = [
     "DataError",
@@ -39,6 +42,7 @@ __all__ = [
     "camera_directions",
     "get_rays",
     "check_pose",
+    "check_count",
 ]
 
 #: Splits every loader accepts.
@@ -165,6 +169,23 @@ def get_rays(height: int, width: int, focal: float, pose, *, focal_y: float | No
     dirs = cam @ pose[:3, :3].T
     origins = np.broadcast_to(pose[:3, 3], dirs.shape)
     return origins.astype(np.float32), dirs.astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def _count_adapter(ge: int) -> TypeAdapter:
+    return TypeAdapter(Annotated[int, Field(strict=True, ge=ge)])
+
+
+def check_count(value, name: str, *, ge: int = 1, where: str | None = None, error: type[Exception] = DataError) -> int:
+    """``value`` as an int >= ``ge`` (pydantic, strict: no bool, float or string; numpy integers pass).
+
+    Raises:
+        error: ``[<where>: ]<name> must be an integer >= <ge>, not <value>``.
+    """
+    try:
+        return int(_count_adapter(ge).validate_python(int(value) if isinstance(value, np.integer) else value))
+    except ValidationError:
+        raise error(f"{where + ': ' if where else ''}{name} must be an integer >= {ge}, not {value!r}") from None
 
 
 #: Largest deviation of a pose's rotation block from orthonormal (max |R^T R - I|) that is accepted.

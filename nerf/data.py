@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from nerf.cameras import (BLENDER_BBOX, BLENDER_FAR, BLENDER_NEAR, SPLITS, DataError, OpenCVDistortion, SceneData,
-                          camera_directions, check_pose, get_rays)
+                          camera_directions, check_count, check_pose, get_rays)
 from nerf.loaders import LOADERS, MissingFramesWarning, find_loader, load_blender, load_llff, load_ngp, load_scene
 from nerf.loaders.llff import LLFF_BD_FACTOR
 
@@ -55,10 +55,8 @@ class RayBatcher:
     """
 
     def __init__(self, data: SceneData, batch_size: int, *, seed: int = 0):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, not {batch_size!r}")
         self.data = data
-        self.batch_size = int(batch_size)
+        self.batch_size = check_count(batch_size, "batch_size", error=ValueError)
         self.rng = np.random.default_rng(seed)
         self._pixels = data.images.reshape(-1, 3)
         self._alpha = None if data.alpha is None else data.alpha.reshape(-1)

@@ -29,7 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from nerf.cameras import BLENDER_BBOX, BLENDER_FAR, BLENDER_NEAR, SPLITS, DataError, SceneData, camera_directions
+from nerf.cameras import (BLENDER_BBOX, BLENDER_FAR, BLENDER_NEAR, SPLITS, DataError, SceneData, camera_directions,
+                          check_count)
 
 __all__ = [
     "CAMERA_ANGLE_X",
@@ -262,9 +263,7 @@ def builtin_scene(split: str = "train", *, resolution: int = DEFAULT_RESOLUTION)
     """
     if split not in SPLITS:
         raise DataError(f"builtin: unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 1:
-        raise DataError(f"builtin: resolution must be an integer >= 1, not {resolution!r}")
-    resolution = int(resolution)
+    resolution = check_count(resolution, "resolution", where="builtin")
     images, alpha = _images(split, resolution)
     return SceneData(
         images=images.copy(),

@@ -20,7 +20,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.validate import describe
-from nerf.cameras import SPLITS, DataError, SceneData
+from nerf.cameras import SPLITS, DataError, SceneData, check_count
 
 __all__ = ["SceneLoader", "JSONFields", "check_split", "check_downscale", "check_folder", "read_json",
            "parse_fields", "read_image", "box_downscale", "frame_file", "IMAGE_SUFFIXES"]
@@ -96,9 +96,7 @@ def check_split(split: str, where: object) -> str:
 
 
 def check_downscale(downscale: int) -> int:
-    if isinstance(downscale, bool) or not isinstance(downscale, (int, np.integer)) or downscale < 1:
-        raise DataError(f"downscale must be an integer >= 1, not {downscale!r}")
-    return int(downscale)
+    return check_count(downscale, "downscale")
 
 
 def check_folder(root) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerf.cameras import DataError, SceneData, camera_directions, check_pose
+from nerf.cameras import DataError, SceneData, camera_directions, check_count, check_pose
 from nerf.loaders.base import (IMAGE_SUFFIXES, SceneLoader, box_downscale, check_downscale, check_folder, check_split,
                                read_image)
 
@@ -85,8 +85,7 @@ def load_llff(root, split: str, *, downscale: int = 1, holdout: int = 8, factor:
     root = check_folder(root)
     check_split(split, root)
     scale_down = check_downscale(downscale)
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, np.integer)) or holdout < 2:
-        raise DataError(f"holdout must be an integer >= 2, not {holdout!r}")
+    check_count(holdout, "holdout", ge=2)
 
     path = root / "poses_bounds.npy"
     if not path.is_file():
