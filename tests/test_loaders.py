@@ -247,6 +247,7 @@ def test_missing_frames_are_named_and_skip_missing_loads_the_rest(small):
     (lambda m: m["frames"][1].update(file_path="../../etc/passwd"), "frame 1 'file_path' '../../etc/passwd' leaves the scene folder"),
     (lambda m: m["frames"][1].update(file_path="/etc/passwd"), "frame 1 'file_path' '/etc/passwd' leaves the scene folder"),
     (lambda m: m["frames"][1].update(file_path="img/../../x.png"), "leaves the scene folder"),
+    (lambda m: m["frames"][1].update(file_path="./"), "frame 1 'file_path' './' names no file"),
     (lambda m: m["frames"][0].update(transform_matrix=np.zeros((4, 4)).tolist()),
      "frame 0 'transform_matrix' is degenerate: the last row is [0.0, 0.0, 0.0, 0.0]"),
     (lambda m: m["frames"][0].update(transform_matrix=np.diag([1.0, 1.0, 0.0, 1.0]).tolist()),

@@ -164,7 +164,9 @@ def frame_file(root: Path, file_path: str, where: str, *, suffixes: tuple[str, .
     if "\x00" in file_path or os.path.isabs(file_path) or file_path.startswith(("/", "\\")):
         raise DataError(f"{where} 'file_path' {file_path!r} leaves the scene folder {root} (absolute path)")
     normal = os.path.normpath(file_path.replace("\\", "/"))
-    if normal == os.pardir or normal.startswith(os.pardir + os.sep) or normal == ".":
+    if normal == ".":
+        raise DataError(f"{where} 'file_path' {file_path!r} names no file")
+    if normal == os.pardir or normal.startswith(os.pardir + os.sep):
         raise DataError(f"{where} 'file_path' {file_path!r} leaves the scene folder {root}")
     given = root / normal
     if given.suffix.lower() in IMAGE_SUFFIXES:
