@@ -132,16 +132,45 @@ def cmd_demo(args) -> int:
     return demo(runs_root=args.runs, build_root=args.build, seed=args.seed)
 
 
+def _check_device(device: str) -> str:
+    """``--device``: cpu, or cuda[:N] when PyTorch sees that GPU; ValueError naming the option otherwise."""
+    import re
+
+    if device == "cpu":
+        return device
+    m = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if m is None:
+        raise ValueError(f"--device must be cpu or cuda[:N], not {device!r}")
+    import torch
+
+    index = int(m.group(1) or 0)
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: PyTorch sees no CUDA device here (use --device cpu)")
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
 def cmd_train(args) -> int:
+    import signal
+
     from nerf.train import PRESETS, train
 
     if args.preset not in PRESETS:
         raise ValueError(f"unknown preset {args.preset!r} (allowed: {', '.join(PRESETS)})")
+    _check_device(args.device)
     scene_name = "builtin" if args.scene == "builtin" else Path(args.scene).resolve().name
+    if scene_name == "transforms.json":  # a transforms file given directly: name the run after its folder
+        scene_name = Path(args.scene).resolve().parent.name
     name = args.name or f"{scene_name}-{args.preset}"
     out = Path(args.runs) / f"train-{name}"
     s = train(args.scene, PRESETS[args.preset], out, seed=args.seed, downscale=args.downscale,
-              iterations=args.iterations, until=args.until, device=args.device, compile=args.compile)
+              iterations=args.iterations, until=args.until, device=args.device, compile=args.compile,
+              checkpoint_seconds=args.checkpoint_seconds, skip_missing=args.skip_missing, background=args.background)
+    if s.get("interrupted"):
+        print(f"interrupted by {s['interrupted']} at iteration {s['iterations']}: checkpoint saved in {out}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 128 + int(signal.Signals[s["interrupted"]])
     if not s.get("finished"):
         print(f"stopped at iteration {s['iterations']}; run the same command again to continue ({out})")
         return 0
@@ -237,17 +266,28 @@ def build_parser() -> argparse.ArgumentParser:
             config_help="preset YAML (default: flows/configs/default.yaml)")
     p.add_argument("--points", type=int, default=10_000, help="workload size (default 10000)")
     p.add_argument("--seed", type=int, default=1)
+    from common.validate import option  # noqa: PLC0415 (train options; kept beside their use)
+
     p = sub.add_parser("train", help="train the radiance field; writes runs/train-<scene>-<preset>/ (resumable)",
                        description="Train the Instant-NGP-style field on a scene and evaluate it on the test views. "
                                    "Re-running the same command resumes from the last checkpoint.")
-    p.add_argument("--scene", default="builtin", help="'builtin' or a Blender/LLFF scene folder (default builtin)")
+    p.add_argument("--scene", default="builtin",
+                   help="'builtin', a Blender folder (transforms_*.json), an LLFF folder (poses_bounds.npy) or an "
+                        "Instant-NGP / nerfstudio folder (transforms.json) (default builtin)")
     p.add_argument("--preset", default="tiny", help="tiny | small | full (default tiny)")
-    p.add_argument("--downscale", type=int, help="image downscale factor (default: the preset's)")
-    p.add_argument("--iterations", type=int, help="override the preset's iteration count")
-    p.add_argument("--until", type=int, help="stop after this iteration (checkpointed); run again to continue")
+    p.add_argument("--downscale", type=option(int, ge=1), help="image downscale factor (default: the preset's)")
+    p.add_argument("--iterations", type=option(int, ge=1), help="override the preset's iteration count")
+    p.add_argument("--until", type=option(int, ge=1),
+                   help="stop after this iteration (checkpointed); run again to continue")
+    p.add_argument("--checkpoint-seconds", type=option(float, gt=0),
+                   help="also checkpoint after this much wall time (default: the preset's, 60)")
+    p.add_argument("--background", choices=("random", "white"),
+                   help="training background of scenes with alpha (default random; evaluation uses white)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="load the frames that exist when the transforms file lists missing ones")
     p.add_argument("--name", help="run name (default <scene>-<preset>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--seed", type=option(int, ge=0), default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="run the field through torch.compile (default on; --no-compile for plain eager PyTorch)")
     p.set_defaults(func=cmd_train)

@@ -115,7 +115,7 @@ def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: i
     """
     from nerf.data import get_rays
 
-    o, d = get_rays(data.height, data.width, data.focal, data.poses[index])
+    o, d = get_rays(data.height, data.width, data.focal, data.poses[index], **data.intrinsics)
     o, d = torch.from_numpy(np.asarray(o, np.float32)).to(device), torch.from_numpy(np.asarray(d, np.float32)).to(device)
     out, total = [], RenderStats()
     for a in range(0, o.shape[0], chunk):

@@ -13,6 +13,12 @@ Near/far (2, 6) and bbox ([-1.5, 1.5]^3) are those of the Blender scenes.
 
 Each pixel is the mean of ``supersample`` x ``supersample`` rays on a regular sub-pixel grid, the
 same box filter the loaders use when they downscale.
+
+Alpha: the scene is a set of opaque shapes in empty space, and a ray that misses every shape sees
+nothing at all (the white is a backdrop, not an object). So the scene is an RGBA scene like the
+NeRF-synthetic ones: a pixel's alpha is the fraction of its sub-pixel rays that hit a shape, and its
+RGB is ``shaded * alpha + white * (1 - alpha)`` (exactly what the renderer averages). Training can
+therefore composite it onto any background, as it does for lego.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from nerf.data import BLENDER_BBOX, BLENDER_FAR, BLENDER_NEAR, SPLITS, DataError, SceneData, camera_directions
+from nerf.cameras import (BLENDER_BBOX, BLENDER_FAR, BLENDER_NEAR, SPLITS, DataError, SceneData, camera_directions,
+                          check_count)
 
 __all__ = [
     "CAMERA_ANGLE_X",
@@ -36,6 +43,8 @@ __all__ = [
     "LIGHT_DIRECTION",
     "camera_poses",
     "render",
+    "render_rgba",
+    "shade_rays",
     "builtin_scene",
 ]
 
@@ -166,8 +175,11 @@ def _albedo(shape: Sphere | Box, p: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(parity == 0, np.asarray(shape.color)[:, None], np.asarray(shape.color2)[:, None])
 
 
-def _shade(o: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """RGB float64 (3, R) of rays (3, R) ``o + t d``: the closest hit shaded, white on a miss."""
+def shade_rays(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ray-cast rays (3, R) ``o + t d`` (world units, float64): RGB (3, R) and hit (R,) bool.
+
+    RGB is the closest hit's Lambertian shading, white (1, 1, 1) on a miss.
+    """
     t_all = np.stack([(_hit_sphere if isinstance(s, Sphere) else _hit_box)(o, d, s) for s in SHAPES])
     winner = t_all.argmin(axis=0)
     t_best = t_all[winner, np.arange(d.shape[1])]
@@ -178,20 +190,22 @@ def _shade(o: np.ndarray, d: np.ndarray) -> np.ndarray:
         n = _normal(shape, p)
         light = _AMBIENT + (1.0 - _AMBIENT) * np.clip(LIGHT_DIRECTION @ n, 0.0, None)
         rgb[:, sel] = _albedo(shape, p, n) * light
-    return rgb
+    return rgb, np.isfinite(t_best)
 
 
-def render(poses, height: int, width: int, focal: float, *, supersample: int = 2) -> np.ndarray:
-    """Ray-cast the built-in scene from each camera.
+def render_rgba(poses, height: int, width: int, focal: float, *, supersample: int = 2, focal_y: float | None = None,
+                cx: float | None = None, cy: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ray-cast the built-in scene from each pinhole camera: RGB on white and alpha.
 
     Args:
         poses: (N, 4, 4) camera-to-world matrices, OpenGL axes.
         height, width: image size in pixels.
-        focal: focal length in pixels.
+        focal, focal_y, cx, cy: the pinhole (see ``nerf.cameras.camera_directions``), pixels.
         supersample: rays per pixel along each axis (>= 1), averaged (box filter).
 
     Returns:
-        float32 (N, height, width, 3) RGB in [0, 1] on a white background.
+        (float32 (N, height, width, 3) RGB in [0, 1] composited on white,
+         float32 (N, height, width) alpha: the fraction of the pixel's rays that hit a shape).
     """
     poses = np.asarray(poses, dtype=np.float64)
     s = int(supersample)
@@ -199,14 +213,22 @@ def render(poses, height: int, width: int, focal: float, *, supersample: int = 2
         raise ValueError(f"supersample must be >= 1, not {supersample!r}")
     # sub-pixel grid laid out so that a (H*s, W*s) image box-filters to (H, W)
     j, i = np.mgrid[0 : height * s, 0 : width * s]
-    cam = camera_directions((i.ravel() + 0.5) / s, (j.ravel() + 0.5) / s, height, width, focal).astype(np.float64)
+    cam = camera_directions((i.ravel() + 0.5) / s, (j.ravel() + 0.5) / s, height, width, focal, focal_y=focal_y,
+                            cx=cx, cy=cy).astype(np.float64)
     out = np.empty((len(poses), height, width, 3), dtype=np.float32)
+    alpha = np.empty((len(poses), height, width), dtype=np.float32)
     for k, pose in enumerate(poses):
         d = pose[:3, :3] @ cam.T
         o = np.broadcast_to(pose[:3, 3:4], d.shape)
-        fine = _shade(o, d).T.reshape(height, s, width, s, 3)
-        out[k] = fine.mean(axis=(1, 3))
-    return np.clip(out, 0.0, 1.0)
+        rgb, hit = shade_rays(o, d)
+        out[k] = rgb.T.reshape(height, s, width, s, 3).mean(axis=(1, 3))
+        alpha[k] = hit.reshape(height, s, width, s).mean(axis=(1, 3))
+    return np.clip(out, 0.0, 1.0), alpha
+
+
+def render(poses, height: int, width: int, focal: float, *, supersample: int = 2) -> np.ndarray:
+    """RGB of :func:`render_rgba`: float32 (N, height, width, 3) in [0, 1] on a white background."""
+    return render_rgba(poses, height, width, focal, supersample=supersample)[0]
 
 
 def _focal(resolution: int) -> float:
@@ -214,14 +236,15 @@ def _focal(resolution: int) -> float:
 
 
 @lru_cache(maxsize=8)
-def _images(split: str, resolution: int) -> np.ndarray:
-    images = render(camera_poses(split), resolution, resolution, _focal(resolution))
+def _images(split: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    images, alpha = render_rgba(camera_poses(split), resolution, resolution, _focal(resolution))
     images.setflags(write=False)  # shared by every caller through the cache
-    return images
+    alpha.setflags(write=False)
+    return images, alpha
 
 
 def builtin_scene(split: str = "train", *, resolution: int = DEFAULT_RESOLUTION) -> SceneData:
-    """The built-in scene's ``split`` as :class:`~nerf.data.SceneData` (name "builtin").
+    """The built-in scene's ``split`` as :class:`~nerf.cameras.SceneData` (name "builtin").
 
     Deterministic (no randomness). Renders are cached per (split, resolution); every call returns
     fresh, writable copies of the arrays.
@@ -231,19 +254,20 @@ def builtin_scene(split: str = "train", *, resolution: int = DEFAULT_RESOLUTION)
         resolution: image width and height in pixels, >= 1.
 
     Returns:
-        SceneData with images float32 (N, resolution, resolution, 3), focal for lego's field of
-        view, near 2, far 6, bbox [-1.5, 1.5]^3.
+        SceneData with images float32 (N, resolution, resolution, 3) on white, alpha float32
+        (N, resolution, resolution) (see the module docstring), focal for lego's field of view,
+        near 2, far 6, bbox [-1.5, 1.5]^3.
 
     Raises:
         DataError: unknown split or a resolution below 1.
     """
     if split not in SPLITS:
         raise DataError(f"builtin: unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 1:
-        raise DataError(f"builtin: resolution must be an integer >= 1, not {resolution!r}")
-    resolution = int(resolution)
+    resolution = check_count(resolution, "resolution", where="builtin")
+    images, alpha = _images(split, resolution)
     return SceneData(
-        images=_images(split, resolution).copy(),
+        images=images.copy(),
+        alpha=alpha.copy(),
         poses=camera_poses(split),
         focal=_focal(resolution),
         height=resolution,

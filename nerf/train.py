@@ -1,9 +1,17 @@
 """Training and evaluation of the Instant-NGP-style field: presets, checkpoints, resume, metrics.
 
-``train(scene, preset, out_dir)`` writes into ``out_dir``: ``checkpoint.pt`` (atomic, every
-``checkpoint_every`` iterations and at the end), ``test/NNN.png`` (rendered test views),
-``summary.json`` and ``preset.json``. Re-running with the same folder resumes from the checkpoint
-without losing finished iterations.
+``train(scene, preset, out_dir)`` writes into ``out_dir``: ``checkpoint.pt`` (atomic; every
+``checkpoint_every`` iterations, every ``checkpoint_seconds`` of wall time, on SIGINT/SIGTERM and at
+the end), ``test/NNN.png`` (rendered test views), ``summary.json`` and ``preset.json``. Re-running
+with the same folder resumes from the checkpoint exactly (model, optimiser, schedule, occupancy
+grid, both random generators, ray count), so a killed run loses at most ``checkpoint_seconds`` plus
+one iteration of work.
+
+Background: on scenes with alpha (Blender, RGBA transforms.json captures, the built-in scene),
+training composites each ray's target onto a random colour drawn per ray and renders that ray onto
+the same colour (Instant-NGP's practice), so the only way to match every colour is zero density in
+empty space; a fixed white background would let the field paint white fog into the empty space
+instead. Evaluation still composites onto white.
 """
 
 from __future__ import annotations
@@ -12,21 +20,28 @@ import dataclasses
 import json
 import math
 import pickle
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from tqdm import tqdm
 
-from common.atomic import atomic_write, atomic_write_text
-from nerf.metrics import psnr, ssim
+from common.atomic import atomic_write, atomic_write_text, clean_stale
+from common.validate import checker
 from nerf.model import ARCH_KEYS, InstantNGP
 from nerf.occupancy import OccupancyGrid
 from nerf.render import evaluate, render_image, render_rays  # noqa: F401  (render_image: re-exported)
 
-__all__ = ["TrainPreset", "PRESETS", "train", "evaluate", "load_checkpoint", "CheckpointError"]
+__all__ = ["TrainPreset", "PRESETS", "BACKGROUNDS", "train", "evaluate", "load_checkpoint", "CheckpointError"]
+
+#: Training backgrounds for scenes with alpha: a random RGB per ray, or white.
+BACKGROUNDS = ("random", "white")
 
 
 class CheckpointError(ValueError):
@@ -57,6 +72,8 @@ class TrainPreset:
     # batch_samples / (field evaluations per ray of that step), clamped to [64, max_batch_rays].
     batch_samples: int | None = None
     max_batch_rays: int = 16384
+    background: str = "random"  # training background of scenes with alpha: "random" per ray or "white"
+    checkpoint_seconds: float = 60.0  # also checkpoint when this much wall time passed since the last
 
 
 PRESETS = {
@@ -114,9 +131,18 @@ def model_from_checkpoint(path: str | Path) -> tuple[InstantNGP, OccupancyGrid, 
     return model, occ, ckpt
 
 
+_POSITIVE_INT = checker(Annotated[int, Field(ge=1)])
+_POSITIVE_FLOAT = checker(Annotated[float, Field(gt=0, allow_inf_nan=False)])
+
+
+def _check_positive(name: str, value, kind=int) -> None:
+    (_POSITIVE_INT if kind is int else _POSITIVE_FLOAT)(int(value) if isinstance(value, np.integer) else value, name)
+
+
 def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0, downscale: int | None = None,
           iterations: int | None = None, until: int | None = None, device: str = "cpu",
-          compile: bool = False, progress: bool = True) -> dict:
+          compile: bool = False, progress: bool = True, checkpoint_seconds: float | None = None,
+          skip_missing: bool = False, background: str | None = None, handle_signals: bool = True) -> dict:
     """Train on ``scene`` (see ``nerf.data.load_scene``), evaluate on its test split, write results.
 
     Resumes from ``out_dir/checkpoint.pt`` when present (same architecture required). ``until``
@@ -124,19 +150,39 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     next call continues exactly where it stopped); the result then has ``"finished": False``.
     ``compile`` runs the training forward and backward through ``torch.compile`` (inductor; about
     3x faster per sample on CPU, after a one-off compile of 30-60 s that is counted in train_seconds).
+    ``checkpoint_seconds`` and ``background`` override the preset's; ``skip_missing`` loads the
+    frames that exist when a transforms file lists missing ones.
+
+    With ``handle_signals`` (and in the main thread), SIGINT and SIGTERM during the iterations write
+    a checkpoint after the current iteration and return ``{"finished": False, "interrupted":
+    "SIGTERM", ...}`` instead of dying; run again to resume.
 
     Raises:
         nerf.data.DataError: a bad scene. CheckpointError: a checkpoint of another architecture.
+        ValueError: iterations, until, downscale, checkpoint_seconds not positive; unknown background.
 
     Returns:
         The summary dict (also written to ``out_dir/summary.json``): scene, preset, psnr_test (dB),
-        ssim_test, iterations, train_seconds, parameters, and evaluation details.
+        ssim_test, iterations, train_seconds, parameters, occupancy_fraction, samples per view and
+        per ray, and evaluation details. A run stopped early (``until``, a signal) returns
+        ``{"scene", "preset", "iterations", "finished": False}`` (plus ``"interrupted"`` for a signal).
     """
     from nerf.data import RayBatcher, load_scene
 
     out_dir = Path(out_dir)
+    for name, value in (("iterations", iterations), ("until", until), ("downscale", downscale)):
+        if value is not None:
+            _check_positive(name, value)
+    if checkpoint_seconds is not None:
+        _check_positive("checkpoint_seconds", checkpoint_seconds, float)
+        preset = dataclasses.replace(preset, checkpoint_seconds=float(checkpoint_seconds))
+    if background is not None:
+        preset = dataclasses.replace(preset, background=background)
+    if preset.background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, not {preset.background!r}")
     if iterations is not None:
         preset = dataclasses.replace(preset, iterations=iterations)
+    _check_positive("iterations", preset.iterations)
     # the built-in scene is rendered at its own 100 x 100 (lego's tiny size); presets downscale files
     ds = (1 if scene == "builtin" else preset.downscale) if downscale is None else downscale
     preset = dataclasses.replace(preset, downscale=ds)  # the checkpoint records what was trained on
@@ -145,8 +191,8 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
         # (16.8 dB, grey renders); 1e-3 learns them (23.5 dB after 1000 iterations). On lego 1e-2 is best.
         preset = dataclasses.replace(preset, mlp_lr=BUILTIN_MLP_LR)
     torch.manual_seed(seed)
-    train_data = load_scene(scene, "train", downscale=ds)
-    test_data = load_scene(scene, "test", downscale=ds)
+    train_data = load_scene(scene, "train", downscale=ds, skip_missing=skip_missing)
+    test_data = load_scene(scene, "test", downscale=ds, skip_missing=skip_missing)
     model = build_model(preset, np.asarray(train_data.bbox, dtype=np.float32).tolist()).to(device)
     occupancy = OccupancyGrid(model.bbox.cpu(), res=preset.occupancy_res)
     mlp = [p for n, p in model.named_parameters() if not n.startswith("encoding.")]
@@ -158,6 +204,7 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     batcher = RayBatcher(train_data, preset.batch_rays, seed=seed)
     step, train_seconds, rays = 0, 0.0, preset.batch_rays
     ckpt_path = out_dir / "checkpoint.pt"
+    clean_stale(ckpt_path)  # a temporary file of a run killed while it wrote
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, model.arch)
         model.load_state_dict(ckpt["model"], strict=False)
@@ -182,37 +229,58 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     bar = tqdm(total=preset.iterations, initial=step, desc=f"train {preset.name}", unit="it", disable=not progress)
     model.train()
     stop = preset.iterations if until is None else min(until, preset.iterations)
-    while step < stop:
-        t0 = time.perf_counter()
-        if step >= preset.occupancy_warmup and step % preset.occupancy_every == 0:
-            occupancy.update(density_fn, cells=preset.occupancy_res ** 3 // 4, generator=gen)
-        origins, dirs, target = (torch.from_numpy(a).to(device) for a in batcher.next_batch(rays))
-        try:
-            rgb, _, stats = render_rays(field, origins, dirs, n_samples=preset.n_samples,
-                                        occupancy=occupancy if step >= preset.occupancy_warmup else None,
-                                        perturb=True, generator=gen)
-        except Exception as exc:
-            if compile:
-                raise RuntimeError(f"torch.compile of the field failed ({type(exc).__name__}: {exc}); "
-                                   "train without it (--no-compile)") from exc
-            raise
-        if preset.batch_samples is not None:
-            per_ray = max(stats.samples_evaluated / max(stats.rays, 1), 1.0)
-            rays = int(min(max(round(preset.batch_samples / per_ray), 64), preset.max_batch_rays))
-        loss = torch.mean((rgb - target) ** 2)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        sched.step()
-        step += 1
-        train_seconds += time.perf_counter() - t0
-        bar.update(1)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{-10 * math.log10(max(loss.item(), 1e-10)):.2f}",
-                            occ=f"{occupancy.fraction:.3f}", rays=rays)
-        if step % preset.checkpoint_every == 0 or step == stop:
-            save()
+    caught: list[int] = []
+    previous = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):  # finish the iteration, checkpoint, then return
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    last_save = time.monotonic()
+    try:
+        while step < stop and not caught:
+            t0 = time.perf_counter()
+            if step >= preset.occupancy_warmup and step % preset.occupancy_every == 0:
+                occupancy.update(density_fn, cells=preset.occupancy_res ** 3 // 4, generator=gen)
+            origins, dirs, target, alpha = batcher.next_batch_alpha(rays)
+            origins, dirs, target = (torch.from_numpy(a).to(device) for a in (origins, dirs, target))
+            bg = 1.0
+            if alpha is not None and preset.background == "random":
+                # the target seen against a random colour: images are on white, so add (bg - 1)(1 - alpha)
+                bg = torch.rand(target.shape[0], 3, generator=gen).to(device)
+                target = target + (bg - 1.0) * (1.0 - torch.from_numpy(alpha).to(device)[:, None])
+            try:
+                rgb, _, stats = render_rays(field, origins, dirs, n_samples=preset.n_samples,
+                                            occupancy=occupancy if step >= preset.occupancy_warmup else None,
+                                            perturb=True, generator=gen, background=bg)
+            except Exception as exc:
+                if compile:
+                    raise RuntimeError(f"torch.compile of the field failed ({type(exc).__name__}: {exc}); "
+                                       "train without it (--no-compile)") from exc
+                raise
+            if preset.batch_samples is not None:
+                per_ray = max(stats.samples_evaluated / max(stats.rays, 1), 1.0)
+                rays = int(min(max(round(preset.batch_samples / per_ray), 64), preset.max_batch_rays))
+            loss = torch.mean((rgb - target) ** 2)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            sched.step()
+            step += 1
+            train_seconds += time.perf_counter() - t0
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{-10 * math.log10(max(loss.item(), 1e-10)):.2f}",
+                                occ=f"{occupancy.fraction:.3f}", rays=rays)
+            if (step % preset.checkpoint_every == 0 or step == stop or caught
+                    or time.monotonic() - last_save >= preset.checkpoint_seconds):
+                save()
+                last_save = time.monotonic()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     bar.close()
+    if caught:
+        return {"scene": scene, "preset": preset.name, "iterations": step, "finished": False,
+                "interrupted": signal.Signals(caught[0]).name}
     if step < preset.iterations:
         return {"scene": scene, "preset": preset.name, "iterations": step, "finished": False}
     metrics = evaluate(model, occupancy, test_data, n_samples=preset.n_samples,
@@ -231,6 +299,8 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
         "occupancy_fraction": round(occupancy.fraction, 4),
         "samples_evaluated_per_view": round(metrics["samples_evaluated_per_view"], 1),
         "samples_in_box_per_view": round(metrics["samples_in_box_per_view"], 1),
+        "samples_evaluated_per_ray": round(metrics["samples_evaluated_per_view"] / (test_data.height * test_data.width), 2),
+        "background": preset.background if train_data.alpha is not None else "none (opaque scene)",
         "seed": seed,
         "finished": True,
         "device": device,
