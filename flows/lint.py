@@ -29,10 +29,10 @@ def lint_preset(config: str | Path, out_dir: str | Path) -> list[tuple[Path, boo
         ``[(verilog path, clean, verilator output), ...]`` in the preset's section order.
 
     Raises:
-        hw.params.ConfigError: a bad preset.
+        hw.config.ConfigError: a bad preset.
     """
     from hw.export import write_verilog
-    from hw.params import load_config
+    from hw.registry import load_config
 
     results = []
     for params in load_config(config).values():

@@ -104,10 +104,17 @@ def test_config_with_both_engines(tmp_path, capsys):
 
 def test_cosim_rejects_bad_shapes_before_building(tmp_path, capsys):
     args = ["--build", str(tmp_path), "--runs", str(tmp_path), "cosim", "--config", str(CONFIGS / "mlp-odd.yaml")]
-    assert main(args + ["--shapes", "13,x"]) == 2
-    assert "--shapes must be comma-separated integers, not '13,x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # argparse refuses it, naming the option
+        main(args + ["--shapes", "13,x"])
+    assert info.value.code == 2
+    assert "argument --shapes: must be comma-separated integers (lists separated by ';'), not '13,x'" in \
+        capsys.readouterr().err
     assert main(args + ["--shapes", "14,5"]) == 2
     assert "shapes[0] must be an integer in [1, 13], not 14" in capsys.readouterr().err
     assert main(args + ["--shapes", "5,5,5,5,5"]) == 2
     assert "shapes must list 2 to 4 sizes" in capsys.readouterr().err
-    assert not (tmp_path / "cosim").exists()
+    assert main(args + ["--shapes", "13,5;14,5"]) == 2  # one list per phase: each is checked
+    assert "phase 1: shapes[0] must be an integer in [1, 13], not 14" in capsys.readouterr().err
+    assert main(args + ["--shapes", "13,5;13,4", "--phases", "3"]) == 2
+    assert "phases is 3 but shapes lists 2 phases" in capsys.readouterr().err
+    assert not (tmp_path / "cosim").exists() and not (tmp_path / "verilog").exists()

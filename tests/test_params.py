@@ -19,13 +19,15 @@ from tests.conftest import CONFIGS
         ({"feature_bits": 1}, "HashEncoderParams.feature_bits must be an integer in [2, 16], not 1"),
         ({"feature_bits": 17}, "HashEncoderParams.feature_bits must be an integer in [2, 16], not 17"),
         ({"coord_bits": 25}, "HashEncoderParams.coord_bits must be an integer in [4, 24], not 25"),
-        ({"n_min": 0}, "HashEncoderParams.n_min must be an integer in [1, 65536], not 0"),
+        ({"n_min": 0}, "HashEncoderParams.n_min must be an integer in [1, 16777216], not 0"),
+        ({"coord_bits": 8, "n_min": 300}, "HashEncoderParams.n_min must be an integer in [1, 256], not 300"),
         ({"n_min": 32, "n_max": 16}, "HashEncoderParams.n_max must be an integer in [32, 65536], not 16"),
         ({"coord_bits": 8, "n_max": 512}, "HashEncoderParams.n_max must be an integer in [16, 256], not 512"),
         ({"levels": 1, "n_min": 16, "n_max": 32, "lanes": 1},
          "HashEncoderParams.n_max must equal n_min (16) when levels is 1, not 32"),
         ({"levels": 4, "lanes": 5}, "HashEncoderParams.lanes must be an integer in [1, 4], not 5"),
-        ({"lanes": 0}, "HashEncoderParams.lanes must be an integer in [1, 16], not 0"),
+        ({"lanes": 0}, "HashEncoderParams.lanes must be an integer in [1, 32], not 0"),
+        ({"lanes": "2"}, "HashEncoderParams.lanes must be an integer in [1, 32], not '2'"),
     ],
 )
 def test_invalid_params_name_field_and_value(kwargs, message):
@@ -34,7 +36,7 @@ def test_invalid_params_name_field_and_value(kwargs, message):
 
 
 def test_params_are_keyword_only_and_frozen():
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="Unexpected positional argument"):  # keyword-only
         HashEncoderParams(16)  # noqa
     p = HashEncoderParams()
     with pytest.raises(AttributeError):
