@@ -29,10 +29,12 @@ def _params(name) -> MlpEngineParams:
     return load_config(CONFIGS / f"{name}.yaml")["mlp_engine"]
 
 
+@pytest.mark.parametrize("init_seed", [1, 2])  # random power-up state: no result may depend on it
 @pytest.mark.parametrize("name", RUNS)
-def test_rtl_matches_tlm(name, tmp_path):
+def test_rtl_matches_tlm(name, init_seed, tmp_path):
     work = RUNS[name]
-    s = run_cosim(CONFIGS / f"{name}.yaml", seed=7, build_root=BUILD, runs_root=tmp_path, **work)
+    s = run_cosim(CONFIGS / f"{name}.yaml", seed=7, init_seed=init_seed, build_root=BUILD, runs_root=tmp_path,
+                  **work)
     assert s["mismatches"] == 0, s["mismatch_examples"]
     assert s["passed"]
     assert s["transactions"] == s["input_transactions"] == work["vectors"]

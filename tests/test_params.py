@@ -2,6 +2,7 @@ import re
 
 import pytest
 import yaml
+from hypothesis import given, strategies as st
 
 from hw.params import ConfigError, HashEncoderParams, load_config, save_config
 from tests.conftest import CONFIGS
@@ -117,3 +118,34 @@ def test_presets_load_and_cover_required_cases():
     assert any(not all(p.dense) for p in presets.values())  # hashed levels
     assert any(p.lanes > 1 for p in presets.values())
     assert any(p.features != 2 or p.feature_bits != 8 for p in presets.values())
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 1 << 25), st.floats(allow_nan=True), st.text(max_size=4),
+                    st.lists(st.integers(0, 9), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_KEYS = st.one_of(st.sampled_from(["levels", "log2_table_size", "features", "feature_bits", "coord_bits", "n_min",
+                                   "n_max", "lanes", "rows", "cols", "max_in", "max_out", "n", "out_size", "in_bits"]),
+                  st.text(max_size=6))
+_SECTIONS = st.one_of(st.sampled_from(["hash_encoder", "mlp_engine", "hadamard"]), st.text(max_size=8))
+
+
+@given(st.one_of(st.dictionaries(_SECTIONS, st.one_of(st.dictionaries(_KEYS, _VALUES, max_size=6), _VALUES), max_size=3),
+                 _VALUES))
+def test_load_config_gives_params_or_a_config_error(tmp_path_factory, data):
+    """Any YAML document (sections, keys, values of any type): parameters or a ConfigError, never another exception."""
+    path = tmp_path_factory.mktemp("fuzz") / "preset.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        sections = load_config(path)
+    except ConfigError as exc:
+        assert str(exc)
+    else:
+        assert sections and all(type(p).from_dict(p.to_dict()) == p for p in sections.values())
+
+
+@pytest.mark.parametrize("text", ["hash_encoder: [1, 2\n", "\x00\x01", "hash_encoder:\n  levels: !!python/object:os.system x\n",
+                                  "- 1\n- 2\n", "hash_encoder:\n  levels: 1e400\n"])
+def test_odd_yaml_is_a_config_error(tmp_path, text):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="odd.yaml"):
+        load_config(path)

@@ -113,10 +113,12 @@ def verilog_header(params: HashEncoderParams) -> str:
 def verilog_bytes(params: HashEncoderParams) -> int:
     """Estimated size of ``hash_encoder.v`` in bytes, before generating it.
 
-    The tables are memories with an ``initial`` block, one line per entry (``table_laneJ[i] = W'hXX;``,
-    about 26 bytes plus a hex digit per 4 bits), so they dominate; the datapath adds about 20 kB per
-    level. Calibrated against generated files (see tests/test_verilog.py), within a factor of 1.5.
+    The tables are memories written with an ``initial`` block, one line per entry
+    (``    table_lane<j>[<i>] = <w>'h<hex>;``), so they dominate large configurations; the datapath adds
+    about 10 kB per level and feature. Calibrated against the presets (``tests/test_verilog.py``):
+    within 0.7x to 1.7x of the generated size.
     """
     p = params
-    entry = 26 + len(str(p.levels * p.table_size)) + -(-p.features * p.feature_bits // 4)
-    return p.levels * p.table_size * entry + 20_000 * p.levels + 60_000
+    width = p.features * p.feature_bits
+    line = 24 + len(str(p.lanes - 1)) + len(str(p.groups * p.table_size - 1)) + len(str(width)) + -(-width // 4)
+    return p.levels * p.table_size * line + 10_000 * p.levels * p.features + 20_000

@@ -246,6 +246,6 @@ def verilog_header(params: MlpEngineParams) -> str:
 
 def verilog_bytes(params: MlpEngineParams) -> int:
     """Estimated size of ``mlp_engine.v`` in bytes: the datapath grows with R x C and the vector widths
-    (no memory contents are written). Calibrated against the presets, within a factor of 2."""
+    (no memory contents are written). Calibrated against the presets: within 0.7x to 1.8x."""
     p = params
-    return 60_000 + 3_000 * p.rows * p.cols + 400 * (p.max_in + p.max_out) * p.max_act_bits
+    return 20_000 + 1_000 * p.rows * p.cols + 150 * (p.max_in + p.max_out) * p.max_act_bits
