@@ -29,7 +29,7 @@ def adder_tree(terms: list):
 def config_layout(params) -> data.StructLayout:
     """A configuration word: the fields of ``params.config_fields`` (``(name, bits)`` from bit 0 up),
     all unsigned. The one layout of the RTL's ``cfg`` ports; drivers pack it with
-    ``sim.tlm.mlp_engine.config_word``."""
+    ``sim.tlm.transfers.config_word``."""
     return data.StructLayout({name: unsigned(bits) for name, bits in params.config_fields})
 
 

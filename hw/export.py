@@ -80,6 +80,6 @@ def _section_verilog(section: str):
     return convert
 
 
-# <section>_verilog(params) for every engine (hash_encoder_verilog, mlp_engine_verilog, ...).
+# <section>_verilog(params) for every registered engine.
 globals().update({f"{name}_verilog": _section_verilog(name) for name in ENGINES})
 __all__ += [f"{name}_verilog" for name in ENGINES]

@@ -10,7 +10,7 @@ bit-exactly as ``sim.tlm.hadamard.reference_forward`` (its docstring has the sem
     y   = clamp(rne(acc * M_o, S_o), +-(2^(out_bits-1) - 1))
 
 with ``rne`` rounding to nearest, ties to even. The sizes n, m and the input, weight and output widths
-are generation-time parameters (``hw.params.HadamardParams``); the activation width a (2 ..
+are generation-time parameters (``hw.hadamard.params.HadamardParams``); the activation width a (2 ..
 max_act_bits) and the scales M_a / 2^S_a, M_o / 2^S_o are run-time settings (``HadamardConfig``).
 
 Interfaces (all in the ``sync`` domain; R = rows, C = cols, RT = ceil(m / R), CT = n / C, k = log2 n):
@@ -18,7 +18,7 @@ Interfaces (all in the ``sync`` domain; R = rows, C = cols, RT = ceil(m / R), CT
 * ``i``: ``stream.Signature(ArrayLayout(signed(in_bits), n))``: one whole input vector per transfer,
   element j in bits [j * in_bits, (j + 1) * in_bits).
 * ``o``: ``stream.Signature(ArrayLayout(signed(out_bits), m))``: the output vector, element 0 in the
-  low bits (``sim.tlm.mlp_engine.pack_vector``). Outputs leave in input order.
+  low bits (``sim.tlm.transfers.pack_vector``). Outputs leave in input order.
 * ``cfg`` (``ConfigWriteSignature``): while ``en``, the settings are written from ``data``
   (``config_layout``: fields of ``HadamardParams.config_fields``). The rounding masks of S_a and S_o
   and the activation limits +-(2^(a-1) - 1) are registered from ``data`` at the same edge, so that

@@ -6,7 +6,7 @@ ones per row and adds the counts, shifted by the two planes' significance, to R 
 complement the weight MSB plane, and the activation MSB plane when the layer's activations are signed,
 have negative significance. A layer's cost thus scales with weight bits x activation bits, which is
 what makes mixed precision pay. Layer sizes, bitwidths and requantization are run-time settings
-(``hw.params.MlpLayer``) up to the generated maxima (``hw.params.MlpEngineParams``).
+(``hw.mlp_engine.params.MlpLayer``) up to the generated maxima (``MlpEngineParams``).
 
 Interfaces (all in the ``sync`` domain; R = rows, C = cols):
 

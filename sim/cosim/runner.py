@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["verilator_env", "lint_config", "CosimRun", "build", "run", "RANDOM_INIT_BUILD_ARGS", "random_init_plusargs"]
+__all__ = ["verilator_env", "lint_configs", "CosimRun", "build", "run", "RANDOM_INIT_BUILD_ARGS", "random_init_plusargs"]
 
 #: Verilator options that give every register, memory and X assignment without an explicit value a
 #: random power-up value instead of zero (``--x-initial unique``: variables without an initializer;
@@ -60,9 +60,10 @@ def verilator_env() -> Path:
     return root
 
 
-def lint_config() -> Path:
-    """The Verilator control file with the generator-output waivers (``hw/lint.vlt``)."""
-    return _HW_DIR / "lint.vlt"
+def lint_configs() -> list[Path]:
+    """The Verilator control files with the generator-output waivers: the shared ``hw/lint.vlt`` and each
+    engine's own ``hw/<engine>/lint.vlt``."""
+    return [_HW_DIR / "lint.vlt", *sorted(_HW_DIR.glob("*/lint.vlt"))]
 
 
 @dataclass
@@ -91,7 +92,7 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False)
     build_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     runner.build(
-        sources=[lint_config(), Path(verilog).resolve()],
+        sources=[*lint_configs(), Path(verilog).resolve()],
         hdl_toplevel=toplevel,
         build_dir=build_dir.resolve(),
         waves=waves,

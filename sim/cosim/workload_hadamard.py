@@ -11,7 +11,7 @@ from hw.config import check_int
 from hw.hadamard.params import HadamardConfig, HadamardParams
 from sim.cosim.traffic import offer_cycles, pick as _pick, ready_pattern
 from sim.tlm import hadamard as had
-from sim.tlm.mlp_engine import pack_vector
+from sim.tlm.transfers import pack_vector
 
 __all__ = ["HadamardPhase", "random_hadamard_workload", "count_ties", "job_workload", "summary_lines"]
 

@@ -1,1 +1,1 @@
-"""Cycle-for-cycle Python models of the engines; they import ``hw.params`` only, never Amaranth."""
+"""Cycle-for-cycle Python models of the engines; they import their engines' params only (``hw.<engine>.params``), never Amaranth."""

@@ -49,8 +49,7 @@ import numpy as np
 
 from hw.config import check_int
 from hw.hadamard.params import HadamardConfig, HadamardParams
-from sim.tlm.mlp_engine import config_word
-from sim.tlm.transfers import ReadyPattern, check_offers, check_range, pack_vector, unpack_vector
+from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector, unpack_vector
 
 __all__ = [
     "HadamardConfig", "HadamardTLM", "HadamardResult", "hadamard_matrix", "fwht", "rne", "requantize",

@@ -50,7 +50,7 @@ import numpy as np
 
 from hw.config import ConfigError, check_int
 from hw.mlp_engine.params import MlpEngineParams, MlpLayer
-from sim.tlm.transfers import ReadyPattern, check_offers, check_range, pack_vector, unpack_vector
+from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector, unpack_vector
 
 __all__ = [
     "MlpEngineTLM", "MlpResult", "reference_forward", "layer_cycles", "vector_cycles", "vector_latency",
@@ -59,25 +59,6 @@ __all__ = [
 
 
 # --- payload and write-port formats (the drivers' view) ----------------------------------------
-def config_word(params: MlpEngineParams, layer: MlpLayer) -> int:
-    """The ``cfg.data`` word of one layer, fields in ``params.config_fields`` order from bit 0.
-
-    Works for any engine's params with ``config_fields`` and settings object with those attributes
-    (``sim.tlm.hadamard`` packs ``HadamardConfig`` with it).
-
-    Raises:
-        ValueError: a field that does not fit its width, naming it.
-    """
-    word, pos = 0, 0
-    for name, bits in params.config_fields:
-        value = int(getattr(layer, name))
-        if not 0 <= value < (1 << bits):
-            raise ValueError(f"{type(layer).__name__} field {name} = {value} does not fit in {bits} bits")
-        word |= value << pos
-        pos += bits
-    return word
-
-
 def weight_writes(params: MlpEngineParams, layer_index: int, weights, weight_bits: int, *,
                   padding: np.random.Generator | None = None) -> list[tuple[int, int, int, int, int]]:
     """Words for the ``weights`` write port that load one layer's weight matrix as bit-planes.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_offers", "ReadyPattern", "pack_vector", "unpack_vector", "check_range"]
+__all__ = ["check_offers", "ReadyPattern", "pack_vector", "unpack_vector", "check_range", "config_word"]
 
 
 def check_offers(offer_cycles, count: int | None = None, what: str = "vectors") -> np.ndarray:
@@ -78,3 +78,21 @@ def check_range(a: np.ndarray, lo: int, hi: int, name: str, what: str) -> None:
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
         where = ", ".join(map(str, pos))
         raise ValueError(f"{name}[{where}] = {int(a[pos])} is outside the {what} range [{lo}, {hi}]")
+
+
+def config_word(params, layer) -> int:
+    """The ``cfg.data`` word of a run-time setting (an MLP layer, a Hadamard configuration): the fields
+    of ``params.config_fields`` (``(name, bits)`` from bit 0 up, ``hw.common.config_layout``), read
+    from ``layer``'s attributes of the same names.
+
+    Raises:
+        ValueError: a field that does not fit its width, naming it.
+    """
+    word, pos = 0, 0
+    for name, bits in params.config_fields:
+        value = int(getattr(layer, name))
+        if not 0 <= value < (1 << bits):
+            raise ValueError(f"{type(layer).__name__} field {name} = {value} does not fit in {bits} bits")
+        word |= value << pos
+        pos += bits
+    return word
