@@ -120,3 +120,19 @@ def test_cosim_rejects_bad_shapes_before_building(tmp_path, capsys):
     assert main(args + ["--shapes", "13,5;13,4", "--phases", "3"]) == 2
     assert "phases is 3 but shapes lists 2 phases" in capsys.readouterr().err
     assert not (tmp_path / "cosim").exists() and not (tmp_path / "verilog").exists()
+
+
+def test_one_shape_list_per_phase_on_the_given_verilog(tmp_path):
+    """As the demo runs it: the Verilog written by `make verilog`, and one phase per MLP shape."""
+    from hw.export import write_verilog
+
+    verilog = write_verilog(_params("mlp-odd"), tmp_path / "given")
+    shapes = [[13, 5, 11], [4, 3, 2, 1]]
+    s = run_cosim(CONFIGS / "mlp-odd.yaml", engine="mlp_engine", verilog=verilog, shapes=shapes, vectors=8,
+                  seed=2, init_seed=2, build_root=BUILD, runs_root=tmp_path)
+    assert s["mismatches"] == 0 and s["passed"] and s["verilog"] == str(verilog)
+    assert len(s["phases"]) == 2 and s["shapes"] == shapes
+    for phase, sizes in zip(s["phases"], shapes):
+        layers = phase["layers"]
+        assert [layers[0]["in_size"]] + [x["out_size"] for x in layers] == sizes
+        assert phase["cycles_rtl"] == phase["cycles_tlm"] > 0
