@@ -73,13 +73,17 @@ class StreamQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = q = fifo.SyncFIFO(width=Shape.cast(self._shape).width, depth=self._depth)
+        # At least two entries: a one-entry SyncFIFO has zero-width pointers, which Yosys writes as
+        # `[-1:0]` vectors. The extra entry is never used (the credits keep the level <= depth), so
+        # the timing is that of ``depth`` entries.
+        storage = max(self._depth, 2)
+        m.submodules.fifo = q = fifo.SyncFIFO(width=Shape.cast(self._shape).width, depth=storage)
         m.d.comb += [
             q.w_en.eq(self.w_en),
             q.w_data.eq(self.w_data),
             self.o.valid.eq(q.r_rdy),
             self.o.payload.eq(q.r_data),
             q.r_en.eq(self.o.ready),
-            self.level.eq(q.level),
+            self.level.eq(q.level[:len(self.level)]),
         ]
         return m
