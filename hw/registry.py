@@ -6,7 +6,7 @@ Adding an engine means one ``Engine`` entry here plus the engine's own files: ``
 Amaranth component), ``sim/tlm/<engine>.py`` (its model), ``sim/cosim/tb_<engine>.py`` (its cocotb
 testbench) and ``sim/cosim/workload_<engine>.py`` (its random workload, co-simulation job and summary
 lines). Everything but the parameter type is named by an import string (``module:attribute``) and
-loaded on first use, so importing the registry imports no Amaranth, cocotb or NumPy.
+loaded on first use, so importing the registry imports no Amaranth, cocotb or torch.
 """
 
 from __future__ import annotations
