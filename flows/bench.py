@@ -12,7 +12,7 @@ import platform
 import time
 from pathlib import Path
 
-from hw.params import load_config
+from hw.registry import load_config
 from common.atomic import atomic_write_text
 
 __all__ = ["bench_hash_encoder", "bench_perf"]
@@ -21,7 +21,7 @@ __all__ = ["bench_hash_encoder", "bench_perf"]
 def bench_hash_encoder(config, *, points: int = 10_000, seed: int = 1, build_root="build", runs_root="runs") -> dict:
     """Run the benchmark; writes and returns ``<runs_root>/bench/hash_encoder.json``."""
     from flows.cosim import config_name, run_cosim
-    from sim.cosim.traffic import random_traffic
+    from sim.cosim.workload_hash_encoder import random_traffic
     from sim.tlm.hash_encoder import HashEncoderTLM
 
     params = load_config(config)["hash_encoder"]

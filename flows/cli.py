@@ -22,22 +22,61 @@ def _configs(arg: str | None) -> list[Path]:
     return sorted(CONFIG_DIR.glob("*.yaml"))
 
 
+def _policy_engines(policy_path: Path) -> tuple[Path, dict]:
+    """The engines a searched policy needs (``engines.yaml`` beside it), after checking the policy.
+
+    The policy is read with the levels of the engines' hash encoder (``QuantPolicy.load``) and must fit
+    the engines' widths: every hash level within ``feature_bits``, every MLP weight and input
+    activation within ``max_weight_bits`` / ``max_act_bits`` (``sim.perf.mlp_layers``, the mapping the
+    search used).
+
+    Raises:
+        FileNotFoundError: no policy, or no engines.yaml beside it. ConfigError / PolicyError: an
+            invalid engines.yaml or policy, or a policy the engines cannot hold (naming the component).
+    """
+    from hw.config import ConfigError
+    from hw.registry import load_config
+    from quant.policy import QuantPolicy
+
+    if not policy_path.is_file():
+        raise FileNotFoundError(f"policy {str(policy_path)!r}: no such file")
+    engines = policy_path.parent / "engines.yaml"
+    if not engines.is_file():
+        raise FileNotFoundError(f"{engines}: missing; `make verilog POLICY=` takes the policy.yaml of a `make search` "
+                                "run folder, which holds the engines.yaml it needs")
+    sections = load_config(engines)
+    encoder = sections.get("hash_encoder")
+    if encoder is None:
+        raise ConfigError(f"{engines} has no hash_encoder section, so the policy's levels are unknown")
+    policy = QuantPolicy.load(policy_path, encoder.levels)
+    for name, bits in policy.items():
+        if name.startswith("hash.level") and bits > encoder.feature_bits:
+            raise ConfigError(f"policy {str(policy_path)!r}: {name} = {bits} bits does not fit the hash encoder's "
+                              f"feature_bits = {encoder.feature_bits} in {engines}")
+    mlp = sections.get("mlp_engine")
+    if mlp is not None:
+        from sim.perf import mlp_layers
+
+        # Only the bit widths are checked here; the layer sizes (hidden width) do not matter for it.
+        arch = {"levels": encoder.levels, "features": encoder.features, "hidden": 1, "geo_features": 1}
+        try:
+            mlp_layers(policy, arch, mlp)
+        except ConfigError as exc:
+            raise ConfigError(f"policy {str(policy_path)!r} against {engines}: {exc}") from None
+    return engines, sections
+
+
 def cmd_verilog(args) -> int:
     from flows.cosim import config_name
     from hw.export import write_verilog
-    from hw.params import load_config
+    from hw.registry import load_config
 
     if args.policy:
         # a search writes engines.yaml (the engines sized for the model and the policy) beside policy.yaml
         policy = Path(args.policy)
-        if not policy.is_file():
-            raise FileNotFoundError(f"policy {str(policy)!r}: no such file")
-        engines = policy.parent / "engines.yaml"
-        if not engines.is_file():
-            raise FileNotFoundError(f"{engines}: missing; `make verilog POLICY=` takes the policy.yaml of a "
-                                    "`make search` run folder, which holds the engines.yaml it needs")
+        engines, sections = _policy_engines(policy)
         out = Path(args.build) / "verilog" / policy.parent.name
-        for name, params in load_config(engines).items():
+        for name, params in sections.items():
             print(f"{policy.parent.name}: {write_verilog(params, out)}  ({name}: {params.to_dict()})")
         return 0
     for config in tqdm(_configs(args.config), desc="verilog", unit="config", disable=None):
@@ -62,54 +101,32 @@ def cmd_lint(args) -> int:
 
 
 def _print_cosim(s: dict) -> None:
-    p = s["params"]
-    ok = "PASS" if s["passed"] and s["mismatches"] == 0 else "FAIL"
-    print(f"[{ok}] {s['engine']} {s['config']}: {s['transactions']} transactions, {s['mismatches']} mismatches; "
-          f"cycles RTL {s['cycles_rtl']} / TLM {s['cycles_tlm']}")
-    if s["engine"] == "hash_encoder":
-        print(f"       L={p['levels']} T=2^{p['log2_table_size']} F={p['features']} feature_bits={p['feature_bits']} "
-              f"coord_bits={p['coord_bits']} N={p['n_min']}..{p['n_max']} lanes={p['lanes']}")
-    elif s["engine"] == "hadamard":
-        print(f"       n={p['n']} m={p['out_size']} R={p['rows']} C={p['cols']} bits in{p['in_bits']} "
-              f"w{p['weight_bits']} a<={p['max_act_bits']} out{p['out_bits']} mult_bits={p['mult_bits']}")
-        for k, ph in enumerate(s.get("phases", [])):
-            c = ph["cfg"]
-            print(f"       phase {k}: a={c['act_bits']} M_a/2^S_a={c['mult_a']}/2^{c['shift_a']} "
-                  f"M_o/2^S_o={c['mult_o']}/2^{c['shift_o']}, {ph['vectors']} vectors, T={ph['cycles_per_vector']} "
-                  f"cycles/vector, ties {ph['ties_a']}/{ph['ties_o']}, clamped {ph['clamped_o']}; "
-                  f"cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
-    else:
-        print(f"       R={p['rows']} C={p['cols']} max_in={p['max_in']} max_out={p['max_out']} "
-              f"max_layers={p['max_layers']} max bits w{p['max_weight_bits']}/a{p['max_act_bits']} "
-              f"mult_bits={p['mult_bits']}")
-        for k, ph in enumerate(s.get("phases", [])):
-            layers = ph["layers"]
-            sizes = "->".join(str(x) for x in [layers[0]["in_size"]] + [x["out_size"] for x in layers])
-            bits = " ".join(f"w{x['weight_bits']}a{x['act_bits']}" for x in layers)
-            print(f"       phase {k}: {sizes} ({bits}), {ph['vectors']} vectors, T={ph['cycles_per_vector']} "
-                  f"cycles/vector; cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
-    print(f"       build {s['build_seconds']:.1f} s, co-simulation {s['test_seconds']:.1f} s "
-          f"(streaming {s['sim_seconds']:.2f} s); summary: {Path(s['log']).parent / 'summary.json'}")
-    if s.get("waves"):
-        print(f"       waveform: {s['waves']}")
-    for m in s["mismatch_examples"]:
-        print(f"       mismatch: {m}")
+    from flows.cosim import summary_lines
+
+    print("\n".join(summary_lines(s)))
+
+
+def _shapes(text: str) -> list[list[int]] | list[int]:
+    """``--shapes``: ``in_0,out_0,...`` for every phase, or several such lists separated by ``;``
+    (one per phase). An argparse ``type=``: a bad list is refused naming the option."""
+    try:
+        lists = [[int(x) for x in part.split(",")] for part in text.split(";")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers (lists separated by ';'), "
+                                         f"not {text!r}") from None
+    if any(x < 1 for sizes in lists for x in sizes) or any(len(sizes) < 2 for sizes in lists):
+        raise argparse.ArgumentTypeError(f"must list at least two sizes >= 1 per phase, not {text!r}")
+    return lists[0] if len(lists) == 1 else lists
 
 
 def cmd_cosim(args) -> int:
     from flows.cosim import config_engines, run_cosim
 
-    shapes = None
-    if args.shapes:
-        try:
-            shapes = [int(x) for x in args.shapes.split(",")]
-        except ValueError:
-            raise ValueError(f"--shapes must be comma-separated integers, not {args.shapes!r}") from None
     status = 0
     for config in _configs(args.config):
         for engine in config_engines(config):  # every engine section of the preset
             s = run_cosim(config, engine=engine, points=args.points, vectors=args.vectors, phases=args.phases,
-                          shapes=shapes if engine == "mlp_engine" else None, seed=args.seed, waves=args.waves,
+                          shapes=args.shapes, seed=args.seed, init_seed=args.init_seed, waves=args.waves,
                           build_root=args.build, runs_root=args.runs)
             _print_cosim(s)
             status |= not (s["passed"] and s["mismatches"] == 0)
@@ -253,21 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("lint", cmd_lint, "verilator --lint-only -Wall on the generated Verilog of every engine section")
     p = add("cosim", cmd_cosim, "co-simulate RTL against the TLM, every engine section; writes "
                                 "runs/cosim-<name>/summary.json")
-    p.add_argument("--points", type=int, default=2000, help="hash encoder: input transactions (default 2000)")
-    p.add_argument("--vectors", type=int, default=30,
-                   help="MLP engine, Hadamard datapath: input vectors over all phases (default 30)")
-    p.add_argument("--phases", type=int, default=3,
-                   help="MLP engine, Hadamard datapath: random configurations, one after the other (default 3)")
-    p.add_argument("--shapes", help="MLP engine: layer sizes in_0,out_0,...,out_last for every phase, e.g. "
-                                    "32,64,16 (default random within the preset's maxima)")
-    p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    p.add_argument("--points", type=option(int, ge=2), default=2000,
+                   help="hash encoder: input transactions, >= 2 (default 2000)")
+    p.add_argument("--vectors", type=option(int, ge=1), default=30,
+                   help="MLP engine, Hadamard datapath: input vectors over all phases, >= phases (default 30)")
+    p.add_argument("--phases", type=option(int, ge=1),
+                   help="MLP engine, Hadamard datapath: random configurations, one after the other (default 3, "
+                        "or one per --shapes list)")
+    p.add_argument("--shapes", type=_shapes,
+                   help="MLP engine: layer sizes in_0,out_0,...,out_last for every phase, e.g. 32,64,16, or one "
+                        "list per phase separated by ';', e.g. '32,64,16;31,64,64,3' (default random within the "
+                        "preset's maxima)")
+    p.add_argument("--seed", type=option(int, ge=0), default=1, help="workload seed (default 1)")
+    p.add_argument("--init-seed", type=option(int, ge=1), default=1,
+                   help="seed of the random power-up state of registers and memories (default 1)")
     p.add_argument("--waves", action="store_true", help="keep a VCD waveform in the run folder")
     p = add("bench", cmd_bench, "Verilator vs TLM simulated cycles per second; writes runs/bench/",
             config_help="preset YAML (default: flows/configs/default.yaml)")
-    p.add_argument("--points", type=int, default=10_000, help="workload size (default 10000)")
-    p.add_argument("--seed", type=int, default=1)
-    from common.validate import option  # noqa: PLC0415 (train options; kept beside their use)
-
+    p.add_argument("--points", type=option(int, ge=2), default=10_000, help="workload size, >= 2 (default 10000)")
+    p.add_argument("--seed", type=option(int, ge=0), default=1)
     p = sub.add_parser("train", help="train the radiance field; writes runs/train-<scene>-<preset>/ (resumable)",
                        description="Train the Instant-NGP-style field on a scene and evaluate it on the test views. "
                                    "Re-running the same command resumes from the last checkpoint.")

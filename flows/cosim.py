@@ -1,4 +1,7 @@
-"""``make cosim``: Verilog of a preset's engine, a cocotb + Verilator run against the TLM, a summary.json."""
+"""``make cosim``: Verilog of a preset's engine, a cocotb + Verilator run against the TLM, a summary.json.
+
+Engine-agnostic: the engine's testbench, workload and summary lines come from ``hw.registry.ENGINES``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,14 @@ import json
 import shutil
 from pathlib import Path
 
-from hw.params import load_config
 from common.atomic import atomic_write_text
+from hw.config import ConfigError
+from hw.registry import ENGINES, load_config, read_params_line
 
-__all__ = ["run_cosim", "config_name", "config_engines", "TEST_MODULES"]
+__all__ = ["run_cosim", "config_name", "config_engines", "check_verilog", "summary_lines", "TEST_MODULES"]
 
-#: Engine section -> cocotb test module.
-TEST_MODULES = {
-    "hash_encoder": "sim.cosim.tb_hash_encoder",
-    "mlp_engine": "sim.cosim.tb_mlp_engine",
-    "hadamard": "sim.cosim.tb_hadamard",
-}
+#: Engine section -> cocotb test module (from the registry).
+TEST_MODULES = {name: engine.testbench for name, engine in ENGINES.items()}
 
 
 def config_name(config: str | Path) -> str:
@@ -29,23 +29,52 @@ def config_engines(config: str | Path) -> list[str]:
     return list(load_config(config))
 
 
+def check_verilog(verilog: str | Path, engine: str, params) -> Path:
+    """Check that ``verilog`` was generated for ``engine`` with exactly ``params`` (its first line,
+    ``hw.config.params_line``), so that a co-simulation of it checks what the caller describes.
+
+    Returns:
+        The path.
+
+    Raises:
+        ConfigError: no such file, no parameter line, another engine, or different parameters
+            (naming each differing field, the file's value and the expected one).
+    """
+    path = Path(verilog)
+    if not path.is_file():
+        raise ConfigError(f"verilog {str(path)!r}: no such file")
+    found = read_params_line(path)
+    if found is None:
+        raise ConfigError(f"verilog {str(path)!r} has no nerfhw parameter line; generate it with `make verilog`")
+    section, values = found
+    if section != engine:
+        raise ConfigError(f"verilog {str(path)!r} is a {section} engine, not {engine}")
+    want = {k: str(v) for k, v in params.to_dict().items()}
+    diff = [f"{k}={values.get(k, '(missing)')} (expected {v})" for k, v in want.items() if values.get(k) != v]
+    diff += [f"{k}={v} (not a parameter)" for k, v in values.items() if k not in want]
+    if diff:
+        raise ConfigError(f"verilog {str(path)!r} was generated with other {engine} parameters: {', '.join(diff)}")
+    return path
+
+
 def run_cosim(
     config: str | Path,
     *,
     engine: str | None = None,
     points: int = 2000,
     vectors: int = 30,
-    phases: int = 3,
-    shapes: list[int] | None = None,
+    phases: int | None = None,
+    shapes: list | None = None,
     seed: int = 1,
+    init_seed: int = 1,
     waves: bool = False,
     fault: str | None = None,
     idle: bool = True,
     backpressure: bool = True,
+    verilog: str | Path | None = None,
     build_root: str | Path = "build",
     runs_root: str | Path = "runs",
     run_name: str | None = None,
-    verilog: str | Path | None = None,
 ) -> dict:
     """Co-simulate one engine of one preset and write ``<runs_root>/cosim-<name>/summary.json``.
 
@@ -54,26 +83,28 @@ def run_cosim(
         engine: the section to simulate; default the preset's only section. When a preset has
             several, each gets its own run folder ``cosim-<name>-<engine>`` and build folder.
         points: hash encoder: input transactions (random points, with 0 and the largest coordinate).
-        vectors: MLP engine and Hadamard datapath: input vectors, split over ``phases`` random
-            configurations.
-        phases: MLP engine and Hadamard datapath: configurations written one after the other (each
-            while idle).
-        shapes: MLP engine: layer sizes ``[in_0, out_0, ..., out_last]`` for every phase; default random.
-            Other engines ignore it.
+        vectors: MLP engine and Hadamard datapath: input vectors, split over the phases.
+        phases: MLP engine and Hadamard datapath: random configurations written one after the other
+            (each while idle); default 3, or one per size list of ``shapes``.
+        shapes: MLP engine: layer sizes ``[in_0, out_0, ..., out_last]`` for every phase, or a list of
+            them, one per phase (e.g. ``[[32, 64, 16], [31, 64, 64, 3]]``); default random. Other
+            engines ignore it.
         seed: workload seed (data, configurations, gaps, backpressure).
+        init_seed: seed of the random initial state of every register and memory without an
+            explicit initial value (``sim.cosim.runner.random_init_plusargs``), >= 1.
         waves: keep a VCD waveform in the run folder.
         fault: inject a model fault ("cycle" or "bit") to prove the scoreboard fails.
+        verilog: co-simulate this file (the output of ``make verilog``) instead of generating one; its
+            parameter line must match the preset's parameters (``check_verilog``).
         run_name: run folder name; default ``cosim-<config name>``.
-        verilog: simulate this Verilog file (written for this section's params, e.g. by the verilog
-            step) instead of writing a new one; the summary's ``verilog`` is the simulated path.
 
     Returns:
         The summary dict: engine, config, transactions, mismatches, cycles_rtl, cycles_tlm, wall times
-        (seconds), passed, and the paths of the Verilog, log and waveform.
+        (seconds), passed, and the paths of the simulated Verilog, the log and the waveform.
 
     Raises:
-        hw.params.ConfigError: a bad preset. ValueError: no such section, or bad shapes.
-        RuntimeError: the simulator gave no result.
+        hw.config.ConfigError: a bad preset, or a Verilog file for other parameters.
+        ValueError: no such section, bad shapes, counts or seeds. RuntimeError: the simulator gave no result.
     """
     from hw.export import write_verilog
     from sim.cosim import runner
@@ -88,26 +119,23 @@ def run_cosim(
     params = sections.get(engine)
     if params is None:
         raise ValueError(f"config {str(config)!r} has no {engine!r} section")
-    if engine == "hash_encoder":
-        workload = {"points": points}
-    else:
-        if phases < 1 or vectors < phases:
-            raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
-        workload = {"vectors": vectors, "phases": phases}
-        if engine == "mlp_engine":
-            from sim.cosim.traffic import check_shapes
-
-            workload["shapes"] = None if shapes is None else check_shapes(params, shapes)
+    record = ENGINES[engine]
+    # Every check before the (slow) generation and build.
+    workload = record.load("workload")(params, points=points, vectors=vectors, phases=phases, shapes=shapes)
+    runner.random_init_plusargs(init_seed)
     tag = name if len(sections) == 1 else f"{name}-{engine}"
     build_root, runs_root = Path(build_root), Path(runs_root)
-    verilog = Path(verilog) if verilog is not None else write_verilog(params, build_root / "verilog" / name)
+    if verilog is None:
+        verilog = write_verilog(params, build_root / "verilog" / name)
+    else:
+        verilog = check_verilog(verilog, engine, params)
     sim_build = build_root / "cosim" / (tag + ("-waves" if waves else ""))
     sim, build_seconds = runner.build(verilog, engine, sim_build, waves=waves)
     run_dir = runs_root / (run_name or f"cosim-{tag}")
     job = {"params": params.to_dict(), **workload, "seed": seed, "fault": fault,
            "idle": idle, "backpressure": backpressure}
-    result = runner.run(sim, toplevel=engine, test_module=TEST_MODULES[engine], build_dir=sim_build,
-                        run_dir=run_dir, job=job, waves=waves)
+    result = runner.run(sim, toplevel=engine, test_module=record.testbench, build_dir=sim_build,
+                        run_dir=run_dir, job=job, waves=waves, init_seed=init_seed)
     shutil.copyfile(config, run_dir / "config.yaml")
     summary = {
         "engine": engine,
@@ -115,6 +143,7 @@ def run_cosim(
         "config_path": str(config),
         "params": params.to_dict(),
         "seed": seed,
+        "init_seed": init_seed,
         **workload,
         "fault": fault,
         **result.result,
@@ -127,3 +156,20 @@ def run_cosim(
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The lines of a printed co-simulation summary: the result, the engine's own lines (its
+    registry ``summary``), wall times and the summary file, the waveform and mismatches."""
+    s = summary
+    ok = "PASS" if s["passed"] and s["mismatches"] == 0 else "FAIL"
+    lines = [f"[{ok}] {s['engine']} {s['config']}: {s['transactions']} transactions, {s['mismatches']} mismatches; "
+             f"cycles RTL {s['cycles_rtl']} / TLM {s['cycles_tlm']}"]
+    lines += ["       " + line for line in ENGINES[s["engine"]].load("summary")(s)]
+    lines.append(f"       build {s['build_seconds']:.1f} s, co-simulation {s['test_seconds']:.1f} s "
+                 f"(streaming {s['sim_seconds']:.2f} s); Verilog {s['verilog']}; "
+                 f"summary: {Path(s['log']).parent / 'summary.json'}")
+    if s.get("waves"):
+        lines.append(f"       waveform: {s['waves']}")
+    lines += [f"       mismatch: {m}" for m in s["mismatch_examples"]]
+    return lines

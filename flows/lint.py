@@ -1,4 +1,5 @@
-"""``make lint``: ``verilator --lint-only -Wall`` on generated Verilog, with the waivers of hw/lint.vlt."""
+"""``make lint``: ``verilator --lint-only -Wall`` on generated Verilog, with the waivers of hw/lint.vlt and
+hw/<engine>/lint.vlt."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ __all__ = ["lint_verilog", "lint_preset"]
 
 def lint_verilog(path: str | Path) -> tuple[bool, str]:
     """Lint one Verilog file; returns ``(clean, verilator output)``. Any warning makes it unclean."""
-    from sim.cosim.runner import lint_config, verilator_env
+    from sim.cosim.runner import lint_configs, verilator_env
 
     verilator_env()
     proc = subprocess.run(
-        ["verilator", "--lint-only", "-Wall", str(lint_config()), str(path)],
+        ["verilator", "--lint-only", "-Wall", *map(str, lint_configs()), str(path)],
         capture_output=True,
         text=True,
     )
@@ -29,10 +30,10 @@ def lint_preset(config: str | Path, out_dir: str | Path) -> list[tuple[Path, boo
         ``[(verilog path, clean, verilator output), ...]`` in the preset's section order.
 
     Raises:
-        hw.params.ConfigError: a bad preset.
+        hw.config.ConfigError: a bad preset.
     """
     from hw.export import write_verilog
-    from hw.params import load_config
+    from hw.registry import load_config
 
     results = []
     for params in load_config(config).values():

@@ -29,10 +29,12 @@ def _params(name) -> MlpEngineParams:
     return load_config(CONFIGS / f"{name}.yaml")["mlp_engine"]
 
 
+@pytest.mark.parametrize("init_seed", [1, 2])  # random power-up state: no result may depend on it
 @pytest.mark.parametrize("name", RUNS)
-def test_rtl_matches_tlm(name, tmp_path):
+def test_rtl_matches_tlm(name, init_seed, tmp_path):
     work = RUNS[name]
-    s = run_cosim(CONFIGS / f"{name}.yaml", seed=7, build_root=BUILD, runs_root=tmp_path, **work)
+    s = run_cosim(CONFIGS / f"{name}.yaml", seed=7, init_seed=init_seed, build_root=BUILD, runs_root=tmp_path,
+                  **work)
     assert s["mismatches"] == 0, s["mismatch_examples"]
     assert s["passed"]
     assert s["transactions"] == s["input_transactions"] == work["vectors"]
@@ -104,10 +106,33 @@ def test_config_with_both_engines(tmp_path, capsys):
 
 def test_cosim_rejects_bad_shapes_before_building(tmp_path, capsys):
     args = ["--build", str(tmp_path), "--runs", str(tmp_path), "cosim", "--config", str(CONFIGS / "mlp-odd.yaml")]
-    assert main(args + ["--shapes", "13,x"]) == 2
-    assert "--shapes must be comma-separated integers, not '13,x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # argparse refuses it, naming the option
+        main(args + ["--shapes", "13,x"])
+    assert info.value.code == 2
+    assert "argument --shapes: must be comma-separated integers (lists separated by ';'), not '13,x'" in \
+        capsys.readouterr().err
     assert main(args + ["--shapes", "14,5"]) == 2
     assert "shapes[0] must be an integer in [1, 13], not 14" in capsys.readouterr().err
     assert main(args + ["--shapes", "5,5,5,5,5"]) == 2
     assert "shapes must list 2 to 4 sizes" in capsys.readouterr().err
-    assert not (tmp_path / "cosim").exists()
+    assert main(args + ["--shapes", "13,5;14,5"]) == 2  # one list per phase: each is checked
+    assert "phase 1: shapes[0] must be an integer in [1, 13], not 14" in capsys.readouterr().err
+    assert main(args + ["--shapes", "13,5;13,4", "--phases", "3"]) == 2
+    assert "phases is 3 but shapes lists 2 phases" in capsys.readouterr().err
+    assert not (tmp_path / "cosim").exists() and not (tmp_path / "verilog").exists()
+
+
+def test_one_shape_list_per_phase_on_the_given_verilog(tmp_path):
+    """As the demo runs it: the Verilog written by `make verilog`, and one phase per MLP shape."""
+    from hw.export import write_verilog
+
+    verilog = write_verilog(_params("mlp-odd"), tmp_path / "given")
+    shapes = [[13, 5, 11], [4, 3, 2, 1]]
+    s = run_cosim(CONFIGS / "mlp-odd.yaml", engine="mlp_engine", verilog=verilog, shapes=shapes, vectors=8,
+                  seed=2, init_seed=2, build_root=BUILD, runs_root=tmp_path)
+    assert s["mismatches"] == 0 and s["passed"] and s["verilog"] == str(verilog)
+    assert len(s["phases"]) == 2 and s["shapes"] == shapes
+    for phase, sizes in zip(s["phases"], shapes):
+        layers = phase["layers"]
+        assert [layers[0]["in_size"]] + [x["out_size"] for x in layers] == sizes
+        assert phase["cycles_rtl"] == phase["cycles_tlm"] > 0

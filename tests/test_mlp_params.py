@@ -44,7 +44,7 @@ def test_fields_are_validated_in_order():
 
 
 def test_params_are_keyword_only_and_frozen():
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="Unexpected positional argument"):  # keyword-only
         MlpEngineParams(8)  # noqa
     p = MlpEngineParams()
     with pytest.raises(AttributeError):
@@ -140,9 +140,9 @@ def test_valid_layers_pass_and_come_back_as_a_tuple():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"in_size": -1}, "MlpLayer.in_size must be a non-negative integer, not -1"),
-        ({"mult": 2.5}, "MlpLayer.mult must be a non-negative integer, not 2.5"),
-        ({"shift": True}, "MlpLayer.shift must be a non-negative integer, not True"),
+        ({"in_size": -1}, "MlpLayer.in_size must be an integer >= 0, not -1"),
+        ({"mult": 2.5}, "MlpLayer.mult must be an integer >= 0, not 2.5"),
+        ({"shift": True}, "MlpLayer.shift must be an integer >= 0, not True"),
         ({"relu": 1}, "MlpLayer.relu must be a bool (true or false), not 1"),
         ({"act_signed": "yes"}, "MlpLayer.act_signed must be a bool (true or false), not 'yes'"),
         ({"bias": None}, "MlpLayer.bias must be a bool (true or false), not None"),

@@ -2,6 +2,7 @@ import re
 
 import pytest
 import yaml
+from hypothesis import given, strategies as st
 
 from hw.params import ConfigError, HashEncoderParams, load_config, save_config
 from tests.conftest import CONFIGS
@@ -19,13 +20,15 @@ from tests.conftest import CONFIGS
         ({"feature_bits": 1}, "HashEncoderParams.feature_bits must be an integer in [2, 16], not 1"),
         ({"feature_bits": 17}, "HashEncoderParams.feature_bits must be an integer in [2, 16], not 17"),
         ({"coord_bits": 25}, "HashEncoderParams.coord_bits must be an integer in [4, 24], not 25"),
-        ({"n_min": 0}, "HashEncoderParams.n_min must be an integer in [1, 65536], not 0"),
+        ({"n_min": 0}, "HashEncoderParams.n_min must be an integer in [1, 16777216], not 0"),
+        ({"coord_bits": 8, "n_min": 300}, "HashEncoderParams.n_min must be an integer in [1, 256], not 300"),
         ({"n_min": 32, "n_max": 16}, "HashEncoderParams.n_max must be an integer in [32, 65536], not 16"),
         ({"coord_bits": 8, "n_max": 512}, "HashEncoderParams.n_max must be an integer in [16, 256], not 512"),
         ({"levels": 1, "n_min": 16, "n_max": 32, "lanes": 1},
          "HashEncoderParams.n_max must equal n_min (16) when levels is 1, not 32"),
         ({"levels": 4, "lanes": 5}, "HashEncoderParams.lanes must be an integer in [1, 4], not 5"),
-        ({"lanes": 0}, "HashEncoderParams.lanes must be an integer in [1, 16], not 0"),
+        ({"lanes": 0}, "HashEncoderParams.lanes must be an integer in [1, 32], not 0"),
+        ({"lanes": "2"}, "HashEncoderParams.lanes must be an integer in [1, 32], not '2'"),
     ],
 )
 def test_invalid_params_name_field_and_value(kwargs, message):
@@ -34,7 +37,7 @@ def test_invalid_params_name_field_and_value(kwargs, message):
 
 
 def test_params_are_keyword_only_and_frozen():
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="Unexpected positional argument"):  # keyword-only
         HashEncoderParams(16)  # noqa
     p = HashEncoderParams()
     with pytest.raises(AttributeError):
@@ -115,3 +118,34 @@ def test_presets_load_and_cover_required_cases():
     assert any(not all(p.dense) for p in presets.values())  # hashed levels
     assert any(p.lanes > 1 for p in presets.values())
     assert any(p.features != 2 or p.feature_bits != 8 for p in presets.values())
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 1 << 25), st.floats(allow_nan=True), st.text(max_size=4),
+                    st.lists(st.integers(0, 9), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_KEYS = st.one_of(st.sampled_from(["levels", "log2_table_size", "features", "feature_bits", "coord_bits", "n_min",
+                                   "n_max", "lanes", "rows", "cols", "max_in", "max_out", "n", "out_size", "in_bits"]),
+                  st.text(max_size=6))
+_SECTIONS = st.one_of(st.sampled_from(["hash_encoder", "mlp_engine", "hadamard"]), st.text(max_size=8))
+
+
+@given(st.one_of(st.dictionaries(_SECTIONS, st.one_of(st.dictionaries(_KEYS, _VALUES, max_size=6), _VALUES), max_size=3),
+                 _VALUES))
+def test_load_config_gives_params_or_a_config_error(tmp_path_factory, data):
+    """Any YAML document (sections, keys, values of any type): parameters or a ConfigError, never another exception."""
+    path = tmp_path_factory.mktemp("fuzz") / "preset.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        sections = load_config(path)
+    except ConfigError as exc:
+        assert str(exc)
+    else:
+        assert sections and all(type(p).from_dict(p.to_dict()) == p for p in sections.values())
+
+
+@pytest.mark.parametrize("text", ["hash_encoder: [1, 2\n", "\x00\x01", "hash_encoder:\n  levels: !!python/object:os.system x\n",
+                                  "- 1\n- 2\n", "hash_encoder:\n  levels: 1e400\n"])
+def test_odd_yaml_is_a_config_error(tmp_path, text):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="odd.yaml"):
+        load_config(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hw.params import ConfigError, HadamardConfig, HadamardParams
-from sim.cosim.traffic import count_ties, random_hadamard_workload
+from sim.cosim.workload_hadamard import count_ties, random_hadamard_workload
 from sim.tlm.hadamard import (
     HadamardTLM,
     bias_writes,
@@ -135,8 +135,11 @@ def test_hadamard_matrix_is_the_popcount_sign_matrix(n):
 
 
 def test_hadamard_matrix_rejects_other_sizes():
-    for bad in (0, 3, 96, -4, 2.0):
+    for bad in (3, 96):
         with pytest.raises(ValueError, match=re.escape(f"n must be a power of two >= 1, not {bad!r}")):
+            hadamard_matrix(bad)
+    for bad in (0, -4, 2.0, True):
+        with pytest.raises(ValueError, match=re.escape(f"n must be an integer >= 1, not {bad!r}")):
             hadamard_matrix(bad)
     with pytest.raises(ValueError, match=re.escape("n must be a power of two >= 1, not 12")):
         fwht(np.zeros((2, 12), dtype=np.int64))
@@ -333,7 +336,7 @@ def test_closed_forms_of_the_inr_layer():
         vector_cycles(p, 9)
     with pytest.raises(ValueError, match=re.escape("act_bits must be an integer in [2, 8], not 1")):
         stream_cycles(p, 1, 3)
-    with pytest.raises(ValueError, match=re.escape("vectors must be non-negative, not -1")):
+    with pytest.raises(ValueError, match=re.escape("vectors must be an integer >= 0, not -1")):
         stream_cycles(p, 8, -1)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hw.params import HashEncoderParams
-from sim.cosim.traffic import random_traffic
+from sim.cosim.workload_hash_encoder import random_traffic
 from sim.tlm.hash_encoder import HashEncoderTLM, pack_features, to_fixed, unpack_features
 
 PRIMES = (1, 2654435761, 805459861)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hw.params import ConfigError, MlpEngineParams, MlpLayer
-from sim.cosim.traffic import random_mlp_workload
+from sim.cosim.workload_mlp_engine import random_mlp_workload
 from sim.tlm.mlp_engine import (
     MlpEngineTLM,
     bias_writes,

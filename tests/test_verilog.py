@@ -56,3 +56,65 @@ def test_lint_reports_real_warnings(tmp_path):
     bad.write_text("module bad(input clk, input [3:0] a, output [3:0] y);\n  wire unused_w;\n  assign y = a;\nendmodule\n")
     clean, output = lint_verilog(bad)
     assert not clean and "UNUSEDSIGNAL" in output
+
+
+def test_group_roms_are_continuous_assignments():
+    """The per-group constants of a lane (resolution, dense, strides) must not be `always @*` case blocks:
+    an event-driven 4-state simulator evaluates those only when the group register changes, which left
+    the first point's level-0 (lanes: level-0/1) outputs X (issue 10, item 7)."""
+    for name in ("test-small", "lanes"):
+        text = hash_encoder_verilog(load_config(CONFIGS / f"{name}.yaml")["hash_encoder"])
+        assert re.search(r"assign lane0_res = ", text), name
+        assert not re.search(r"^\s+lane\d+_(res|dense|stride1|stride2) = ", text, re.M), name
+
+
+@pytest.mark.skipif(__import__("shutil").which("iverilog") is None, reason="Icarus Verilog (4-state) not installed")
+@pytest.mark.parametrize("name", ["test-small", "lanes"])
+def test_four_state_simulation_has_no_x(name, tmp_path):
+    """Icarus Verilog (4-state: X where nothing was assigned) runs the cocotb testbench: every payload of
+    the first points must be 0/1 and match the TLM."""
+    import json
+    import os
+
+    from cocotb_tools.runner import get_runner
+
+    from tests.conftest import ROOT
+
+    params = load_config(CONFIGS / f"{name}.yaml")["hash_encoder"]
+    verilog = write_verilog(params, tmp_path)
+    runner = get_runner("icarus")
+    runner.build(sources=[verilog], hdl_toplevel="hash_encoder", build_dir=tmp_path / "build", timescale=("1ns", "1ps"))
+    job = {"params": params.to_dict(), "points": 20, "seed": 1, "fault": None, "result": str(tmp_path / "result.json")}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    runner.test(test_module="sim.cosim.tb_hash_encoder", hdl_toplevel="hash_encoder", build_dir=tmp_path / "build",
+                test_dir=tmp_path, timescale=("1ns", "1ps"),
+                extra_env={"NERFHW_COSIM_JOB": str(tmp_path / "job.json"),
+                           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+    result = json.loads((tmp_path / "result.json").read_text())  # an X payload fails before writing it
+    assert result["mismatches"] == 0 and result["transactions"] == 20
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_size_estimate_is_calibrated(config):
+    from hw.export import engine_verilog, verilog_size
+
+    for params in load_config(config).values():
+        ratio = verilog_size(params) / len(engine_verilog(params))
+        assert 0.6 < ratio < 2.0, (config.stem, ratio)
+
+
+def test_too_large_verilog_is_refused_before_generation(tmp_path, monkeypatch):
+    from hw.config import ConfigError
+    from hw.export import MAX_VERILOG_BYTES, verilog_size
+
+    big = HashEncoderParams(levels=32, log2_table_size=24, features=8, feature_bits=16, n_min=16, n_max=4096)
+    assert verilog_size(big) > MAX_VERILOG_BYTES == 512 << 20
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated anyway")
+
+    monkeypatch.setattr("amaranth.back.verilog.convert", no_generation)
+    with pytest.raises(ConfigError, match=r"hash_encoder with \{'levels': 32, .*\} would be about [\d,]+ MB of Verilog "
+                                          r"\(limit 537 MB\)"):
+        write_verilog(big, tmp_path)
+    assert not list(tmp_path.iterdir())

@@ -14,7 +14,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["verilator_env", "lint_config", "CosimRun", "build", "run"]
+__all__ = ["verilator_env", "lint_configs", "CosimRun", "build", "run", "RANDOM_INIT_BUILD_ARGS", "random_init_plusargs"]
+
+#: Verilator options that give every register, memory and X assignment without an explicit value a
+#: random power-up value instead of zero (``--x-initial unique``: variables without an initializer;
+#: ``--x-assign unique``: X constants), so that no result can depend on a 2-state simulator's zeros.
+#: The values are drawn at run time (``random_init_plusargs``).
+RANDOM_INIT_BUILD_ARGS = ("--x-assign", "unique", "--x-initial", "unique")
+
+
+def random_init_plusargs(seed: int) -> list[str]:
+    """Run-time options of a ``RANDOM_INIT_BUILD_ARGS`` model: randomise the initial state
+    (``+verilator+rand+reset+2``) from ``seed`` (``+verilator+seed+<seed>``, seed >= 1)."""
+    if seed < 1:
+        raise ValueError(f"seed must be an integer >= 1, not {seed!r}")
+    return ["+verilator+rand+reset+2", f"+verilator+seed+{seed}"]
 
 _HW_DIR = Path(__file__).resolve().parents[2] / "hw"
 
@@ -46,9 +60,10 @@ def verilator_env() -> Path:
     return root
 
 
-def lint_config() -> Path:
-    """The Verilator control file with the generator-output waivers (``hw/lint.vlt``)."""
-    return _HW_DIR / "lint.vlt"
+def lint_configs() -> list[Path]:
+    """The Verilator control files with the generator-output waivers: the shared ``hw/lint.vlt`` and each
+    engine's own ``hw/<engine>/lint.vlt``."""
+    return [_HW_DIR / "lint.vlt", *sorted(_HW_DIR.glob("*/lint.vlt"))]
 
 
 @dataclass
@@ -64,7 +79,8 @@ class CosimRun:
 
 
 def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False):
-    """Verilate and compile ``verilog`` (incremental: make rebuilds only what changed).
+    """Verilate and compile ``verilog`` (incremental: make rebuilds only what changed), with randomised
+    initial state (``RANDOM_INIT_BUILD_ARGS``; ``run`` picks the seed).
 
     Returns:
         ``(runner, seconds)``.
@@ -76,10 +92,11 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False)
     build_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     runner.build(
-        sources=[lint_config(), Path(verilog).resolve()],
+        sources=[*lint_configs(), Path(verilog).resolve()],
         hdl_toplevel=toplevel,
         build_dir=build_dir.resolve(),
         waves=waves,
+        build_args=list(RANDOM_INIT_BUILD_ARGS),
         timescale=("1ns", "1ps"),
         log_file=(build_dir / "build.log").resolve(),
     )
@@ -87,8 +104,11 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False)
 
 
 def run(runner, *, toplevel: str, test_module: str, build_dir: Path, run_dir: Path, job: dict,
-        waves: bool = False) -> CosimRun:
+        waves: bool = False, init_seed: int = 1) -> CosimRun:
     """Run one cocotb test module; ``job`` is handed over as JSON (read by ``sim.cosim.harness.load_job``).
+
+    The model's initial state (every register and memory without an explicit initial value) is
+    random, drawn from ``init_seed`` (``random_init_plusargs``).
 
     The testbench writes its result JSON to ``run_dir/result.json``; a failed test still returns
     its result (``passed`` False) so callers can report mismatches.
@@ -116,6 +136,7 @@ def run(runner, *, toplevel: str, test_module: str, build_dir: Path, run_dir: Pa
             test_dir=run_dir,
             results_xml=str(run_dir / "results.xml"),
             extra_env={"NERFHW_COSIM_JOB": str(job_path)},
+            plusargs=random_init_plusargs(init_seed),
             waves=waves,
             timescale=("1ns", "1ps"),
             log_file=log,

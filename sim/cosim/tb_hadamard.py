@@ -2,7 +2,7 @@
 
 Run through ``sim.cosim.runner``; the job (parameters, vector count, phases, seed, optional injected
 model fault, result path) arrives as a JSON file named by ``NERFHW_COSIM_JOB``. The run has several
-phases (``sim.cosim.traffic.random_hadamard_workload``): each writes a new configuration, weights and
+phases (``sim.cosim.workload_hadamard.random_hadamard_workload``): each writes a new configuration, weights and
 biases while the engine is idle, then streams its vectors (``sim.cosim.harness.run_phases``); cycle 0
 of a phase is the cycle after its loading ends. One scoreboard per stream checks every transfer of all
 phases in order (cycles relative to the phase). The coroutine name has no ``test_`` prefix so that
@@ -15,9 +15,9 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.params import HadamardParams
+from hw.hadamard.params import HadamardParams
 from sim.cosim.harness import EngineTB, load_job, run_phases, write_result
-from sim.cosim.traffic import HadamardPhase, count_ties, random_hadamard_workload
+from sim.cosim.workload_hadamard import HadamardPhase, count_ties, random_hadamard_workload
 from sim.tlm.hadamard import HadamardTLM, config_word, fwht
 
 __all__ = ["HadamardTB"]

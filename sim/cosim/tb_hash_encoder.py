@@ -12,10 +12,10 @@ import time
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from hw.params import HashEncoderParams
+from hw.hash_encoder.params import HashEncoderParams
 from sim.cosim.harness import JOB_ENV, EngineTB, load_job, scoreboard_result, stream_and_check, write_result
 from sim.cosim.scoreboard import Scoreboard, inject_fault
-from sim.cosim.traffic import random_traffic
+from sim.cosim.workload_hash_encoder import random_traffic
 from sim.tlm.hash_encoder import HashEncoderTLM, pack_features, pack_point
 
 __all__ = ["TB", "inject_fault", "JOB_ENV"]

@@ -2,7 +2,7 @@
 
 Run through ``sim.cosim.runner``; the job (parameters, vector count, phases, optional layer sizes, seed,
 optional injected model fault, result path) arrives as a JSON file named by ``NERFHW_COSIM_JOB``.
-The run has several phases (``sim.cosim.traffic.random_mlp_workload``): each writes a new
+The run has several phases (``sim.cosim.workload_mlp_engine.random_mlp_workload``): each writes a new
 configuration, weights and biases while the engine is idle, then streams its vectors (``sim.cosim.harness.run_phases``); cycle 0 of a
 phase is the cycle after its loading ends. One scoreboard per stream checks every transfer of all
 phases in order (cycles relative to the phase). The coroutine name has no ``test_`` prefix so that
@@ -14,9 +14,9 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from hw.params import MlpEngineParams
+from hw.mlp_engine.params import MlpEngineParams
 from sim.cosim.harness import EngineTB, load_job, run_phases, write_result
-from sim.cosim.traffic import MlpPhase, random_mlp_workload
+from sim.cosim.workload_mlp_engine import MlpPhase, random_mlp_workload
 from sim.tlm.mlp_engine import MlpEngineTLM, config_word
 
 __all__ = ["MlpTB"]

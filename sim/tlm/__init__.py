@@ -1,1 +1,2 @@
-"""Cycle-for-cycle Python models of the engines; they import ``hw.params`` only, never Amaranth."""
+"""Cycle-for-cycle Python models of the engines; each imports its engine's params only
+(``hw.<engine>.params``), never Amaranth."""

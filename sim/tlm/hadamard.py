@@ -1,6 +1,6 @@
 """Cycle-for-cycle transaction-level model of ``hw.hadamard.HadamardEngine`` (DHQ), plus its closed-form timing.
 
-Imports ``hw.params`` and NumPy only (no Amaranth). Three parts:
+Imports the engine's params (``hw.hadamard.params``) and NumPy only (no Amaranth). Three parts:
 
 (a) ``reference_forward``: the bit-exact integer semantics of one DHQ-quantized linear layer, in NumPy
     int64. ``quant/hadamard.py`` relies on exactly this definition. Per input vector x (n signed
@@ -16,7 +16,7 @@ Imports ``hw.params`` and NumPy only (no Amaranth). Three parts:
     identity for S = 0. The clamps are the narrow symmetric ranges of ``quant/quantizers.py``'s
     "symmetric" scheme. The 1/sqrt(n) of the orthonormal transform is folded into M_a / 2^S_a.
     Every intermediate fits in int64: ``|acc * M_o| < 2^(prod_o_bits - 1) <= 2^58``
-    (``hw.params.HadamardParams``), so no object arrays are needed.
+    (``hw.hadamard.params.HadamardParams``), so no object arrays are needed.
 
 (b) ``HadamardTLM.run``: payloads and the cycle of every input and output transfer. Cycle 0 is the
     first cycle with the engine idle after configuration (``cfg``, weights and biases written while
@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.params import HadamardConfig, HadamardParams
-from sim.tlm.mlp_engine import check_range, config_word, pack_vector, unpack_vector
-from sim.tlm.transfers import ReadyPattern, check_offers
+from hw.config import check_int
+from hw.hadamard.params import HadamardConfig, HadamardParams
+from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector, unpack_vector
 
 __all__ = [
     "HadamardConfig", "HadamardTLM", "HadamardResult", "hadamard_matrix", "fwht", "rne", "requantize",
@@ -60,7 +60,7 @@ __all__ = [
 
 # --- integer arithmetic ----------------------------------------------------------------------------
 def _check_length(n) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n & (n - 1):
+    if check_int("n", n, 1) & (n - 1):
         raise ValueError(f"n must be a power of two >= 1, not {n!r}")
 
 
@@ -195,10 +195,7 @@ def vector_cycles(params: HadamardParams, act_bits: int) -> int:
     Raises:
         ValueError: act_bits outside [2, max_act_bits].
     """
-    if isinstance(act_bits, bool) or not isinstance(act_bits, (int, np.integer)) \
-            or not 2 <= act_bits <= params.max_act_bits:
-        raise ValueError(f"act_bits must be an integer in [2, {params.max_act_bits}], not {act_bits!r}")
-    return params.row_tiles * params.col_tiles * int(act_bits)
+    return params.row_tiles * params.col_tiles * check_int("act_bits", act_bits, 2, params.max_act_bits)
 
 
 def vector_latency(params: HadamardParams, act_bits: int) -> int:
@@ -211,9 +208,7 @@ def vector_latency(params: HadamardParams, act_bits: int) -> int:
 def stream_cycles(params: HadamardParams, act_bits: int, vectors: int) -> int:
     """Total cycles (last output transfer + 1) of ``vectors`` vectors all offered at cycle 0 with the
     output always ready: ``vectors * T + F + 6`` (0 for no vectors)."""
-    if vectors < 0:
-        raise ValueError(f"vectors must be non-negative, not {vectors}")
-    if vectors == 0:
+    if check_int("vectors", vectors, 0) == 0:
         return 0
     return vectors * vector_cycles(params, act_bits) + params.front_cycles + params.PIPELINE_STAGES + 2
 
@@ -253,7 +248,7 @@ class HadamardTLM:
         bias: int array (m,) of signed ``bias_bits`` codes, or None (zeros).
 
     Raises:
-        hw.params.ConfigError: a bad configuration. ValueError: a weight or bias of the wrong shape
+        hw.config.ConfigError: a bad configuration. ValueError: a weight or bias of the wrong shape
             or out of range, naming the position and the value.
     """
 

@@ -1,6 +1,6 @@
 """Cycle-for-cycle transaction-level model of ``hw.hash_encoder.HashEncoder``.
 
-Imports ``hw.params`` and ``nerf.grid`` only (no Amaranth). Given the parameters, the table contents,
+Imports the engine's params (``hw.hash_encoder.params``) and ``nerf.grid`` only (no Amaranth). Given the parameters, the table contents,
 the input points with the cycle each is first offered, and the output-ready pattern, ``run`` returns
 every output payload bit-exactly and the cycle of every input and output transfer.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.params import HashEncoderParams
+from hw.hash_encoder.params import HashEncoderParams
 from nerf import grid
 from sim.tlm.transfers import ReadyPattern, check_offers
 

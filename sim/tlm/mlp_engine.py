@@ -1,9 +1,9 @@
 """Cycle-for-cycle transaction-level model of ``hw.mlp_engine.MlpEngine``, plus its closed-form timing.
 
-Imports ``hw.params`` and NumPy only (no Amaranth). Three parts:
+Imports the engine's params (``hw.mlp_engine.params``) and NumPy only (no Amaranth). Three parts:
 
 (a) ``reference_forward``: the bit-exact integer forward pass of the quantized MLP, in NumPy int64.
-    Per layer (``hw.params.MlpLayer``), with ``x`` the layer's input codes as integers (signed or
+    Per layer (``hw.mlp_engine.params.MlpLayer``), with ``x`` the layer's input codes as integers (signed or
     unsigned per ``act_signed``) and ``W`` the signed weight codes::
 
         acc = x @ W.T + (b if bias else 0)                 # exact: |acc| < 2^(acc_bits - 1) <= 2^40
@@ -48,8 +48,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.params import ConfigError, MlpEngineParams, MlpLayer
-from sim.tlm.transfers import ReadyPattern, check_offers
+from hw.config import ConfigError, check_int
+from hw.mlp_engine.params import MlpEngineParams, MlpLayer
+from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector, unpack_vector
 
 __all__ = [
     "MlpEngineTLM", "MlpResult", "reference_forward", "layer_cycles", "vector_cycles", "vector_latency",
@@ -58,47 +59,6 @@ __all__ = [
 
 
 # --- payload and write-port formats (the drivers' view) ----------------------------------------
-def pack_vector(values, bits: int) -> int:
-    """Stream payload of a vector: element i as ``value mod 2^bits`` at bits [i*bits, (i+1)*bits).
-
-    Signed values are thus sign-extended to ``bits`` (the engine's ``max_act_bits``).
-    """
-    mask = (1 << bits) - 1
-    out = 0
-    for i, v in enumerate(values):
-        out |= (int(v) & mask) << (i * bits)
-    return out
-
-
-def unpack_vector(payload: int, count: int, bits: int, *, signed: bool) -> list[int]:
-    """Inverse of ``pack_vector`` for ``count`` elements, read as two's complement if ``signed``."""
-    mask = (1 << bits) - 1
-    out = []
-    for i in range(count):
-        v = (payload >> (i * bits)) & mask
-        out.append(v - (1 << bits) if signed and v >> (bits - 1) else v)
-    return out
-
-
-def config_word(params: MlpEngineParams, layer: MlpLayer) -> int:
-    """The ``cfg.data`` word of one layer, fields in ``params.config_fields`` order from bit 0.
-
-    Works for any engine's params with ``config_fields`` and settings object with those attributes
-    (``sim.tlm.hadamard`` packs ``HadamardConfig`` with it).
-
-    Raises:
-        ValueError: a field that does not fit its width, naming it.
-    """
-    word, pos = 0, 0
-    for name, bits in params.config_fields:
-        value = int(getattr(layer, name))
-        if not 0 <= value < (1 << bits):
-            raise ValueError(f"{type(layer).__name__} field {name} = {value} does not fit in {bits} bits")
-        word |= value << pos
-        pos += bits
-    return word
-
-
 def weight_writes(params: MlpEngineParams, layer_index: int, weights, weight_bits: int, *,
                   padding: np.random.Generator | None = None) -> list[tuple[int, int, int, int, int]]:
     """Words for the ``weights`` write port that load one layer's weight matrix as bit-planes.
@@ -167,11 +127,10 @@ def layer_cycles(params: MlpEngineParams, *, in_size: int, out_size: int, weight
     Raises:
         ValueError: a size or width outside the engine's maxima.
     """
-    for name, value, lo, hi in (("in_size", in_size, 1, params.max_in), ("out_size", out_size, 1, params.max_out),
-                                ("weight_bits", weight_bits, 2, params.max_weight_bits),
-                                ("act_bits", act_bits, 2, params.max_act_bits)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+    in_size = check_int("in_size", in_size, 1, params.max_in)
+    out_size = check_int("out_size", out_size, 1, params.max_out)
+    weight_bits = check_int("weight_bits", weight_bits, 2, params.max_weight_bits)
+    act_bits = check_int("act_bits", act_bits, 2, params.max_act_bits)
     return -(-out_size // params.rows) * -(-in_size // params.cols) * weight_bits * act_bits
 
 
@@ -200,9 +159,7 @@ def vector_latency(params: MlpEngineParams, layers: Sequence) -> int:
 def stream_cycles(params: MlpEngineParams, layers: Sequence, vectors: int) -> int:
     """Total cycles (last output transfer + 1) of ``vectors`` vectors all offered at cycle 0 with the
     output always ready: ``vectors * T + 7`` (0 for no vectors)."""
-    if vectors < 0:
-        raise ValueError(f"vectors must be non-negative, not {vectors}")
-    if vectors == 0:
+    if check_int("vectors", vectors, 0) == 0:
         return 0
     return vectors * vector_cycles(params, layers) + params.START_CYCLES + params.PIPELINE_STAGES + 1
 
@@ -272,7 +229,7 @@ class MlpEngineTLM:
             for layers with ``bias``. None: no layer may use a bias.
 
     Raises:
-        hw.params.ConfigError: a bad layer configuration. ValueError: a weight or bias of the
+        hw.config.ConfigError: a bad layer configuration. ValueError: a weight or bias of the
             wrong shape or out of range, naming the layer, the position and the value.
     """
 
@@ -409,13 +366,3 @@ class MlpEngineTLM:
         accept, out = self.schedule(offer_cycles, ready)
         payloads = [self.payload(row) for row in y]
         return MlpResult(accept, out, y, payloads, int(out.max()) + 1 if n else 0)
-
-
-def check_range(a: np.ndarray, lo: int, hi: int, name: str, what: str) -> None:
-    """Raise ``ValueError`` naming the first element of ``a`` outside [lo, hi]: ``name[i, j] = v is outside
-    the <what> range [lo, hi]``."""
-    bad = (a < lo) | (a > hi)
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        where = ", ".join(map(str, pos))
-        raise ValueError(f"{name}[{where}] = {int(a[pos])} is outside the {what} range [{lo}, {hi}]")

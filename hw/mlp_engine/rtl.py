@@ -6,7 +6,7 @@ ones per row and adds the counts, shifted by the two planes' significance, to R 
 complement the weight MSB plane, and the activation MSB plane when the layer's activations are signed,
 have negative significance. A layer's cost thus scales with weight bits x activation bits, which is
 what makes mixed precision pay. Layer sizes, bitwidths and requantization are run-time settings
-(``hw.params.MlpLayer``) up to the generated maxima (``hw.params.MlpEngineParams``).
+(``hw.mlp_engine.params.MlpLayer``) up to the generated maxima (``MlpEngineParams``).
 
 Interfaces (all in the ``sync`` domain; R = rows, C = cols):
 
@@ -86,10 +86,11 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.params import MlpEngineParams
+from hw.common import StreamQueue, adder_tree, config_layout, index_range
+from hw.mlp_engine.params import MlpEngineParams
 
 __all__ = ["MlpEngine", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature",
-           "vector_layout", "config_layout"]
+           "vector_layout", "config_layout", "adder_tree", "index_range"]
 
 
 def vector_layout(count: int, bits: int) -> data.ArrayLayout:
@@ -97,14 +98,6 @@ def vector_layout(count: int, bits: int) -> data.ArrayLayout:
     return data.ArrayLayout(unsigned(bits), count)
 
 
-def config_layout(params: MlpEngineParams) -> data.StructLayout:
-    """One layer's settings, ``MlpEngineParams.config_fields`` from bit 0 (all unsigned)."""
-    return data.StructLayout({name: unsigned(bits) for name, bits in params.config_fields})
-
-
-def index_range(n: int) -> range:
-    """The shape of an index signal for n values: ``range(max(n, 2))``, so it is at least one bit wide."""
-    return range(max(n, 2))
 
 
 class ConfigWriteSignature(wiring.Signature):
@@ -146,13 +139,6 @@ class BiasWriteSignature(wiring.Signature):
             "data": Out(params.rows * params.bias_bits),
         })
 
-
-def adder_tree(terms: list):
-    """The sum of ``terms`` (Amaranth values) as a balanced adder tree; of 1-bit terms, their popcount."""
-    while len(terms) > 1:
-        pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
 
 
 class MlpEngine(wiring.Component):
@@ -394,17 +380,11 @@ class MlpEngine(wiring.Component):
             m.d.sync += in_full.eq(1)
             m.d.sync += [in_buf[k].eq(Mux(k < first_in, self.i.payload[k], 0)) for k in range(p.max_in)]
 
-        # --- output FIFO and credits ---------------------------------------------------------------
+        # --- output queue and credits --------------------------------------------------------------
         push = s4["valid"] & s4["layer_end"] & s4["vec_end"]
+        m.submodules.out_queue = queue = StreamQueue(shape=vector_layout(p.max_out, AB), depth=depth)
+        m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(merged)]
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
         pop = self.o.valid & self.o.ready
-        entries = Array(Signal(p.max_out * AB, name=f"fifo_{n}") for n in range(depth))
-        w_ptr = Signal(range(depth))
-        r_ptr = Signal(range(depth))
-        count = Signal(range(depth + 1))
-        m.d.comb += [self.o.valid.eq(count != 0), self.o.payload.eq(entries[r_ptr])]
-        with m.If(push):
-            m.d.sync += [entries[w_ptr].eq(merged), w_ptr.eq(Mux(w_ptr == depth - 1, 0, w_ptr + 1))]
-        with m.If(pop):
-            m.d.sync += r_ptr.eq(Mux(r_ptr == depth - 1, 0, r_ptr + 1))
-        m.d.sync += [count.eq(count + push - pop), credits.eq(credits + load - pop)]
+        m.d.sync += credits.eq(credits + load - pop)
         return m

@@ -10,7 +10,7 @@ bit-exactly as ``sim.tlm.hadamard.reference_forward`` (its docstring has the sem
     y   = clamp(rne(acc * M_o, S_o), +-(2^(out_bits-1) - 1))
 
 with ``rne`` rounding to nearest, ties to even. The sizes n, m and the input, weight and output widths
-are generation-time parameters (``hw.params.HadamardParams``); the activation width a (2 ..
+are generation-time parameters (``hw.hadamard.params.HadamardParams``); the activation width a (2 ..
 max_act_bits) and the scales M_a / 2^S_a, M_o / 2^S_o are run-time settings (``HadamardConfig``).
 
 Interfaces (all in the ``sync`` domain; R = rows, C = cols, RT = ceil(m / R), CT = n / C, k = log2 n):
@@ -18,7 +18,7 @@ Interfaces (all in the ``sync`` domain; R = rows, C = cols, RT = ceil(m / R), CT
 * ``i``: ``stream.Signature(ArrayLayout(signed(in_bits), n))``: one whole input vector per transfer,
   element j in bits [j * in_bits, (j + 1) * in_bits).
 * ``o``: ``stream.Signature(ArrayLayout(signed(out_bits), m))``: the output vector, element 0 in the
-  low bits (``sim.tlm.mlp_engine.pack_vector``). Outputs leave in input order.
+  low bits (``sim.tlm.transfers.pack_vector``). Outputs leave in input order.
 * ``cfg`` (``ConfigWriteSignature``): while ``en``, the settings are written from ``data``
   (``config_layout``: fields of ``HadamardParams.config_fields``). The rounding masks of S_a and S_o
   and the activation limits +-(2^(a-1) - 1) are registered from ``data`` at the same edge, so that
@@ -90,8 +90,9 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.mlp_engine import adder_tree, config_layout, index_range
-from hw.params import HadamardParams
+from hw.common import StreamQueue, adder_tree, config_layout, index_range
+from hw.config import check_int
+from hw.hadamard.params import HadamardParams
 
 __all__ = ["HadamardEngine", "FwhtPipeline", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature",
            "signed_vector_layout", "config_layout"]
@@ -179,10 +180,9 @@ class FwhtPipeline(wiring.Component):
     """
 
     def __init__(self, *, n: int, in_bits: int):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2 or n & (n - 1):
+        if check_int("n", n, 2) & (n - 1):
             raise ValueError(f"n must be a power of two >= 2, not {n!r}")
-        if isinstance(in_bits, bool) or not isinstance(in_bits, int) or in_bits < 1:
-            raise ValueError(f"in_bits must be a positive integer, not {in_bits!r}")
+        check_int("in_bits", in_bits, 1)
         self.n, self.in_bits, self.stages = n, in_bits, n.bit_length() - 1
         super().__init__({
             "i_valid": In(1),
@@ -253,23 +253,11 @@ class HadamardEngine(wiring.Component):
                              Mux(y < neg_limit, neg_limit.as_unsigned()[:bits], y[:bits])), f"{tag}_code")
 
         def fifo(name, width, depth, push, value, pop):
-            """A register FIFO of ``depth`` entries; push and pop may coincide. Returns (head, count)."""
-            entries = [Signal(width, name=f"{name}{e}", reset_less=True) for e in range(depth)]
-            count = Signal(range(depth + 1), name=f"{name}_count")
-            if depth == 1:
-                head = entries[0]
-                with m.If(push):
-                    m.d.sync += entries[0].eq(value)
-            else:
-                w_ptr = Signal(range(depth), name=f"{name}_wptr")
-                r_ptr = Signal(range(depth), name=f"{name}_rptr")
-                head = Array(entries)[r_ptr]
-                with m.If(push):
-                    m.d.sync += [Array(entries)[w_ptr].eq(value), w_ptr.eq(Mux(w_ptr == depth - 1, 0, w_ptr + 1))]
-                with m.If(pop):
-                    m.d.sync += r_ptr.eq(Mux(r_ptr == depth - 1, 0, r_ptr + 1))
-            m.d.sync += count.eq(count + push - pop)
-            return head, count
+            """A ``StreamQueue`` of ``depth`` entries; push and pop may coincide. Returns (head, count)."""
+            queue = StreamQueue(shape=width, depth=depth)
+            m.submodules[name] = queue
+            m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(value), queue.o.ready.eq(pop)]
+            return queue.o.payload, queue.level
 
         # --- configuration register, and the values derived from it, registered at the same write ----
         layout = config_layout(p)

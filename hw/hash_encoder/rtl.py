@@ -21,8 +21,8 @@ Micro-architecture (modelled cycle for cycle by ``sim.tlm.hash_encoder``):
   2 the 8 corner indices (dense or hashed; registered, they address the table read ports);
   3 table data (synchronous read); 4 lerp along x; 5 along y; 6 along z and the output shift.
 * The last group of a point reaches stage 6 six cycles after it left the issue register and is
-  written with the earlier groups into an output FIFO of ``fifo_depth`` entries; the output is valid
-  the next cycle. Pipeline latency, input transfer to earliest output transfer: G + 7 cycles.
+  written with the earlier groups into the output queue (``hw.common.StreamQueue``) of ``fifo_depth``
+  entries; the output is valid the next cycle. Pipeline latency, input transfer to earliest output transfer: G + 7 cycles.
 * The pipeline never stalls: the input takes a point only while a credit is free (credits =
   FIFO entries; one is held from input transfer to output transfer), so backpressure stops the
   input instead of the pipeline.
@@ -30,11 +30,12 @@ Micro-architecture (modelled cycle for cycle by ``sim.tlm.hash_encoder``):
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.params import HashEncoderParams
+from hw.common import StreamQueue
+from hw.hash_encoder.params import HashEncoderParams
 from nerf.grid import HASH_PRIMES
 
 __all__ = ["HashEncoder", "TableWriteSignature", "point_layout", "features_layout"]
@@ -162,21 +163,11 @@ class HashEncoder(wiring.Component):
                         with m.Case(g):
                             m.d.sync += [reg.eq(lane_out[j][f]) for (gg, j, f), reg in gather.items() if gg == g]
         push = valid[6] & (group[6] == G - 1)
-        width = p.levels * F * p.out_bits
-        entries = Array(Signal(width, name=f"fifo_{n}") for n in range(depth))
-        w_ptr = Signal(range(depth))
-        r_ptr = Signal(range(depth))
-        count = Signal(range(depth + 1))
+        m.submodules.out_queue = queue = StreamQueue(shape=features_layout(p), depth=depth)
+        m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(Cat(*fields))]
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
         pop = self.o.valid & self.o.ready
-        m.d.comb += [self.o.valid.eq(count != 0), self.o.payload.eq(entries[r_ptr])]
-        with m.If(push):
-            m.d.sync += [entries[w_ptr].eq(Cat(*fields)), w_ptr.eq(Mux(w_ptr == depth - 1, 0, w_ptr + 1))]
-        with m.If(pop):
-            m.d.sync += r_ptr.eq(Mux(r_ptr == depth - 1, 0, r_ptr + 1))
-        m.d.sync += [
-            count.eq(count + push - pop),
-            credits.eq(credits + in_fire - pop),
-        ]
+        m.d.sync += credits.eq(credits + in_fire - pop)
         return m
 
     def _lane(self, m, j, lane_levels, s0_point, group):
@@ -191,15 +182,19 @@ class HashEncoder(wiring.Component):
         m.submodules[f"table_lane{j}"] = mem
         write_port = mem.write_port()
 
-        # Per-group constants of this lane (a small ROM on the group index).
+        # Per-group constants of this lane: a ROM on the group index, read as a shift of one constant
+        # (a continuous assignment). A case statement would be an `always @*` block whose only input,
+        # the group register, holds its initial value until a point's second group: event-driven
+        # 4-state simulators never evaluate it before then, so the first point's group 0 saw X.
         def rom(name, values, shape):
             if len(set(values)) == 1:
                 return Const(values[0], shape)
+            width = Shape.cast(shape).width
+            # every value of the group register has an entry, so no select is ever out of range
+            values = values + [values[-1]] * ((1 << len(group[0])) - len(values))
+            table = Const(sum(v << (g * width) for g, v in enumerate(values)), width * len(values))
             sig = Signal(shape, name=f"lane{j}_{name}")
-            with m.Switch(group[0]):
-                for g, v in enumerate(values):
-                    with m.Case(g):
-                        m.d.comb += sig.eq(v)
+            m.d.comb += sig.eq(table.word_select(group[0], width))
             return sig
 
         # A lane may idle in the last group; repeating its last level there keeps its ROMs small.
