@@ -27,8 +27,8 @@ def _policy_engines(policy_path: Path) -> tuple[Path, dict]:
 
     The policy is read with the levels of the engines' hash encoder (``QuantPolicy.load``) and must fit
     the engines' widths: every hash level within ``feature_bits``, every MLP weight and input
-    activation within ``max_weight_bits`` / ``max_act_bits`` (``sim.perf.mlp_layers``, the mapping the
-    search used).
+    activation within ``max_weight_bits`` / ``max_act_bits`` (``sim.mapping.check_policy_fits``, the
+    mapping the search used).
 
     Raises:
         FileNotFoundError: no policy, or no engines.yaml beside it. ConfigError / PolicyError: an
@@ -37,6 +37,7 @@ def _policy_engines(policy_path: Path) -> tuple[Path, dict]:
     from hw.config import ConfigError
     from hw.registry import load_config
     from quant.policy import QuantPolicy
+    from sim.mapping import check_policy_fits
 
     if not policy_path.is_file():
         raise FileNotFoundError(f"policy {str(policy_path)!r}: no such file")
@@ -49,20 +50,10 @@ def _policy_engines(policy_path: Path) -> tuple[Path, dict]:
     if encoder is None:
         raise ConfigError(f"{engines} has no hash_encoder section, so the policy's levels are unknown")
     policy = QuantPolicy.load(policy_path, encoder.levels)
-    for name, bits in policy.items():
-        if name.startswith("hash.level") and bits > encoder.feature_bits:
-            raise ConfigError(f"policy {str(policy_path)!r}: {name} = {bits} bits does not fit the hash encoder's "
-                              f"feature_bits = {encoder.feature_bits} in {engines}")
-    mlp = sections.get("mlp_engine")
-    if mlp is not None:
-        from sim.perf import mlp_layers
-
-        # Only the bit widths are checked here; the layer sizes (hidden width) do not matter for it.
-        arch = {"levels": encoder.levels, "features": encoder.features, "hidden": 1, "geo_features": 1}
-        try:
-            mlp_layers(policy, arch, mlp)
-        except ConfigError as exc:
-            raise ConfigError(f"policy {str(policy_path)!r} against {engines}: {exc}") from None
+    try:
+        check_policy_fits(policy, sections, where=str(engines))
+    except ConfigError as exc:
+        raise ConfigError(f"policy {str(policy_path)!r}: {exc}") from None
     return engines, sections
 
 

@@ -50,7 +50,7 @@ from nerf.layout import ModelLayout, model_layout
 
 __all__ = ["ACCEL_DIR", "ENCODER", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "AcceleratorPreset",
            "load_accelerator", "layer_of", "mlp_layers", "mlp_shapes", "encoder_params", "engines_for_policy",
-           "check_bits"]
+           "check_bits", "check_policy_fits"]
 
 #: Hardware presets of the accelerator (``make search HW=<name>``).
 ACCEL_DIR = Path(__file__).resolve().parents[1] / "flows" / "accel"
@@ -237,3 +237,30 @@ def engines_for_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping
                               max_in=max(ly.in_size for ly in layers), max_out=max(ly.out_size for ly in layers),
                               max_layers=max(len(layout.mlp(m)) for m in layout.mlps))
     return {"hash_encoder": enc, "mlp_engine": mlp}
+
+
+def check_policy_fits(policy: Mapping[str, int], engines: Mapping[str, object], *, where: str = "engines") -> None:
+    """Check that generated engines (``engines.yaml``: ``{"hash_encoder": ..., "mlp_engine": ...}``) hold a policy.
+
+    Every ``hash.levelNN`` must fit the encoder's ``feature_bits``; every MLP weight and layer input the MLP
+    engine's ``max_weight_bits`` / ``max_act_bits`` (``mlp_layers``). Only widths are checked: the layer
+    sizes do not change which components feed which layer, so a one-wide stand-in model names them.
+
+    Raises:
+        ConfigError: no hash encoder (the policy's levels are unknown), or a component wider than the
+            engines hold, naming it, its bits, the limit and ``where``.
+    """
+    encoder = engines.get("hash_encoder")
+    if encoder is None:
+        raise ConfigError(f"{where} has no hash_encoder section, so the policy's levels are unknown")
+    for name, bits in policy.items():
+        if name.startswith("hash.level") and bits > encoder.feature_bits:
+            raise ConfigError(f"{name} = {bits} bits does not fit the hash encoder's feature_bits = "
+                              f"{encoder.feature_bits} in {where}")
+    mlp = engines.get("mlp_engine")
+    if mlp is not None:
+        arch = {"levels": encoder.levels, "features": encoder.features, "hidden": 1, "geo_features": 1}
+        try:
+            mlp_layers(policy, arch, mlp)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} in {where}") from None
