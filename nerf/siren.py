@@ -8,7 +8,7 @@ and the reference code): first-layer weights ~ U(-1/in, 1/in), every later weigh
 
 Every layer is a plain ``nn.Linear`` child of ``Siren.layers`` and the sine is applied outside it, so
 ``quant.hadamard.dhq_wrap`` can replace the layers by quantized ones. The hidden width is a power of two
-<= 128, the sizes the Hadamard datapath (``hw/hadamard.py``) runs.
+<= 128, the sizes the Hadamard datapath (``hw/hadamard/``) runs.
 
 Images come from ``nerf.images`` (the scikit-image wheel's pictures; re-exported here as ``IMAGES`` and
 ``load_image``): float32 (H, W, C) in [0, 1], C = 1 for grayscale and 3 for RGB.

@@ -4,6 +4,7 @@ Importing the package is cheap (no Amaranth): the RTL names (``HadamardEngine``,
 signatures, ``signed_vector_layout``, ``config_layout``) are loaded from ``hw.hadamard.rtl`` on first use.
 """
 
+from hw.config import lazy_rtl
 from hw.hadamard.params import HadamardConfig, HadamardParams, verilog_bytes, verilog_header
 
 __all__ = ["HadamardParams", "HadamardConfig", "verilog_header", "verilog_bytes", "HadamardEngine", "FwhtPipeline",
@@ -13,10 +14,4 @@ __all__ = ["HadamardParams", "HadamardConfig", "verilog_header", "verilog_bytes"
 _RTL = ("HadamardEngine", "FwhtPipeline", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature",
         "signed_vector_layout", "config_layout", "butterfly_stages")
 
-
-def __getattr__(name):
-    if name in _RTL:
-        from hw.hadamard import rtl
-
-        return getattr(rtl, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_rtl(__name__, _RTL)

@@ -4,6 +4,7 @@ Importing the package is cheap (no Amaranth): the RTL names (``MlpEngine``, the 
 ``vector_layout``, ``config_layout``) are loaded from ``hw.mlp_engine.rtl`` on first use.
 """
 
+from hw.config import lazy_rtl
 from hw.mlp_engine.params import MlpEngineParams, MlpLayer, verilog_bytes, verilog_header
 
 __all__ = ["MlpEngineParams", "MlpLayer", "verilog_header", "verilog_bytes", "MlpEngine", "ConfigWriteSignature",
@@ -12,10 +13,4 @@ __all__ = ["MlpEngineParams", "MlpLayer", "verilog_header", "verilog_bytes", "Ml
 _RTL = ("MlpEngine", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature", "vector_layout",
         "config_layout", "adder_tree", "index_range")
 
-
-def __getattr__(name):
-    if name in _RTL:
-        from hw.mlp_engine import rtl
-
-        return getattr(rtl, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_rtl(__name__, _RTL)
