@@ -130,7 +130,7 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
     arch = load_checkpoint(train_dir / "checkpoint.pt")["arch"]
     for mlp, shape in mlp_shapes(arch).items():  # the density MLP, then the colour MLP, on the one engine
         checks.append((f"{mlp} MLP {'-'.join(map(str, shape))}",
-                       run_cosim(config, engine="mlp_engine", vectors=vectors, shapes=shape,
+                       run_cosim(config, engine="mlp_engine", vectors=vectors, shapes=[shape],
                                  verilog=verilog["mlp_engine"], run_name=f"cosim-demo-mlp_engine-{mlp}", **common)))
     ok = True
     for what, c in checks:

@@ -55,4 +55,6 @@ def test_demo_prints_and_simulates_the_searched_engines(tmp_path, capsys):
     assert all(s["params"] == engines["mlp_engine"].to_dict() for s in mlp)
     # the MLP engine ran the model's density and colour MLPs
     arch = load_checkpoint(runs / "train-builtin-quick" / "checkpoint.pt")["arch"]
-    assert sorted(s["shapes"] for s in mlp) == sorted(mlp_shapes(arch).values()) == [[8, 64, 16], [31, 64, 64, 3]]
+    # one phase each: the summary lists one shape per phase
+    assert sorted(s["shapes"] for s in mlp) == sorted([v] for v in mlp_shapes(arch).values()) == [[[8, 64, 16]],
+                                                                                                 [[31, 64, 64, 3]]]
