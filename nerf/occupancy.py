@@ -3,6 +3,18 @@
 A ``res^3`` grid over the model's bounding box keeps a decayed maximum of the density seen in each
 cell; a cell is occupied while that value exceeds ``min(mean, threshold)``. Samples in empty cells
 are skipped by the renderer.
+
+The threshold is Instant-NGP's: a cell is empty when one ray step through it would add less than
+about 1 % opacity, density * step < 0.01. NVlabs/instant-ngp ``include/neural-graphics-primitives/
+nerf_device.cuh`` defines ``NERF_MIN_OPTICAL_THICKNESS() = 0.01`` ("Any alpha below this is
+considered invisible") and ``MIN_CONE_STEPSIZE() = STEPSIZE() = SQRT3() / NERF_STEPS()`` (1024);
+``src/testbed_nerf.cu`` stores ``optical_thickness = density * MIN_CONE_STEPSIZE()`` per cell
+(``splat_grid_samples_nerf_max_nearest_neighbor``) and marks it occupied while it exceeds
+``min(NERF_MIN_OPTICAL_THICKNESS(), mean)`` (``grid_to_bitfield``). ngp_pl-derived trainers pass the
+same number as a density: ``update_density_grid(0.01*MAX_SAMPLES/3**0.5)``. Here the grid keeps
+densities, so the threshold is ``0.01 / step`` per world unit; ``OccupancyGrid.for_steps``
+derives the step from this renderer's sampling (``nerf.render.render_rays``: ``n_samples`` uniform
+steps over the ray's span in the box).
 """
 
 from __future__ import annotations
@@ -12,10 +24,30 @@ import torch
 __all__ = ["OccupancyGrid"]
 
 
-class OccupancyGrid:
-    """Args: bbox float (2, 3) world units; res cells per axis; decay per update; threshold in 1/world unit."""
+#: Optical thickness (density x step) below which a step is empty: ~1 % opacity (Instant-NGP's
+#: ``NERF_MIN_OPTICAL_THICKNESS``).
+MIN_OPTICAL_THICKNESS = 0.01
 
-    def __init__(self, bbox: torch.Tensor, *, res: int = 64, decay: float = 0.95, threshold: float = 0.01):
+
+class OccupancyGrid:
+    """Args: bbox float (2, 3) world units; res cells per axis; decay per update; threshold density in
+    1/world unit (build it with ``for_steps`` to get Instant-NGP's criterion)."""
+
+    @classmethod
+    def for_steps(cls, bbox: torch.Tensor, n_samples: int, *, res: int = 64, decay: float = 0.95,
+                  min_optical_thickness: float = MIN_OPTICAL_THICKNESS) -> "OccupancyGrid":
+        """The grid for a renderer taking ``n_samples`` uniform steps across the box.
+
+        threshold = min_optical_thickness / step with step = box diagonal / n_samples: the longest
+        step ``render_rays`` takes (delta = span / n_samples, span <= the diagonal), as Instant-NGP's
+        ``sqrt(3) / NERF_STEPS`` is the unit cube's diagonal over its step count. It is the
+        conservative choice: a skipped sample would have added at most ~1 % opacity on every ray,
+        where the shortest side would let the longest rays skip samples adding more.
+        """
+        step = float(torch.linalg.vector_norm(bbox[1] - bbox[0])) / n_samples
+        return cls(bbox, res=res, decay=decay, threshold=min_optical_thickness / step)
+
+    def __init__(self, bbox: torch.Tensor, *, threshold: float, res: int = 64, decay: float = 0.95):
         self.lo, self.hi = bbox[0].clone(), bbox[1].clone()
         self.res, self.decay, self.threshold = res, decay, threshold
         self.density = torch.zeros(res ** 3)

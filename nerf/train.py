@@ -126,7 +126,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[InstantNGP, OccupancyGrid, 
     ckpt = load_checkpoint(path)
     model = InstantNGP(**ckpt["arch"])
     model.load_state_dict(ckpt["model"], strict=False)
-    occ = OccupancyGrid(model.bbox, res=ckpt["occupancy"]["res"])
+    occ = OccupancyGrid.for_steps(model.bbox, ckpt["preset"]["n_samples"], res=ckpt["occupancy"]["res"])
     occ.load_state_dict(ckpt["occupancy"])
     return model, occ, ckpt
 
@@ -194,7 +194,7 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     train_data = load_scene(scene, "train", downscale=ds, skip_missing=skip_missing)
     test_data = load_scene(scene, "test", downscale=ds, skip_missing=skip_missing)
     model = build_model(preset, np.asarray(train_data.bbox, dtype=np.float32).tolist()).to(device)
-    occupancy = OccupancyGrid(model.bbox.cpu(), res=preset.occupancy_res)
+    occupancy = OccupancyGrid.for_steps(model.bbox.cpu(), preset.n_samples, res=preset.occupancy_res)
     mlp = [p for n, p in model.named_parameters() if not n.startswith("encoding.")]
     optim = torch.optim.Adam([{"params": model.encoding.parameters(), "lr": preset.lr},
                               {"params": mlp, "lr": preset.lr if preset.mlp_lr is None else preset.mlp_lr}],

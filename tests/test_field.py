@@ -11,7 +11,7 @@ def _checkpoint(path, step: int, iterations: int = 10):
     from nerf.occupancy import OccupancyGrid
 
     model = InstantNGP(levels=2, log2_table_size=8, n_min=4, n_max=16)
-    occ = OccupancyGrid(model.bbox, res=8)
+    occ = OccupancyGrid.for_steps(model.bbox, 16, res=8)
     preset = {"iterations": iterations, "n_samples": 16, "downscale": 4, "test_every": 8}
     torch.save({"arch": model.arch, "model": model.state_dict(), "occupancy": occ.state_dict(), "preset": preset,
                 "scene": "builtin", "step": step}, path)

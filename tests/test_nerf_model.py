@@ -122,3 +122,19 @@ def test_occupancy_skips_empty_cells_and_early_termination_stops_rays():
     skip, _, s_skip = render_rays(model, o, d, n_samples=64, occupancy=occ, t_min=1e-4, chunks=4)
     assert torch.allclose(full, skip, atol=1e-3)
     assert s_skip.samples_evaluated < s_full.samples_evaluated / 3
+
+
+def test_occupancy_threshold_is_one_percent_opacity_on_the_longest_step():
+    # Instant-NGP's NERF_MIN_OPTICAL_THICKNESS: a cell is empty when density x step < 0.01; the step is
+    # the longest render_rays takes (box diagonal / n_samples), so 0.01 * 64 / (2 sqrt 3) here
+    bbox = torch.tensor([[-1.0] * 3, [1.0] * 3])
+    occ = OccupancyGrid.for_steps(bbox, 64, res=4)
+    step = 2 * 3 ** 0.5 / 64
+    assert occ.threshold == pytest.approx(0.01 / step)
+    # a faint fog (half the threshold: 0.5 % opacity per step) everywhere and one dense cell: the mean is
+    # above the threshold, so the fog is empty space; the old 0.01-per-world-unit threshold kept it
+    fog = 0.5 * occ.threshold
+    occ.update(lambda p: torch.where((p > 0.5).all(dim=-1), torch.tensor(1000.0), torch.tensor(fog)))
+    assert occ.fraction == pytest.approx(1 / 64)
+    assert bool(occ.query(torch.tensor([[0.75, 0.75, 0.75]]))) and not bool(occ.query(torch.zeros(1, 3)))
+    assert float((occ.density > 0.01).float().mean()) == 1.0
