@@ -8,6 +8,7 @@ A loader (one module per format, as in ngp_pl's ``datasets/``) subclasses :class
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import types
@@ -29,20 +30,20 @@ __all__ = ["SceneLoader", "JSONFields", "check_split", "check_downscale", "check
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
 
-class SceneLoader:
+class SceneLoader(abc.ABC):
     """One scene format. Subclasses set ``name`` and implement ``detect`` and ``load``."""
 
     name: ClassVar[str] = ""
     #: one line for error messages: what a scene of this format looks like on disk
     describes: ClassVar[str] = ""
 
+    @abc.abstractmethod
     def detect(self, path: Path) -> bool:
         """True when ``path`` (a folder, or a file for formats that name one) is in this format."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def load(self, path: Path, split: str, *, downscale: int = 1, skip_missing: bool = False) -> SceneData:
         """One split of the scene at ``path``. Raises DataError (naming the file and the field)."""
-        raise NotImplementedError
 
 
 class JSONFields(BaseModel):
