@@ -317,3 +317,17 @@ def test_bottleneck_names_memory_encoder_or_the_slowest_engine():
     r = memory_frame_perf(big, coords, dram=DRAM, mlp_T={"density": 4, "color": 200})
     assert r.bottleneck == "color" and r.engines["color"]["utilization"] > 0.95
     assert r.dram_bytes == r.requests * 32 and sum(r.row.values()) == r.requests
+
+
+def test_estimate_from_chunks_is_close_to_exact_on_a_homogeneous_stream():
+    p = _params(levels=4, lanes=2, n_max=64, cache_bytes=64)
+    coords = _walk(np.random.default_rng(9), 4000, p.coord_bits, 30)
+    mlp = {"density": 12, "color": 20}
+    exact = memory_frame_perf(p, coords, dram=DRAM, mlp_T=mlp)
+    est = memory_frame_perf(p, coords, dram=DRAM, mlp_T=mlp, every=2, chunk=500)
+    assert est.samples == exact.samples and est.levels[0]["accesses"] == 8 * 4000
+    assert est.cycles == pytest.approx(exact.cycles, rel=0.05) and est.cycles != exact.cycles
+    assert est.requests == pytest.approx(exact.requests, rel=0.05)
+    half = memory_frame_perf(p, np.concatenate([coords[i:i + 500] for i in range(0, 4000, 1000)]), dram=DRAM,
+                             mlp_T=mlp)
+    assert est.requests == 2 * half.requests and est.stall_cycles == 2 * half.stall_cycles

@@ -95,12 +95,12 @@ def _find(tags, base, ways, line):
 
 
 @njit(cache=True, nogil=True)
-def _replay_one(ln, tags, age, ways, set_shift, set_mask, by_high, out, pos):
+def _replay_one(ln, tags, age, ways, set_shift, set_mask, by_high, out, pos, got, base):
     """Replay one (point, level): 8 corner lines ``ln``; appends fills to ``out`` from ``pos``.
-    Returns the new ``pos``. A set index is ``line >> set_shift`` (resident) or ``line & set_mask``."""
-    got = np.zeros(8, dtype=np.bool_)
-    base = np.empty(8, dtype=np.int64)
+    Returns the new ``pos``. A set index is ``line >> set_shift`` (resident) or ``line & set_mask``.
+    ``got`` (bool (8,)) and ``base`` (int64 (8,)) are scratch."""
     for c in range(8):
+        got[c] = False
         s = (ln[c] >> set_shift) if by_high else (ln[c] & set_mask)
         base[c] = s * ways
     missing = False
@@ -128,13 +128,15 @@ def _replay_one(ln, tags, age, ways, set_shift, set_mask, by_high, out, pos):
         _touch(age, b, ways, victim)
         out[pos] = ln[first]
         pos += 1
+        # refill visible: the corners that now hit are exactly those of the filled line (every other
+        # line present now was present before and its corners have hit); their touch of the refilled
+        # way, age 0 already, changes nothing
         missing = False
-        for c in range(8):  # refill visible: the corners that now hit touch, in corner order
+        filled = ln[first]
+        for c in range(first, 8):
             if not got[c]:
-                w = _find(tags, base[c], ways, ln[c])
-                if w >= 0:
+                if ln[c] == filled:
                     got[c] = True
-                    _touch(age, base[c], ways, w)
                 else:
                     missing = True
     return pos
@@ -160,11 +162,13 @@ def _replay_indices(idx, per_line, n_sets, ways, resident):
     counts = np.zeros(n, dtype=np.uint8)
     buf = np.empty(8 * n, dtype=np.int32)
     ln = np.empty(8, dtype=np.int64)
+    got = np.zeros(8, dtype=np.bool_)
+    base = np.empty(8, dtype=np.int64)
     pos = 0
     for i in range(n):
         for c in range(8):
             ln[c] = idx[i, c] // per_line
-        new = _replay_one(ln, tags, age, ways, set_shift, n_sets - 1, resident, buf, pos)
+        new = _replay_one(ln, tags, age, ways, set_shift, n_sets - 1, resident, buf, pos, got, base)
         counts[i] = new - pos
         pos = new
     return counts, buf[:pos].copy()
@@ -180,9 +184,15 @@ def _replay_coords(coords, coord_bits, res, dense, log2_t, per_line, n_sets, way
     mask = (1 << log2_t) - 1
     frac = (1 << coord_bits) - 1
     stride = res + 1
+    line_pow2 = (per_line & (per_line - 1)) == 0
+    line_shift = 0
+    while (1 << line_shift) < per_line:
+        line_shift += 1
     counts = np.zeros(n, dtype=np.uint8)
     buf = np.empty(8 * n, dtype=np.int32)
     ln = np.empty(8, dtype=np.int64)
+    got = np.zeros(8, dtype=np.bool_)
+    base = np.empty(8, dtype=np.int64)
     pos = 0
     for i in range(n):
         cx = (coords[i, 0] * res) >> coord_bits
@@ -194,8 +204,8 @@ def _replay_coords(coords, coord_bits, res, dense, log2_t, per_line, n_sets, way
                 index = x + stride * (y + stride * z)
             else:
                 index = (x ^ (y * _P1) ^ (z * _P2)) & mask
-            ln[c] = index // per_line
-        new = _replay_one(ln, tags, age, ways, set_shift, n_sets - 1, resident, buf, pos)
+            ln[c] = (index >> line_shift) if line_pow2 else index // per_line
+        new = _replay_one(ln, tags, age, ways, set_shift, n_sets - 1, resident, buf, pos, got, base)
         counts[i] = new - pos
         pos = new
     return counts, buf[:pos].copy()
@@ -275,6 +285,13 @@ def _stalls(counts, lines, starts, base, line_bytes, lanes, groups, t_cl, t_rcd,
     n_levels, n = counts.shape
     stall = np.zeros((n, groups), dtype=np.int64)
     ptr = starts.copy()
+    pow2 = (row_bytes & (row_bytes - 1)) == 0 and (banks & (banks - 1)) == 0
+    row_shift = 0
+    while (1 << row_shift) < row_bytes:
+        row_shift += 1
+    bank_shift = 0
+    while (1 << bank_shift) < banks:
+        bank_shift += 1
     open_row = np.full(banks, -1, dtype=np.int64)
     outcomes = np.zeros(3, dtype=np.int64)
     for k in range(n):
@@ -283,8 +300,12 @@ def _stalls(counts, lines, starts, base, line_bytes, lanes, groups, t_cl, t_rcd,
             for _ in range(counts[l, k]):
                 addr = base[l] + np.int64(lines[ptr[l]]) * line_bytes
                 ptr[l] += 1
-                page = addr // row_bytes
-                bank, row = page % banks, page // banks
+                if pow2:
+                    page = addr >> row_shift
+                    bank, row = page & (banks - 1), page >> bank_shift
+                else:
+                    page = addr // row_bytes
+                    bank, row = page % banks, page // banks
                 was = open_row[bank]
                 if was == row:
                     lat = t_cl
@@ -508,9 +529,32 @@ def _perf(params: HashEncoderAxiParams, fills: Sequence[LevelFills], dram: DramT
                            transfers=cyc if transfers else None)
 
 
+def _subsample(n: int, every: int, chunk: int) -> np.ndarray:
+    """Indices of chunks 0, every, 2 every, ... of ``chunk`` consecutive points each."""
+    starts = np.arange(0, n, chunk * every)
+    return np.concatenate([np.arange(s, min(s + chunk, n)) for s in starts]) if n else np.zeros(0, np.int64)
+
+
+def _scale(r: MemoryFramePerf, n: int) -> MemoryFramePerf:
+    f = n / r.samples if r.samples else 0.0
+    up = lambda v: int(round(v * f))  # noqa: E731
+    levels = [{**lv, "accesses": 8 * n, "misses": up(lv["misses"]), "hits": 8 * n - up(lv["misses"])}
+              for lv in r.levels]
+    engines = {name: {k: (up(v) if k != "utilization" else v) for k, v in e.items()} for name, e in r.engines.items()}
+    return MemoryFramePerf(samples=n, cycles=up(r.cycles), levels=levels, requests=up(r.requests),
+                           dram_bytes=up(r.dram_bytes), row={k: up(v) for k, v in r.row.items()},
+                           stall_cycles=up(r.stall_cycles), engines=engines, bottleneck=r.bottleneck)
+
+
 def memory_frame_perf(params: HashEncoderAxiParams, coords, *, dram: DramTiming, mlp_T: Mapping[str, int],
-                      transfers: bool = False) -> MemoryFramePerf:
+                      transfers: bool = False, every: int = 1, chunk: int = 16384) -> MemoryFramePerf:
     """Exact cycles, cache and DRAM statistics of one frame (module docstring).
+
+    With ``every`` > 1 an *estimate*: only chunks 0, every, 2 every, ... of ``chunk`` consecutive points
+    (e.g. bands of scanlines) run, as one stream, exactly; counts and cycles are scaled by N / points
+    run (hit rates, utilizations and the bottleneck are the subset's). Its error is what the stream
+    boundaries between chunks (cache and row state carried across a gap) and the frame's
+    inhomogeneity cost; measured in the report of ``tests/test_memory_frame.py``'s docstring.
 
     Args:
         params: the encoder with its memory system (layout, cache, bus).
@@ -524,6 +568,12 @@ def memory_frame_perf(params: HashEncoderAxiParams, coords, *, dram: DramTiming,
         ``MemoryFramePerf``.
     """
     coords = _check_coords(params, coords)
+    if every < 1 or chunk < 1:
+        raise ValueError(f"every and chunk must be >= 1, not {every}, {chunk}")
+    if every > 1:
+        sub = coords[_subsample(len(coords), every, chunk)]
+        return _scale(_perf(params, level_fills(params, sub), dram, mlp_T, len(sub), None, params.layout.resident,
+                            False), len(coords))
     fills = level_fills(params, coords)
     return _perf(params, fills, dram, mlp_T, len(coords), None, params.layout.resident, transfers)
 
