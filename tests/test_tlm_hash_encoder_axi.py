@@ -176,10 +176,11 @@ def test_lru_replacement_keeps_the_recently_hit_line():
 
 
 def test_victim_is_chosen_after_the_same_edge_touches():
-    # One set of 2 ways (the module's reading of CYCLES.md: step 3 sees step 1's touches).
+    # One set of 2 ways. CYCLES.md: the victim is chosen at the refill from the ages then, which include
+    # the touches of the decision edge.
     # cz = 1: lines 1 -> way 1, 2 -> way 0; way 1 (line 1) is then the LRU way.
     # cz = 0: line 1 hits in its first stage-3 cycle and is touched, so the victim for line 0 is way 0
-    #   (line 2); choosing the victim before the touch would evict line 1 instead.
+    #   (line 2); ages before that touch would evict line 1 instead.
     # cz = 1: line 1 hits, line 2 is refetched (the other reading would refetch line 1).
     p = plane_params(cache_bytes=2 * 64)
     assert p.layout.sets == (1,)

@@ -25,15 +25,14 @@ Model:
   Since nothing but the FIFO can change while a fill is outstanding, the model jumps over the cycles
   from the decision to the last beat, only popping the FIFO in them.
 
+The victim is chosen at the refill (cycle u of the last beat) from the set's ages then (CYCLES.md), so
+it includes the touches of the decision edge: a corner that hits in a token's first stage-3 cycle
+touches its way before a missing corner of the same set picks its victim
+(``test_victim_is_chosen_after_the_same_edge_touches``). No touch happens between the decision and u
+(only a refill makes a new hit), so a refill's touch and the step-1 touches never meet at one edge.
+
 Readings of the contract where it leaves a choice (the simplest reading each time):
 
-* The victim is chosen after the same edge's touches (the numbered steps of CYCLES.md "At edge t" are
-  applied in order: 1 touches, 2 got, 3 miss handler). This only matters in the first cycle a token
-  sits in stage 3: a corner that hits there touches its way before the victim (the way of age
-  ways - 1) of a missing corner in the same set is chosen, so a line the token has just used is not
-  evicted while an older one exists (``test_victim_is_chosen_after_the_same_edge_touches``).
-* A refill's touch and the step-1 touches never meet at one edge: between a fill's decision and its
-  last beat the cache does not change, so no corner newly hits.
 * The table range check (codes in signed b_l bits) covers the entries a level stores, ``E_l`` of them
   (``(N_l + 1)^3`` for a dense level, T for a hashed one), exactly what ``TableLayout.pack`` writes to
   DRAM; entries past ``E_l`` are never read and are ignored (zeroed for the datapath model).
@@ -273,7 +272,6 @@ class HashEncoderAxiTLM:
                 i = s3[0]
                 line_addr = addr_l[i][level][c]
                 s = sets_l[i][level][c]
-                victim = ages[j][s].index(ways - 1)  # after this edge's touches (module docstring)
                 ar_cycle, beats = responder.serve(t + 1, line_addr)
                 requests.append((t + 1, ar_cycle, line_addr, level, j, tuple(beats)))
                 misses[level] += 1
@@ -287,6 +285,8 @@ class HashEncoderAxiTLM:
                         credits -= 1
                     tt += 1
                 stall_cycles += u - t + 1
+                # Refill at edge u: the victim from the set's ages at u (they include edge t's touches).
+                victim = ages[j][s].index(ways - 1)
                 old = lines[j][s][victim]
                 if old >= 0:
                     del where[j][old]
