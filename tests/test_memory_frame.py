@@ -147,7 +147,8 @@ def _tlm_encoder(p, coords, dram, ready=None):
     tables = np.zeros((p.levels, p.table_size, p.features), dtype=np.int64)
     r = HashEncoderAxiTLM(p, tables, dram=dram).schedule(coords, None, ready)
     return {"accept": r.accept_cycles, "out": r.out_cycles, "misses": np.asarray(r.misses),
-            "hits": np.asarray(r.hits), "stall_cycles": r.stall_cycles}
+            "hits": np.asarray(r.hits), "stall_cycles": r.stall_cycles, "row": tuple(r.dram_outcomes),
+            "dram_bytes": r.dram_bytes}
 
 
 ENCODERS = {"reference": _reference_encoder}
@@ -232,6 +233,8 @@ def test_frame_model_equals_the_chained_models(case, encoder, coherent):
         assert [lv["hits"] for lv in r.levels] == np.asarray(ref["hits"]).tolist()
     assert r.stall_cycles == ref["stall_cycles"] > 0
     assert r.requests == int(ref["misses"].sum())
+    if "row" in ref:
+        assert (r.row["hit"], r.row["closed"], r.row["conflict"]) == ref["row"] and r.dram_bytes == ref["dram_bytes"]
 
 
 def test_the_cases_exercise_what_they_claim():
@@ -257,10 +260,11 @@ def test_frame_model_equals_the_reference_on_random_params(lanes, ways, sets_log
                 resident_bytes=resident)
     coords = _walk(np.random.default_rng(seed), 16, p.coord_bits, 200)
     dens, col = _mlp(t_d), _mlp([(1, 2, 2, 3)])
-    ref = chained(_reference_encoder, p, coords, DRAM, dens, col)
     r = memory_frame_perf(p, coords, dram=DRAM, mlp_T={"density": dens.T, "color": col.T}, transfers=True)
-    np.testing.assert_array_equal(r.transfers["color"], ref["color"])
-    assert [lv["misses"] for lv in r.levels] == ref["misses"].tolist()
+    for encoder in ENCODERS.values():
+        ref = chained(encoder, p, coords, DRAM, dens, col)
+        np.testing.assert_array_equal(r.transfers["color"], ref["color"])
+        assert [lv["misses"] for lv in r.levels] == ref["misses"].tolist()
 
 
 def test_replay_level_lru_victim_counts_the_touches_before_the_fill():

@@ -552,9 +552,11 @@ def memory_frame_perf(params: HashEncoderAxiParams, coords, *, dram: DramTiming,
 
     With ``every`` > 1 an *estimate*: only chunks 0, every, 2 every, ... of ``chunk`` consecutive points
     (e.g. bands of scanlines) run, as one stream, exactly; counts and cycles are scaled by N / points
-    run (hit rates, utilizations and the bottleneck are the subset's). Its error is what the stream
+    run (hit rates, utilizations and the bottleneck are the subset's). Its error comes from the stream
     boundaries between chunks (cache and row state carried across a gap) and the frame's
-    inhomogeneity cost; measured in the report of ``tests/test_memory_frame.py``'s docstring.
+    inhomogeneity. Measured on 640,000 rays x 4 samples (scanline order, 16 levels, T = 2^15, N 16..256,
+    lanes 4, LPDDR4 at 200 MHz): every = 2, 4, 8 gave cycle errors of +0.02 %, -0.06 %, +0.18 % and
+    per-level hit rates within 0.0006, 0.0012, 0.0024 of the exact model.
 
     Args:
         params: the encoder with its memory system (layout, cache, bus).
