@@ -77,12 +77,14 @@ def _record(params: type, component: str) -> Engine:
 def _engines() -> dict[str, Engine]:
     from hw.hadamard.params import HadamardParams
     from hw.hash_encoder.params import HashEncoderParams
+    from hw.hash_encoder_axi.params import HashEncoderAxiParams
     from hw.mlp_engine.params import MlpEngineParams
 
     records = [
         _record(HashEncoderParams, "HashEncoder"),
         _record(MlpEngineParams, "MlpEngine"),
         _record(HadamardParams, "HadamardEngine"),
+        _record(HashEncoderAxiParams, "HashEncoderAxi"),
     ]
     return {e.section: e for e in records}
 

@@ -173,13 +173,19 @@ class DelayPattern:
         """(ar_delay, first_delay, gaps of beats 1..beats-1) of request ``n``."""
         if self.seed is None:
             return 0, 0, [0] * (beats - 1)
-        rng = np.random.default_rng([self.seed, n])
-        on = rng.random(beats + 1) < self.p
-        size = rng.integers(1, 1 << 16, size=beats + 1)
-        ar = int(size[0] % self.ar_max + 1) if on[0] else 0
-        first = int(size[1] % self.first_max + 1) if on[1] else 0
-        gaps = [int(size[i] % self.gap_max + 1) if on[i] else 0 for i in range(2, beats + 1)]
-        return ar, first, gaps
+        words = [_splitmix64((self.seed << 40) ^ (n << 12) ^ i) for i in range(beats + 1)]
+        limit = int(self.p * (1 << 32))
+        maxima = [self.ar_max, self.first_max] + [self.gap_max] * (beats - 1)
+        out = [(w >> 32) % most + 1 if (w & 0xFFFFFFFF) < limit else 0 for w, most in zip(words, maxima)]
+        return out[0], out[1], out[2:]
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's output function (Steele, Lea, Flood, OOPSLA 2014): a cheap, well-mixed 64-bit hash."""
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
 
 
 class AxiReadResponder:
