@@ -15,7 +15,7 @@ from pathlib import Path
 from hw.registry import load_config
 from common.atomic import atomic_write_text
 
-__all__ = ["bench_hash_encoder", "bench_perf"]
+__all__ = ["bench_hash_encoder", "bench_perf", "bench_memory", "bench_memory_frame", "ray_workload"]
 
 
 def bench_hash_encoder(config, *, points: int = 10_000, seed: int = 1, build_root="build", runs_root="runs") -> dict:
@@ -78,4 +78,94 @@ def bench_perf(*, samples_per_ray: float = 16.0, runs_root="runs", repeats: int 
               "target_seconds": 1.0, "meets_target": max(times) < 1.0,
               "machine": {"python": platform.python_version(), "processor": platform.machine()}}
     atomic_write_text(Path(runs_root) / "bench" / "perf.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def bench_memory(config="flows/configs/axi-lanes.yaml", *, points: int = 2000, seed: int = 1, build_root="build",
+                 runs_root="runs") -> dict:
+    """Verilator vs TLM simulated cycles per second of the hash encoder with its memory system (misses,
+    AXI reads, random DRAM delays, backpressure); writes ``<runs_root>/bench/hash_encoder_axi.json``."""
+    from flows.cosim import config_name, run_cosim
+    from sim.cosim.workload_hash_encoder_axi import DEFAULT_CLOCK_MHZ, DEFAULT_DRAM, random_traffic
+    from sim.memory.dram import DramTiming, load_dram
+    from sim.tlm.hash_encoder_axi import HashEncoderAxiTLM
+
+    params = load_config(config)["hash_encoder_axi"]
+    traffic = random_traffic(params, points, seed)
+    model = HashEncoderAxiTLM(params, traffic.tables, dram=DramTiming.of(load_dram(DEFAULT_DRAM), DEFAULT_CLOCK_MHZ,
+                                                                         params.bus_bytes), delays=traffic.delays)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        predicted = model.run(traffic.coords, traffic.offer_cycles, traffic.ready)
+        best = min(best, time.perf_counter() - t0)
+    cosim = run_cosim(config, points=points, seed=seed, build_root=build_root, runs_root=runs_root,
+                      run_name="bench/cosim-hash_encoder_axi")
+    if cosim["mismatches"] or cosim["cycles_rtl"] != predicted.cycles:
+        raise RuntimeError(f"benchmark co-simulation disagrees with the TLM: {cosim['mismatch_examples'][:3]}")
+    vl_rate, tlm_rate = cosim["cycles_rtl"] / cosim["sim_seconds"], predicted.cycles / best
+    result = {"engine": "hash_encoder_axi", "config": config_name(config), "points": points, "seed": seed,
+              "cycles": predicted.cycles, "axi_requests": len(predicted.requests),
+              "stall_cycles": int(predicted.stall_cycles),
+              "verilator": {"seconds": round(cosim["sim_seconds"], 4), "cycles_per_second": round(vl_rate, 1),
+                            "build_seconds": cosim["build_seconds"]},
+              "tlm": {"seconds": round(best, 4), "cycles_per_second": round(tlm_rate, 1)},
+              "ratio_tlm_over_verilator": round(tlm_rate / vl_rate, 3),
+              "machine": {"python": platform.python_version(), "processor": platform.machine()}}
+    atomic_write_text(Path(runs_root) / "bench" / "hash_encoder_axi.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def ray_workload(width: int, height: int, samples_per_ray: int, coord_bits: int, seed: int = 0):
+    """Synthetic frame samples, int64 (width x height x samples_per_ray, 3) fixed-point codes: a pinhole
+    camera looking into the unit cube, sorted random depths along each ray, rays in scanline order,
+    samples of a ray consecutive (the accelerator's ray-major order)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    u, v = np.meshgrid((np.arange(width) + 0.5) / width - 0.5, (np.arange(height) + 0.5) / height - 0.5)
+    d = np.stack([u.ravel() * 0.8, v.ravel() * 0.8, np.ones(width * height)], 1)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    t = 0.35 + np.sort(rng.random((width * height, samples_per_ray)), axis=1) * 0.9
+    pts = np.clip((np.array([0.5, 0.5, -0.3]) + t[..., None] * d[:, None, :]).reshape(-1, 3), 0, 1 - 1e-9)
+    return np.floor(pts * (1 << coord_bits)).astype(np.int64)
+
+
+def bench_memory_frame(*, samples_per_ray: int = 4, every: int = 4, runs_root="runs") -> dict:
+    """Seconds per 800x800 frame of the memory-aware frame model (``sim.memory.frame``), exact and with
+    the chunk-subset estimate (``every``), and the estimate's error against exact on the 800x800 frame
+    and on a 400x400 view. Lego's tiny encoder (16 levels, T = 2^15, N 16..256, 4 lanes), the default
+    cache (64-byte lines, 2 ways, 2 KB per level), LPDDR4 at 200 MHz, MLP engines of T = 64 and 96 cycles
+    per sample. Target: under 5 s per frame. Writes ``<runs_root>/bench/memory_frame.json``."""
+    from hw.hash_encoder_axi.params import HashEncoderAxiParams
+    from sim.memory.dram import DramTiming, load_dram
+    from sim.memory.frame import memory_frame_perf
+
+    params = HashEncoderAxiParams(levels=16, log2_table_size=15, features=2, feature_bits=8, coord_bits=16,
+                                  n_min=16, n_max=256, lanes=4)
+    dram = DramTiming.of(load_dram("lpddr4"), 200, params.bus_bytes)
+    mlp_t = {"density": 64, "color": 96}
+    memory_frame_perf(params, ray_workload(8, 8, 2, 16), dram=dram, mlp_T=mlp_t)  # JIT compile outside timing
+    views = {}
+    for w in (800, 400):
+        coords = ray_workload(w, w, samples_per_ray, params.coord_bits)
+        t0 = time.perf_counter()
+        exact = memory_frame_perf(params, coords, dram=dram, mlp_T=mlp_t)
+        t1 = time.perf_counter()
+        est = memory_frame_perf(params, coords, dram=dram, mlp_T=mlp_t, every=every)
+        t2 = time.perf_counter()
+        views[f"{w}x{w}"] = {
+            "samples": len(coords), "exact_seconds": round(t1 - t0, 3), "estimate_seconds": round(t2 - t1, 3),
+            "cycles_exact": exact.cycles, "cycles_estimate": est.cycles,
+            "cycles_error_percent": round(100 * (est.cycles - exact.cycles) / exact.cycles, 4),
+            "max_level_hit_rate_error": round(max(abs(a["hit_rate"] - b["hit_rate"])
+                                                  for a, b in zip(est.to_dict()["levels"], exact.to_dict()["levels"])), 5),
+            "bottleneck": exact.bottleneck}
+    frame = views["800x800"]
+    result = {"model": "memory_frame_perf", "frame": [800, 800], "samples_per_ray": samples_per_ray, "every": every,
+              "views": views, "target_seconds": 5.0,
+              "exact_meets_target": frame["exact_seconds"] < 5.0,
+              "estimate_meets_target": frame["estimate_seconds"] < 5.0 and abs(frame["cycles_error_percent"]) < 2.0,
+              "machine": {"python": platform.python_version(), "processor": platform.machine()}}
+    atomic_write_text(Path(runs_root) / "bench" / "memory_frame.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -125,12 +125,15 @@ def cmd_cosim(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from flows.bench import bench_hash_encoder, bench_perf
+    from flows.bench import bench_hash_encoder, bench_memory, bench_memory_frame, bench_perf
 
     print(json.dumps(bench_perf(runs_root=args.runs), indent=2))
+    print(json.dumps(bench_memory_frame(runs_root=args.runs), indent=2))
     result = bench_hash_encoder(args.config or DEFAULT_CONFIG, points=args.points, seed=args.seed,
                                 build_root=args.build, runs_root=args.runs)
     print(json.dumps(result, indent=2))
+    print(json.dumps(bench_memory(points=min(args.points, 2000), seed=args.seed, build_root=args.build,
+                                  runs_root=args.runs), indent=2))
     return 0
 
 
@@ -276,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-seed", type=option(int, ge=1), default=1,
                    help="seed of the random power-up state of registers and memories (default 1)")
     p.add_argument("--waves", action="store_true", help="keep a VCD waveform in the run folder")
-    p = add("bench", cmd_bench, "Verilator vs TLM simulated cycles per second; writes runs/bench/",
+    p = add("bench", cmd_bench, "Verilator vs TLM simulated cycles per second (on-chip tables and with the memory "
+                                "system), frame-model seconds per 800x800 frame; writes runs/bench/",
             config_help="preset YAML (default: flows/configs/default.yaml)")
     p.add_argument("--points", type=option(int, ge=2), default=10_000, help="workload size, >= 2 (default 10000)")
     p.add_argument("--seed", type=option(int, ge=0), default=1)

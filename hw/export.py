@@ -6,6 +6,7 @@ Loops over ``hw.registry.ENGINES``: the engine of a params object is found by it
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from common.atomic import atomic_write_text
@@ -53,13 +54,20 @@ def engine_verilog(params, *, limit: int = MAX_VERILOG_BYTES) -> str:
         TypeError: not the parameters of a registered engine.
         ConfigError: the text would exceed ``limit`` bytes (``check_size``); nothing is generated.
     """
-    from amaranth.back import verilog
-
     engine = engine_of(params)
     check_size(params, limit)
     header = params_line(engine.section, params) + "\n" + engine.load("header")(params)
-    body = verilog.convert(engine.load("component")(params=params), name=engine.section, emit_src=False)
-    return header + body
+    return header + _convert(params)
+
+
+@functools.lru_cache(maxsize=4)
+def _convert(params) -> str:
+    # Deterministic (emit_src=False), so one conversion per parameter set serves export, lint and
+    # co-simulation in one process; the memory-system engine takes tens of seconds to elaborate.
+    from amaranth.back import verilog
+
+    engine = engine_of(params)
+    return verilog.convert(engine.load("component")(params=params), name=engine.section, emit_src=False)
 
 
 def write_verilog(params, out_dir: str | Path, *, limit: int = MAX_VERILOG_BYTES) -> Path:

@@ -256,7 +256,14 @@ def verilog_header(params: HashEncoderAxiParams) -> str:
 
 
 def verilog_bytes(params: HashEncoderAxiParams) -> int:
-    """Estimated size of ``hash_encoder_axi.v`` in bytes: no table contents, about 40 kB per level and
-    feature plus the cache read ports (calibrated against the presets in ``tests/test_verilog.py``)."""
-    p = params
-    return 40_000 * p.levels * p.features + 30_000 * p.lanes + 50_000
+    """Estimated size of ``hash_encoder_axi.v`` in bytes, before generating it.
+
+    No table contents: per lane about 60 kB plus 25 kB per level group (the 8 corners' extraction and
+    lerps) plus 30 kB per way and 10 kB for LRU logic when ways > 1, and the cache memories' ``initial``
+    blocks (one hex word per set of tags, lines and ages). Calibrated against the presets
+    (``tests/test_verilog.py``: within 0.6x to 2x of the generated size).
+    """
+    p, lay = params, params.layout
+    per_lane = 60_000 + 25_000 * p.groups + (30_000 * p.ways + 10_000 if p.ways > 1 else 0)
+    word_hex = -(-p.ways * (8 * p.line_bytes + 1 + lay.tag_bits(p) + 3) // 4)
+    return 20_000 + p.lanes * per_lane + sum(lay.lane_sets) * (word_hex + 3 * 30)

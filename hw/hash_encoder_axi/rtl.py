@@ -325,8 +325,8 @@ class HashEncoderAxi(wiring.Component):
             word = tag_rp[c].data
             ways_hit = Cat(*[word[w * tag_entry] & (word[w * tag_entry + 1:(w + 1) * tag_entry] == tag3[c])
                              for w in range(W)])
-            way = Signal(range(max(W, 2)), name=f"lane{j}_s3_way{c}")
-            for w in range(W):
+            way = Signal(range(W), name=f"lane{j}_s3_way{c}") if W > 1 else Const(0, 1)
+            for w in range(1, W):
                 with m.If(ways_hit[w]):
                     m.d.comb += way.eq(w)
             h = Signal(name=f"lane{j}_s3_hit{c}")
