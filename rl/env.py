@@ -95,6 +95,7 @@ class SearchSettings:
             uniform-8 latency; lam: the trade-off weight, finite and >= 0.
         b_min, b_max: the bit range, 2 <= b_min <= b_max <= 32 (``SearchSpace`` caps b_max at the engines').
         val_views: validation views scored, >= 1; rays: rays per PTQ batch, >= 1; seed: >= 0.
+        workload_size: tables in DRAM: pixels per side of the workload view (``flows.search``), in [1, 4096].
 
     Raises:
         ValueError: naming the field, the allowed range and the value (``SearchSettings.budget must
@@ -111,6 +112,7 @@ class SearchSettings:
     val_views: Annotated[int, Field(ge=1)] = 4
     rays: Annotated[int, Field(ge=1)] = 8192
     seed: Annotated[int, Field(ge=0)] = 0
+    workload_size: Annotated[int, Field(ge=1, le=4096)] = 800
 
     def __post_init__(self) -> None:
         if self.b_max < self.b_min:
