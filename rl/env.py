@@ -263,19 +263,25 @@ class SearchSpace:
         return shares
 
     def enforce_budget(self, policy: QuantPolicy) -> QuantPolicy:
-        """Lower bits until the latency meets the budget (latency objective); unchanged otherwise."""
+        """Lower bits until the latency meets the budget (latency objective); unchanged otherwise.
+
+        Greedy: one bit off the latency-sensitive component whose decrement gives the fewest cycles,
+        repeatedly (also when it saves none: tables in DRAM make latency non-monotone in bits)."""
         if self.objective != "latency":
             return policy
         bits = dict(policy)
         current = self.cycles(bits)
         while current > self.target_cycles:
-            best, best_cycles = None, current
+            # the decrement to the fewest cycles; with tables in DRAM latency is not monotone in a level's
+            # bits (line packing moves addresses across DRAM rows), so when no decrement saves cycles the
+            # least costly one is taken: bits only go down, and uniform-b_min meets the budget
+            best, best_cycles = None, None
             for name in self.latency_sensitive:
                 if bits[name] > self.b_min:
                     trial = self.cycles({**bits, name: bits[name] - 1})
-                    if trial < best_cycles:
+                    if best_cycles is None or trial < best_cycles:
                         best, best_cycles = name, trial
-            if best is None:  # cannot happen after the feasibility check, kept as a guard
+            if best is None:  # every latency-sensitive component at b_min: the feasibility check rules it out
                 raise BudgetError(f"cannot reach {self.target_cycles} cycles from {current}")
             bits[best] -= 1
             current = best_cycles
