@@ -7,8 +7,8 @@
 3. Verilog of exactly those engines (``build/verilog/search-builtin-demo/``), with the one stated
    exception below; ``engines-simulated.yaml`` there holds what is simulated;
 4. co-simulation of those Verilog files against their TLMs: the hash encoder (``hash_encoder_axi``
-   with the default preset: tables in DRAM behind the table cache, an AXI4 responder with the
-   preset's DRAM timing serving the packed tables; ``hash_encoder`` with an on-chip preset), and the MLP engine
+   with the default preset: tables in DRAM behind the table cache, the co-simulation's AXI4
+   responder serving the packed tables with LPDDR4 timing at 200 MHz, the default preset's DRAM; ``hash_encoder`` with an on-chip preset), and the MLP engine
    running the model's density MLP and its colour MLP (``sim.mapping.mlp_shapes``: 32-64-16 and
    31-64-64-3 for the tiny model), one run per MLP on the same Verilog. The printed Verilog paths are
    the simulated files (``run_cosim(..., verilog=)``).
