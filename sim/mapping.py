@@ -337,7 +337,8 @@ def engines_for_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping
 def check_policy_fits(policy: Mapping[str, int], engines: Mapping[str, object], *, where: str = "engines") -> None:
     """Check that generated engines (``engines.yaml``: ``{"hash_encoder": ..., "mlp_engine": ...}``) hold a policy.
 
-    Every ``hash.levelNN`` must fit the encoder's ``feature_bits``; every MLP weight and layer input the MLP
+    Every ``hash.levelNN`` must fit the encoder's ``feature_bits`` (with ``hash_encoder_axi``, equal its
+    ``level_bits``: the packed table layout); every MLP weight and layer input the MLP
     engine's ``max_weight_bits`` / ``max_act_bits`` (``mlp_layers``). Only widths are checked: the layer
     sizes do not change which components feed which layer, so a one-wide stand-in model names them.
 
@@ -348,10 +349,16 @@ def check_policy_fits(policy: Mapping[str, int], engines: Mapping[str, object], 
     encoder = engines.get("hash_encoder", engines.get("hash_encoder_axi"))
     if encoder is None:
         raise ConfigError(f"{where} has no hash_encoder section, so the policy's levels are unknown")
+    level_bits = getattr(encoder, "level_bits", ())  # hash_encoder_axi: the tables are packed at these widths
     for name, bits in policy.items():
         if name.startswith("hash.level") and bits > encoder.feature_bits:
             raise ConfigError(f"{name} = {bits} bits does not fit the hash encoder's feature_bits = "
                               f"{encoder.feature_bits} in {where}")
+        if name.startswith("hash.level") and level_bits and int(name[len("hash.level"):]) < len(level_bits) \
+                and bits != level_bits[int(name[len("hash.level"):])]:
+            level = int(name[len("hash.level"):])
+            raise ConfigError(f"{name} = {bits} bits is not the width the external tables are packed at, "
+                              f"level_bits[{level}] = {level_bits[level]}, in {where}")
     mlp = engines.get("mlp_engine")
     if mlp is not None:
         arch = {"levels": encoder.levels, "features": encoder.features, "hidden": 1, "geo_features": 1}

@@ -199,3 +199,15 @@ def test_any_preset_file_gives_a_preset_or_a_config_error(tmp_path_factory, data
         load_accelerator(path)
     except ConfigError as exc:
         assert str(exc)
+
+
+def test_policy_fits_external_table_engines_only_at_their_packed_widths():
+    from sim.mapping import check_policy_fits
+
+    preset = load_accelerator("default")
+    pol = QuantPolicy.uniform(5, 5).replace({"hash.level01": 3})
+    engines = engines_for_policy(preset, ODD_ARCH, pol)
+    check_policy_fits(pol, engines)
+    with pytest.raises(ConfigError, match=r"hash.level01 = 4 bits is not the width the external tables are packed "
+                                          r"at, level_bits\[1\] = 3"):
+        check_policy_fits(pol.replace({"hash.level01": 4}), engines)
