@@ -327,6 +327,9 @@ def _summary(run: _Search, best: dict | None) -> dict:
                "frame": {"rays": FRAME_RAYS, "samples_per_ray": round(fp["samples_per_ray"], 4),
                          "samples": run.samples},
                "val_views": run.views, "baselines": baselines, "best": None}
+    if run.workload is not None:  # tables in DRAM: the frame's samples are the workload's (module doc)
+        summary["frame"]["samples_source"] = "workload"
+        summary["frame"]["workload_samples_per_ray"] = round(run.samples / FRAME_RAYS, 4)
     if best is None:
         return summary
     u8 = baselines["uniform-8"]
