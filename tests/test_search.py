@@ -207,3 +207,25 @@ def test_memory_search_space_subset_estimate_is_close_to_exact():
     exact = frame_perf(preset, MEM_ARCH, pol, samples=len(u), workload=u).cycles
     assert est.cycles(pol) != exact and abs(est.cycles(pol) / exact - 1) < 0.02
     assert "estimate" in est.perf(pol).workload["note"]
+
+
+def test_memory_search_builds_the_workload_and_reports_memory_statistics(runs):
+    s = search("builtin", "quick", runs_root=runs, name="mem", **{**ARGS, "hw": "default", "episodes": 2},
+               workload_size=24)
+    out = runs / "search-mem"
+    u = np.load(out / "workload.npy")
+    mem = s["memory"]
+    assert mem["workload"]["points"] == len(u) > 0 and mem["workload"]["pixels"] == [24, 24]
+    assert s["frame"]["samples"] == round(len(u) * 800 * 800 / 24 ** 2)  # the view stands for the 800x800 frame
+    assert {"best", "uniform-8", "uniform-2"} <= mem["policies"].keys()
+    best = mem["policies"]["best"]
+    assert len(best["hit_rates"]) == 4 and best["bottleneck"] in ("encoder", "density", "color", "memory")
+    assert best["dram_bytes"] > 0 and 0 <= best["stall_share"] <= 1
+    # the summary's exact statistics are frame_perf's on the workload, and the episodes' latency the space's
+    arch = InstantNGP(levels=4, log2_table_size=10, n_min=QUICK.n_min, n_max=QUICK.n_max).arch
+    policy = QuantPolicy.load(out / "policy.yaml", 4)
+    exact = frame_perf(load_accelerator("default"), arch, policy, samples=s["frame"]["samples"], workload=u)
+    assert best["cycles"] == exact.cycles and best["dram_bytes"] == exact.dram["bytes"]
+    assert s["best"]["latency_cycles"] == best["search_estimate_cycles"]
+    assert mem["cost_model"]["every"] == 1 and best["estimate_error"] == 0.0
+    assert "hash_encoder_axi" in load_config(out / "engines.yaml")
