@@ -21,7 +21,7 @@ size) through ``nerf.render.sample_positions`` (empty-space skipping and early r
 scanline order, each ray near to far), saved as ``workload.npy`` (a resumed search reuses it). The
 frame's samples are then the workload's points (times (800 / workload_size)^2 for a smaller render,
 the workload standing for the frame). Policies are costed by ``rl.env.SearchSpace``'s memoised
-memory model on every ``every``-th chunk of 16384 workload points, ``every`` the smallest that leaves
+memory model on every ``every``-th chunk of ``rl.env.CHUNK`` (4096) workload points, ``every`` the smallest that leaves
 at most ``SEARCH_POINTS`` (an estimate; ``summary.json`` records it and its measured error for the
 best policy and the baselines, whose memory statistics are computed exactly on the whole workload:
 per-level hit rates, DRAM bytes, row outcomes, stall share, bottleneck).
