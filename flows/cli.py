@@ -218,7 +218,7 @@ def cmd_search(args) -> int:
     s = search(args.scene, args.preset, hw=args.hw, episodes=args.episodes, objective=args.objective,
                budget=args.budget, lam=args.lam, b_min=args.b_min, b_max=args.b_max, val_views=args.val_views,
                warmup=args.warmup, seed=args.seed, rays=args.rays, resume=args.resume, runs_root=args.runs,
-               name=args.name)
+               name=args.name, workload_size=args.workload_size)
     b, u8 = s["best"], s["baselines"]["uniform-8"]
     print(f"best of {s['episodes']} episodes (episode {b['episode']}): PSNR {b['psnr']:.2f} dB "
           f"({s['psnr_change_vs_fp']:+.2f} vs full precision {s['baselines']['fp']['psnr']:.2f}), "
@@ -350,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=option(int, ge=0), default=0, help="agent and calibration seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the search in the run folder")
     p.add_argument("--name", help="run name (default <scene>-<preset>-<objective>)")
+    p.add_argument("--workload-size", type=option(int, ge=1, le=4096), default=800,
+                   help="tables in DRAM: pixels per side of the validation view whose samples are the frame's "
+                        "workload (default 800: the 800x800 frame itself)")
     p.set_defaults(func=cmd_search, check=check_search)
     p = sub.add_parser("inr", help="DHQ vs uniform quantization of a SIREN image INR; writes runs/inr-<image>/",
                        description="Fit a SIREN to a scikit-image picture, then quantize every layer's weights and "

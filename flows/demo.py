@@ -6,12 +6,18 @@
    (``sim.mapping.engines_for_policy``);
 3. Verilog of exactly those engines (``build/verilog/search-builtin-demo/``), with the one stated
    exception below; ``engines-simulated.yaml`` there holds what is simulated;
-4. co-simulation of those Verilog files against their TLMs: the hash encoder, and the MLP engine
+4. co-simulation of those Verilog files against their TLMs: the hash encoder (``hash_encoder_axi``
+   with the default preset: tables in DRAM behind the table cache, the co-simulation's AXI4
+   responder serving the packed tables with LPDDR4 timing at 200 MHz, the default preset's DRAM; ``hash_encoder`` with an on-chip preset), and the MLP engine
    running the model's density MLP and its colour MLP (``sim.mapping.mlp_shapes``: 32-64-16 and
    31-64-64-3 for the tiny model), one run per MLP on the same Verilog. The printed Verilog paths are
    the simulated files (``run_cosim(..., verilog=)``).
 
-The one exception, the hash table: the tiny model has 16 levels of T = 2^15 entries (N 16..256).
+The search costs the tables in DRAM on a workload rendered at ``workload_size`` x ``workload_size``
+pixels (``DEMO_WORKLOAD_SIZE``, standing for the 800x800 frame; ``flows.search``), to keep the demo short.
+
+With the default preset the encoder's tables are off chip, so the model-sized encoder is simulated
+as it is. With an on-chip preset (``hw="onchip"``) there is one exception, the hash table: the tiny model has 16 levels of T = 2^15 entries (N 16..256).
 Measured on 2 shared cores, that encoder (8-bit entries, 16-bit coordinates, 4 lanes) is 18.6 MB of
 Verilog that takes 37 s to generate, 152 s to build with Verilator and 73 s to load and run 200
 points; at T = 2^13 it is 4.7 MB. Until the memory-system issue moves the tables off chip, the demo
@@ -30,6 +36,8 @@ from pathlib import Path
 __all__ = ["demo", "simulated_engines", "DEMO_MAX_LOG2_TABLE"]
 
 DEMO_EPISODES = 8
+#: Pixels per side of the search's workload view (tables in DRAM), standing for the 800x800 frame.
+DEMO_WORKLOAD_SIZE = 200
 DEMO_WARMUP = 3
 #: Largest hash table (log2 entries per level) the demo co-simulates (module doc: build and load time).
 DEMO_MAX_LOG2_TABLE = 13
@@ -71,7 +79,8 @@ def simulated_engines(engines: dict, max_log2_table_size: int = DEMO_MAX_LOG2_TA
 def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool = True, preset: str = "tiny",
          train_preset=None, downscale: int | None = None, episodes: int = DEMO_EPISODES, warmup: int = DEMO_WARMUP,
          val_views: int = 2, rays: int = 4096, points: int = 2000, vectors: int = 30,
-         max_log2_table_size: int = DEMO_MAX_LOG2_TABLE, compile: bool = True) -> int:
+         max_log2_table_size: int = DEMO_MAX_LOG2_TABLE, compile: bool = True, hw: str = "default",
+         workload_size: int = DEMO_WORKLOAD_SIZE) -> int:
     """Run the demo; returns the process exit code (0 when every co-simulation passed).
 
     Args:
@@ -81,6 +90,7 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
             ``torch.compile``.
         episodes, warmup, val_views, rays: the search's (``flows.search.search``).
         points: hash-encoder co-simulation points; vectors: MLP co-simulation vectors per MLP.
+        hw: the hardware preset (``flows/accel``); workload_size: the search's workload view size.
         max_log2_table_size: the largest hash table simulated (``simulated_engines``).
     """
     from flows.cosim import run_cosim
@@ -99,12 +109,16 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
           f"({t['resolution'][1]}x{t['resolution'][0]}), {t['iterations']} iterations in {t['train_seconds']:.0f} s")
 
     print(f"== 2/4 DDPG search, {episodes} episodes, latency budget 0.5 x uniform-8", flush=True)
-    s = search("builtin", preset, episodes=episodes, warmup=warmup, val_views=val_views, rays=rays,
-               resume=True, runs_root=runs_root, name="builtin-demo", progress=progress)
+    s = search("builtin", preset, hw=hw, episodes=episodes, warmup=warmup, val_views=val_views, rays=rays,
+               resume=True, runs_root=runs_root, name="builtin-demo", progress=progress, workload_size=workload_size)
     b, u8 = s["best"], s["baselines"]["uniform-8"]
     print(f"   best: PSNR {b['psnr']:.2f} dB ({s['psnr_change_vs_fp']:+.2f} vs full precision), "
           f"{b['latency_ms']:.1f} ms per 800x800 frame = {s['latency_ratio_to_uniform8']:.3f} x uniform-8 "
           f"({u8['latency_ms']:.1f} ms, {u8['psnr']:.2f} dB), FQR {b['fqr']:.2f}")
+    if "memory" in s:
+        m = s["memory"]["policies"]["best"]
+        print(f"   tables in DRAM: {m['dram_bytes'] / 1e6:.1f} MB per frame, stall share {m['stall_share']:.3f}, "
+              f"bottleneck {m['bottleneck']}, hit rates {min(m['hit_rates']):.3f}..{max(m['hit_rates']):.3f}")
 
     run_dir = runs_root / "search-builtin-demo"
     engines_path = run_dir / "engines.yaml"
@@ -123,10 +137,11 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
     print("== 4/4 co-simulation of those files against the TLMs (random traffic, backpressure)", flush=True)
     common = dict(seed=seed, build_root=build_root, runs_root=runs_root)
     checks = []
-    if "hash_encoder" in engines:
-        checks.append(("hash encoder", run_cosim(config, engine="hash_encoder", points=points,
-                                                 verilog=verilog["hash_encoder"],
-                                                 run_name="cosim-demo-hash_encoder", **common)))
+    for section in ("hash_encoder", "hash_encoder_axi"):
+        if section in engines:
+            what = "hash encoder" + (", tables in DRAM" if section == "hash_encoder_axi" else "")
+            checks.append((what, run_cosim(config, engine=section, points=points, verilog=verilog[section],
+                                           run_name=f"cosim-demo-{section}", **common)))
     arch = load_checkpoint(train_dir / "checkpoint.pt")["arch"]
     for mlp, shape in mlp_shapes(arch).items():  # the density MLP, then the colour MLP, on the one engine
         checks.append((f"{mlp} MLP {'-'.join(map(str, shape))}",

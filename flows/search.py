@@ -12,11 +12,25 @@ resumed search continues at the next episode with the agent, replay buffer and g
 (trained field, PTQ scorer, full precision, search space), ``_baselines`` (uniform policies, once),
 ``_run_episodes`` (``_episode`` after ``_episode``, checkpointed), then ``_best``, ``_summary`` and
 ``_write_best`` (policy, engines, plot). Tables, JSON and figures go through ``flows.report``.
+
+Tables in DRAM (a hardware preset with a ``memory`` section, e.g. ``default``): latency depends on
+where the samples are, so ``_setup`` builds the frame's workload from the scene (``_workload``): the
+first scored validation view rendered by the full-precision field at ``workload_size`` x
+``workload_size`` pixels (default 800 x 800, the searched frame; the focal length scaled with the
+size) through ``nerf.render.sample_positions`` (empty-space skipping and early ray termination, rays in
+scanline order, each ray near to far), saved as ``workload.npy`` (a resumed search reuses it). The
+frame's samples are then the workload's points (times (800 / workload_size)^2 for a smaller render,
+the workload standing for the frame). Policies are costed by ``rl.env.SearchSpace``'s memoised
+memory model on every ``every``-th chunk of ``rl.env.CHUNK`` (4096) workload points, ``every`` the smallest that leaves
+at most ``SEARCH_POINTS`` (an estimate; ``summary.json`` records it and its measured error for the
+best policy and the baselines, whose memory statistics are computed exactly on the whole workload:
+per-level hit rates, DRAM bytes, row outcomes, stall share, bottleneck).
 """
 
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +39,12 @@ import numpy as np
 from common.atomic import atomic_write
 from flows.report import Column, pyplot, save_figure, write_csv, write_json
 
-__all__ = ["search", "SearchError", "FRAME_RAYS"]
+__all__ = ["search", "SearchError", "FRAME_RAYS", "SEARCH_POINTS"]
 
 #: Rays of the frame whose latency is searched: 800 x 800 (NeRF-synthetic's full resolution).
 FRAME_RAYS = 800 * 800
+#: Tables in DRAM: the most workload points the search's cost model replays per policy (module doc).
+SEARCH_POINTS = 1 << 18
 
 
 class SearchError(RuntimeError):
@@ -103,12 +119,28 @@ class _Search:
     def checkpoint(self) -> Path:
         return self.out / "checkpoint.pt"
 
+    workload: object = None  # tables in DRAM: float (N, 3) sample positions of the frame, accelerator order
+
     def perf(self, policy) -> dict:
-        """Latency of one 800x800 frame under ``policy`` from the frame model (cycles, ms)."""
+        """Latency of one 800x800 frame under ``policy`` from the search space's frame model (cycles, ms)."""
+        p = self.space.perf(policy)
+        return {"latency_cycles": p.cycles, "latency_ms": round(p.latency_ms, 4)}
+
+    def memory_stats(self, policy) -> dict:
+        """Tables in DRAM: the frame under ``policy`` costed exactly on the whole workload
+        (``sim.perf.frame_perf``): cycles, the search's estimate and its error, per-level hit rates,
+        DRAM bytes, requests, row outcomes, stall share and the bottleneck."""
         from sim.perf import frame_perf
 
-        p = frame_perf(self.accel, self.arch, policy, samples=self.samples)
-        return {"latency_cycles": p.cycles, "latency_ms": round(p.latency_ms, 4)}
+        p = frame_perf(self.accel, self.arch, policy, samples=self.samples, workload=self.workload)
+        est = self.space.cycles(policy)
+        return {"cycles": p.cycles, "latency_ms": round(p.latency_ms, 4), "search_estimate_cycles": est,
+                "estimate_error": round(est / p.cycles - 1, 6) if p.cycles else 0.0, "bottleneck": p.bottleneck,
+                "hit_rates": [round(lv["hit_rate"], 6) for lv in p.levels],
+                "resident_levels": [i for i, lv in enumerate(p.levels) if lv["resident"]],
+                "dram_bytes": p.dram["bytes"], "dram_requests": p.dram["requests"], "row": p.dram["row"],
+                "stall_cycles": p.dram["stall_cycles"], "stall_share": p.dram["stall_share"],
+                "utilization": {k: v["utilization"] for k, v in p.engines.items()}, "workload": p.workload["note"]}
 
     def save(self) -> None:
         """Add the wall time since the last save and write ``checkpoint.pt`` atomically."""
@@ -147,18 +179,39 @@ def _prior_state(ckpt_path: Path, settings: dict, resume: bool) -> dict | None:
     return state
 
 
+def _workload(trained, val, view: int, size: int, path: Path) -> np.ndarray:
+    """The frame's sample positions (module doc): ``path`` if it is there, else rendered and saved."""
+    from nerf.render import sample_positions
+
+    if path.exists():
+        return np.load(path)
+    u = sample_positions(trained.model, trained.occupancy, val, [view], n_samples=trained.n_samples, height=size,
+                         width=size)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+            np.save(f, u, allow_pickle=False)
+
+    atomic_write(path, write)
+    return u
+
+
 def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dict | None, *, runs_root,
            val_views: int, rays: int, seed: int) -> _Search:
     """Load the trained field, calibrate the PTQ scorer, score full precision (once) and build the space."""
+    import math
+
     from flows.runs import open_field
     from quant.policy import FULL_PRECISION_BITS, QuantPolicy
     from quant.ptq import PTQEvaluator
-    from rl.env import SearchSpace
+    from rl.env import CHUNK, SearchSpace
 
     trained = open_field(scene, preset, runs_root)
     _check_range(trained.model.arch, accel, settings)
     val = trained.split("val")
     views = _val_views(len(val.images), val_views)
+    workload = None
+    if accel.has_memory:  # before PTQ puts quantizers into the model: the full-precision field's samples
+        workload = _workload(trained, val, views[0], settings["workload_size"], out / "workload.npy")
     evaluator = PTQEvaluator(trained.model, trained.occupancy, trained.train_data, val, views=views,
                              n_samples=trained.n_samples, rays=rays, seed=seed)
     if state is None:
@@ -166,11 +219,17 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
         state = {"settings": settings, "fp": fp, "rows": [], "baselines": None, "agent": None}
     state.setdefault("wall_seconds", 0.0)
     samples = int(round(state["fp"]["samples_per_ray"] * FRAME_RAYS))
+    every = 1
+    if workload is not None:
+        samples = max(len(workload), int(round(len(workload) * FRAME_RAYS / settings["workload_size"] ** 2)))
+        every = max(1, math.ceil(len(workload) / SEARCH_POINTS))
+        while every > 1 and math.ceil(len(workload) / (CHUNK * every)) * CHUNK > SEARCH_POINTS:
+            every += 1
     space = SearchSpace(arch=trained.model.arch, preset=accel, samples=samples, b_min=settings["b_min"],
                         b_max=settings["b_max"], objective=settings["objective"], budget=settings["budget"],
-                        lam=settings["lam"])
+                        lam=settings["lam"], workload=workload, every=every)
     return _Search(out=out, state=state, evaluator=evaluator, space=space, accel=accel, arch=trained.model.arch,
-                   samples=samples, levels=trained.levels, views=views)
+                   samples=samples, levels=trained.levels, views=views, workload=workload)
 
 
 def _check_range(arch: dict, accel, settings: dict) -> None:
@@ -186,7 +245,7 @@ def _check_range(arch: dict, accel, settings: dict) -> None:
 
     SearchSpace(arch=arch, preset=accel, samples=1, b_min=settings["b_min"], b_max=settings["b_max"],
                 objective="tradeoff" if settings["objective"] == "latency" else settings["objective"],
-                lam=settings["lam"])
+                lam=settings["lam"], workload=np.full((1, 3), 0.5) if accel.has_memory else None)
 
 
 def _baselines(run: _Search, b_min: int, b_max: int) -> dict:
@@ -268,6 +327,9 @@ def _summary(run: _Search, best: dict | None) -> dict:
                "frame": {"rays": FRAME_RAYS, "samples_per_ray": round(fp["samples_per_ray"], 4),
                          "samples": run.samples},
                "val_views": run.views, "baselines": baselines, "best": None}
+    if run.workload is not None:  # tables in DRAM: the frame's samples are the workload's (module doc)
+        summary["frame"]["samples_source"] = "workload"
+        summary["frame"]["workload_samples_per_ray"] = round(run.samples / FRAME_RAYS, 4)
     if best is None:
         return summary
     u8 = baselines["uniform-8"]
@@ -280,7 +342,37 @@ def _summary(run: _Search, best: dict | None) -> dict:
     summary["dominates_uniform"] = all(best["latency_cycles"] < baselines[k]["latency_cycles"] for k in better_psnr)
     if settings["objective"] == "latency":
         summary["budget_cycles"] = space.target_cycles
+    if run.workload is not None:
+        summary["memory"] = _memory_summary(run, best)
     return summary
+
+
+def _memory_summary(run: _Search, best: dict) -> dict:
+    """Tables in DRAM: the memory system, the workload, the search's cost model (the estimate) and the
+    exact memory statistics of the best policy and the uniform baselines."""
+    from quant.policy import QuantPolicy
+    from rl.env import CHUNK
+
+    space, mem = run.space, run.accel.memory
+    policies = {"best": QuantPolicy(best["bits"], run.levels)}
+    for name in run.state["baselines"]:
+        if name.startswith("uniform-"):
+            policies[name] = QuantPolicy.uniform(int(name.split("-")[1]), run.levels)
+    size = run.state["settings"]["workload_size"]
+    return {
+        "memory_system": {**dataclasses.asdict(mem), "dram_timing": run.accel.dram_timing().to_dict()},
+        "workload": {"view": run.views[0], "pixels": [size, size], "points": len(run.workload),
+                     "frame_samples": run.samples,
+                     "order": "rays in scanline order (rows top to bottom, left to right), samples near to far",
+                     "note": "validation view rendered by the full-precision field with empty-space skipping and "
+                             "early ray termination" + ("" if size == 800 else
+                                                        f"; {size}x{size} pixels standing for the 800x800 frame "
+                                                        f"(counts scaled by {run.samples / len(run.workload):.4f})")},
+        "cost_model": {"every": space.every, "chunk": CHUNK, "points": space.points, "replays": space.replays,
+                       "note": "exact memory model" if space.every == 1 else
+                       f"chunk-subset estimate: every {space.every}th chunk of {CHUNK} points replayed, scaled"},
+        "policies": {name: run.memory_stats(pol) for name, pol in policies.items()},
+    }
 
 
 def _write_best(run: _Search, best: dict, title: str) -> None:
@@ -299,7 +391,7 @@ def _write_best(run: _Search, best: dict, title: str) -> None:
 def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: int = 60, objective: str = "latency",
            budget: float = 0.5, lam: float = 0.1, b_min: int = 2, b_max: int = 8, val_views: int = 4,
            warmup: int = 20, seed: int = 0, rays: int = 8192, resume: bool = False, runs_root="runs",
-           name: str | None = None, progress: bool = True) -> dict:
+           name: str | None = None, progress: bool = True, workload_size: int = 800) -> dict:
     """Run (or resume) a search; returns the summary (also ``summary.json``).
 
     Raises:
@@ -313,7 +405,7 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
 
     # every argument checked before any work starts (ValueError naming the field, range and value)
     SearchSettings(episodes=episodes, warmup=warmup, objective=objective, budget=budget, lam=lam, b_min=b_min,
-                   b_max=b_max, val_views=val_views, rays=rays, seed=seed)
+                   b_max=b_max, val_views=val_views, rays=rays, seed=seed, workload_size=workload_size)
     from flows.runs import scene_name
     from sim.perf import load_accelerator
 
@@ -323,6 +415,8 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
     settings = {"scene": scene, "preset": preset, "hw": accel.name, "objective": objective, "budget": budget,
                 "lam": lam, "b_min": b_min, "b_max": b_max, "val_views": val_views, "warmup": warmup, "seed": seed,
                 "rays": rays}
+    if accel.has_memory:
+        settings["workload_size"] = workload_size
     state = _prior_state(out / "checkpoint.pt", settings, resume)
     run = _setup(scene, preset, accel, out, settings, state, runs_root=runs_root, val_views=val_views, rays=rays,
                  seed=seed)

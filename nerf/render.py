@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ray_aabb", "render_rays", "RenderStats", "render_image", "evaluate"]
+__all__ = ["ray_aabb", "render_rays", "RenderStats", "render_image", "evaluate", "sample_positions"]
 
 
 def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
@@ -45,7 +45,7 @@ class RenderStats:
 
 def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: int, occupancy=None,
                 perturb: bool = False, background: float = 1.0, t_min: float = 0.0, chunks: int = 1,
-                generator: torch.Generator | None = None):
+                generator: torch.Generator | None = None, record: list | None = None):
     """Render rays through the bounding box of ``model``.
 
     Args:
@@ -54,6 +54,9 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: 
         occupancy: an ``OccupancyGrid``; samples in empty cells are skipped (density 0).
         t_min: early ray termination: after each of ``chunks`` segments along the rays, rays whose
             transmittance is below ``t_min`` are not marched further (0 disables).
+        record: a list that receives, per segment, ``(key, points)`` of the samples the field
+            evaluated: int64 (n,) ``ray * n_samples + step`` and float (n, 3) world positions
+            (``sample_positions``).
 
     Returns:
         ``(rgb (R, 3), opacity (R,), RenderStats)``.
@@ -88,6 +91,10 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: 
         color = torch.zeros(flat.shape[0], 3, device=flat.device)
         idx = keep.nonzero().squeeze(1)
         stats.samples_evaluated += int(idx.numel())
+        if record is not None and idx.numel():
+            step = torch.arange(a, b, device=flat.device).repeat(rays.numel())
+            ray = rays.repeat_interleave(b - a)
+            record.append(((ray * n_samples + step)[idx].cpu(), flat[idx].detach().cpu()))
         if idx.numel():
             d = dirs[rays, None, :].expand(-1, b - a, -1).reshape(-1, 3)
             s_k, c_k = model(flat[idx], d[idx])
@@ -124,6 +131,59 @@ def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: i
         out.append(rgb.clamp(0, 1).cpu())
         total.add(stats)
     return torch.cat(out).reshape(data.height, data.width, 3).numpy(), total
+
+
+@torch.no_grad()
+def sample_positions(model, occupancy, data, views, *, n_samples: int, height: int | None = None,
+                     width: int | None = None, chunk: int = 8192) -> np.ndarray:
+    """The sample positions the accelerator processes for ``views`` of ``data``: float64 (N, 3) in [0, 1)^3.
+
+    Each view is rendered as ``render_image`` does (``render_rays`` with the occupancy grid and early ray
+    termination at transmittance 1e-4, 4 segments), at ``height`` x ``width`` pixels (default: the
+    split's; another size scales the focal length and principal point with the width and height, so
+    the same field of view is sampled more or less densely). Kept are the samples the field evaluates,
+    i.e. after empty-space skipping and early ray termination.
+
+    Order (the accelerator's input order): views in the given order; within a view rays in scanline
+    order (pixel rows top to bottom, each row left to right); within a ray its samples near to far.
+    Positions are normalised by the model's bounding box, ``(p - lo) / (hi - lo)``, clipped below 1
+    (``sim.tlm.hash_encoder.to_fixed`` turns them into fixed-point codes). Plain numpy, so ``sim``
+    needs no torch.
+    """
+    from nerf.cameras import get_rays
+
+    lo, hi = model.bbox[0].double().cpu(), model.bbox[1].double().cpu()
+    h, w = height or data.height, width or data.width
+    intr = dict(data.intrinsics)
+    sx, sy = w / data.width, h / data.height
+    focal = data.focal * sx
+    if intr.get("focal_y") is not None:
+        intr["focal_y"] = intr["focal_y"] * sy
+    if intr.get("cx") is not None:
+        intr["cx"] = intr["cx"] * sx
+    if intr.get("cy") is not None:
+        intr["cy"] = intr["cy"] * sy
+    out = []
+    for index in views:
+        o, d = get_rays(h, w, focal, data.poses[index], **intr)
+        o, d = torch.from_numpy(np.asarray(o, np.float32)), torch.from_numpy(np.asarray(d, np.float32))
+        keys, pts = [], []
+        for a in range(0, o.shape[0], chunk):
+            rec: list = []
+            render_rays(model, o[a:a + chunk], d[a:a + chunk], n_samples=n_samples, occupancy=occupancy,
+                        t_min=1e-4, chunks=4, record=rec)
+            for k, p in rec:
+                keys.append(k + a * n_samples)
+                pts.append(p)
+        if not keys:
+            continue
+        key, p = torch.cat(keys), torch.cat(pts).double()
+        order = torch.argsort(key, stable=True)
+        out.append(((p[order] - lo) / (hi - lo)).numpy())
+    if not out:
+        return np.zeros((0, 3), np.float64)
+    u = np.concatenate(out)
+    return np.clip(u, 0.0, np.nextafter(1.0, 0.0))
 
 
 def evaluate(model, occupancy, data, *, n_samples: int, every: int = 1, out_dir: Path | None = None,

@@ -28,6 +28,17 @@ Objectives (reward r of an episode, given to each of its transitions by the agen
   saves the most cycles, repeatedly); ``r = 0.1 (PSNR - PSNR_fp)`` (HAQ: 0.1 x accuracy change).
 * ``tradeoff``: no constraint; ``r = 0.1 (PSNR - PSNR_fp) - lam log2(latency / latency(uniform-8))``,
   so with the default lam = 0.1 halving the latency is worth 1 dB of PSNR.
+
+Latency: ``sim.perf.frame_perf`` for a preset with the tables on chip. A preset with a ``memory``
+section (tables in DRAM, ``hw.hash_encoder_axi``) needs the scene's ``workload`` (sample positions in
+accelerator order, ``nerf.render.sample_positions``): on construction ``sim.memory.frame.level_stats``
+replays every level's cache at every width in [b_min, max(b_max, 8)] once (on every ``every``-th
+chunk of ``CHUNK`` points when ``every`` > 1: ``memory_frame_perf``'s chunk-subset estimate), and each
+policy is costed by ``policy_perf`` (DRAM replay and schedule only), memoised by what the latency
+depends on (each level's bits and each MLP engine's T), so ``enforce_budget``'s many trials and
+repeated policies cost one replay each. Hash levels then have engine cycles: they are searched for
+latency (``latency_sensitive``) and their ``latency_share`` is their share of the encoder's busy
+cycles (issue cycles split evenly, stall cycles in proportion to the level's misses) over the frame.
 """
 
 from __future__ import annotations
@@ -43,11 +54,18 @@ from common.validate import range_message, spec
 from nerf import grid
 from nerf.layout import model_layout
 from quant.policy import MAX_BITS, MIN_BITS, QuantPolicy, component_names
-from sim.mapping import ENCODER, AcceleratorPreset, layer_of, mlp_layers
-from sim.perf import frame_perf
+from sim.mapping import ENCODER, AcceleratorPreset, encoder_params, layer_of, level_bits_of, mlp_layers
+from sim.perf import FramePerf, frame_perf, memory_result, mlp_cycles, workload_codes
 from sim.tlm.mlp_engine import layer_cycles
 
-__all__ = ["OBS_FEATURES", "SearchSpace", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES"]
+__all__ = ["OBS_FEATURES", "SearchSpace", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES", "CHUNK"]
+
+#: Points per chunk of the chunk-subset estimate (``SearchSpace.every``; ``memory_frame_perf``'s ``chunk``).
+#: Measured on lego (tiny) validation view 0 at 400x400 (712,529 points, scanline order), every = 3,
+#: cycle error against the exact model: chunk 16384: -2.04 % (uniform-4), -0.06 % (uniform-8);
+#: chunk 4096: +0.47 %, +0.008 %; chunk 1024: +1.05 %, +0.014 %. Bands of a few rows sample a real
+#: view's inhomogeneity better than bands of tens of rows, and far smaller chunks add boundary error.
+CHUNK = 4096
 
 OBS_FEATURES = ("type", "index", "in_size", "out_size", "params", "resolution", "dense", "latency_share",
                 "prev_action")
@@ -81,6 +99,7 @@ class SearchSettings:
             uniform-8 latency; lam: the trade-off weight, finite and >= 0.
         b_min, b_max: the bit range, 2 <= b_min <= b_max <= 32 (``SearchSpace`` caps b_max at the engines').
         val_views: validation views scored, >= 1; rays: rays per PTQ batch, >= 1; seed: >= 0.
+        workload_size: tables in DRAM: pixels per side of the workload view (``flows.search``), in [1, 4096].
 
     Raises:
         ValueError: naming the field, the allowed range and the value (``SearchSettings.budget must
@@ -97,6 +116,7 @@ class SearchSettings:
     val_views: Annotated[int, Field(ge=1)] = 4
     rays: Annotated[int, Field(ge=1)] = 8192
     seed: Annotated[int, Field(ge=0)] = 0
+    workload_size: Annotated[int, Field(ge=1, le=4096)] = 800
 
     def __post_init__(self) -> None:
         if self.b_max < self.b_min:
@@ -114,9 +134,16 @@ class SearchSpace:
             hash-table entries); the engines must run 8 bits (the latency reference).
         objective: "latency" or "tradeoff"; budget: latency budget, a finite fraction > 0 of
             uniform-8's (latency objective); lam: the trade-off weight, finite and >= 0.
+        workload: a preset with memory only, and required there: the frame's sample positions in
+            accelerator order (float (N, 3) in [0, 1)^3 or fixed-point codes), N <= ``samples`` (a
+            smaller workload stands for the frame, costs scaled to ``samples``).
+        every: >= 1; > 1 costs policies on every ``every``-th chunk of ``CHUNK`` workload points (an
+            estimate, module doc), scaled to ``samples``.
 
     Derived (set on construction): ``levels``, ``names`` (the policy's components), ``reference_cycles``
-    (uniform-8), ``latency_sensitive`` (components with engine cycles), ``static`` (observations).
+    (uniform-8), ``latency_sensitive`` (components with engine cycles), ``static`` (observations);
+    with memory ``stats`` (``level_stats``), ``points`` (workload points costed), ``memo`` (key ->
+    ``MemoryFramePerf``) and ``replays`` (``policy_perf`` calls made).
 
     Raises:
         ValueError: a bad field (naming it, the allowed range and the value).
@@ -131,6 +158,8 @@ class SearchSpace:
     objective: Objective = "latency"
     budget: Budget = 0.5
     lam: Lam = 0.1
+    workload: object = None
+    every: Annotated[int, Field(ge=1)] = 1
 
     def _set(self, **values) -> None:
         for name, value in values.items():
@@ -147,10 +176,18 @@ class SearchSpace:
             raise ValueError(range_message("SearchSpace", "b_max", self.b_max, self.b_min, top)
                              + " (b_min to the engines' widest)")
         levels = self.arch["levels"]
-        self._set(levels=levels, names=component_names(levels))
-        self._set(reference_cycles=self.cycles(QuantPolicy.uniform(8, levels)))
+        self._set(levels=levels, names=component_names(levels), stats=None, memo={}, replays=0, points=0)
         layers = layer_of(self.arch)
-        self._set(latency_sensitive=[n for n in self.names if n in layers])
+        if self.preset.memory is not None:
+            self._memory_setup()
+            hashed = set(model_layout(self.arch).hash_components)
+            self._set(latency_sensitive=[n for n in self.names if n in layers or n in hashed])
+        else:
+            if self.workload is not None:
+                raise ValueError(f"hardware preset {self.preset.name!r} keeps the hash tables on chip; a workload "
+                                 "changes nothing")
+            self._set(latency_sensitive=[n for n in self.names if n in layers])
+        self._set(reference_cycles=self.cycles(QuantPolicy.uniform(8, levels)))
         if self.objective == "latency":
             lowest = self.cycles(QuantPolicy.uniform(self.b_min, self.levels))
             if lowest > self.target_cycles:
@@ -161,8 +198,45 @@ class SearchSpace:
         self._set(static=self._static_features())
 
     # --- latency -------------------------------------------------------------------------------
+    def _memory_setup(self) -> None:
+        from sim.memory.frame import _subsample, level_stats
+
+        if self.workload is None:
+            raise ValueError(f"hardware preset {self.preset.name!r} keeps the hash tables in DRAM: the search space "
+                             "needs the scene's workload (nerf.render.sample_positions)")
+        enc = encoder_params(self.preset, self.arch)
+        codes = workload_codes(self.workload, enc.coord_bits)
+        total = len(codes)
+        if len(codes) == 0 or len(codes) > self.samples:
+            raise ValueError(f"the workload must hold 1 to samples = {self.samples} points, not {len(codes)}")
+        if self.every > 1:
+            codes = codes[_subsample(len(codes), self.every, CHUNK)]
+        widths = range(self.b_min, max(self.b_max, 8) + 1)
+        self._set(stats=level_stats(enc, codes, widths), points=len(codes), dram=self.preset.dram_timing(),
+                  workload_points=total)
+
+    def perf(self, policy: Mapping[str, int]) -> FramePerf:
+        """The frame under ``policy`` (``sim.perf.FramePerf``); with memory from the memoised replay."""
+        if self.stats is None:
+            return frame_perf(self.preset, self.arch, policy, samples=self.samples)
+        from sim.memory.frame import policy_perf
+
+        mlp_T = mlp_cycles(self.preset, self.arch, policy)
+        key = (level_bits_of(policy, self.arch), tuple(mlp_T.values()))
+        m = self.memo.get(key)
+        if m is None:
+            for name in model_layout(self.arch).hash_components:
+                if not self.b_min <= policy[name] <= max(self.b_max, 8):
+                    raise ValueError(f"policy {name} = {policy[name]} bits is outside the search's widths "
+                                     f"[{self.b_min}, {max(self.b_max, 8)}]")
+            m = policy_perf(self.stats, key[0], dram=self.dram, mlp_T=mlp_T)
+            self.memo[key] = m
+            self._set(replays=self.replays + 1)
+        return memory_result(self.preset, self.arch, policy, m, samples=self.samples, points=self.points,
+                             every=self.every)
+
     def cycles(self, policy: Mapping[str, int]) -> int:
-        return frame_perf(self.preset, self.arch, policy, samples=self.samples).cycles
+        return self.perf(policy).cycles
 
     @property
     def target_cycles(self) -> int:
@@ -171,32 +245,47 @@ class SearchSpace:
     def latency_shares(self, policy: Mapping[str, int]) -> dict[str, float]:
         """Share of frame latency per component: its layer's share of its engine's cycles per sample,
         times that engine's utilization (1 for the bottleneck); hash levels split the encoder's
-        utilization evenly; components with no engine cycles get 0."""
-        perf = frame_perf(self.preset, self.arch, policy, samples=max(self.samples, 1))
+        utilization evenly (tables on chip) or, tables in DRAM, share the encoder's busy cycles: its
+        issue cycles evenly, its stall cycles in proportion to each level's misses, over the frame's
+        cycles; components with no engine cycles get 0."""
+        perf = self.perf(policy)
         layers = mlp_layers(policy, self.arch, self.preset.mlp)
         shares = dict.fromkeys(self.names, 0.0)
         for name, (engine, i) in layer_of(self.arch).items():
             ly = layers[engine][i]
             n = layer_cycles(self.preset.mlp, **ly)
             shares[name] = n / perf.engines[engine]["cycles_per_sample"] * perf.engines[engine]["utilization"]
-        for name in model_layout(self.arch).hash_components:
+        hashed = model_layout(self.arch).hash_components
+        if perf.dram:
+            enc, cycles = perf.engines[ENCODER], max(perf.cycles, 1)
+            misses = sum(lv["misses"] for lv in perf.levels) or 1
+            for name, lv in zip(hashed, perf.levels):
+                shares[name] = (enc["issue_cycles"] / self.levels + enc["stall_cycles"] * lv["misses"] / misses) / cycles
+            return shares
+        for name in hashed:
             shares[name] = perf.engines[ENCODER]["utilization"] / self.levels
         return shares
 
     def enforce_budget(self, policy: QuantPolicy) -> QuantPolicy:
-        """Lower bits until the latency meets the budget (latency objective); unchanged otherwise."""
+        """Lower bits until the latency meets the budget (latency objective); unchanged otherwise.
+
+        Greedy: one bit off the latency-sensitive component whose decrement gives the fewest cycles,
+        repeatedly (also when it saves none: tables in DRAM make latency non-monotone in bits)."""
         if self.objective != "latency":
             return policy
         bits = dict(policy)
         current = self.cycles(bits)
         while current > self.target_cycles:
-            best, best_cycles = None, current
+            # the decrement to the fewest cycles; with tables in DRAM latency is not monotone in a level's
+            # bits (line packing moves addresses across DRAM rows), so when no decrement saves cycles the
+            # least costly one is taken: bits only go down, and uniform-b_min meets the budget
+            best, best_cycles = None, None
             for name in self.latency_sensitive:
                 if bits[name] > self.b_min:
                     trial = self.cycles({**bits, name: bits[name] - 1})
-                    if trial < best_cycles:
+                    if best_cycles is None or trial < best_cycles:
                         best, best_cycles = name, trial
-            if best is None:  # cannot happen after the feasibility check, kept as a guard
+            if best is None:  # every latency-sensitive component at b_min: the feasibility check rules it out
                 raise BudgetError(f"cannot reach {self.target_cycles} cycles from {current}")
             bits[best] -= 1
             current = best_cycles

@@ -45,12 +45,13 @@ from typing import Annotated
 from pydantic import Field, InstanceOf
 
 from common.validate import from_mapping, read_yaml, spec
+from hw.hash_encoder_axi.params import HashEncoderAxiParams
 from hw.params import ConfigError, HashEncoderParams, MlpEngineParams
 from nerf.layout import ModelLayout, model_layout
 
 __all__ = ["ACCEL_DIR", "ENCODER", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "AcceleratorPreset",
            "load_accelerator", "layer_of", "mlp_layers", "mlp_shapes", "encoder_params", "engines_for_policy",
-           "check_bits", "check_policy_fits"]
+           "check_bits", "check_policy_fits", "MemoryPreset", "encoder_section", "level_bits_of"]
 
 #: Hardware presets of the accelerator (``make search HW=<name>``).
 ACCEL_DIR = Path(__file__).resolve().parents[1] / "flows" / "accel"
@@ -83,6 +84,30 @@ class HashEncoderPreset:
 
 
 @spec(ConfigError)
+class MemoryPreset:
+    """The ``memory`` section of a hardware preset: the hash tables live in external DRAM
+    (``hw.hash_encoder_axi``) behind a per-level table cache.
+
+    Fields (``HashEncoderAxiParams``' memory fields, validated by building one):
+        bus_bytes: AXI4 data width; line_bytes: cache line (one INCR burst); cache_bytes: bytes of each
+        cached level's partition; ways: associativity; resident_bytes: on-chip budget of the resident
+        coarse levels; addr_bits: AXI4 address width; dram: a DRAM preset name (``flows/dram/<name>.yaml``).
+    """
+
+    bus_bytes: Annotated[int, Field(ge=4, le=128)] = 16
+    line_bytes: Annotated[int, Field(ge=4, le=4096)] = 64
+    cache_bytes: Annotated[int, Field(ge=4, le=1 << 24)] = 4096
+    ways: Annotated[int, Field(ge=1, le=8)] = 2
+    resident_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
+    addr_bits: Annotated[int, Field(ge=12, le=64)] = 32
+    dram: str = "lpddr4"
+
+    def axi_fields(self) -> dict:
+        """The ``HashEncoderAxiParams`` fields of this section (all but ``dram``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "dram"}
+
+
+@spec(ConfigError)
 class AcceleratorPreset:
     """A hardware preset: the engines' generate-time parameters (the model fixes the rest).
 
@@ -90,6 +115,8 @@ class AcceleratorPreset:
         name: preset name.
         lanes, coord_bits, feature_bits: the hash encoder's (``HashEncoderPreset``).
         mlp: the MLP engines' parameters (both engines are generated alike).
+        memory: the external-table memory system (``MemoryPreset``), or None: tables on chip
+            (``hw.hash_encoder``, table bits do not change latency).
 
     Raises:
         ConfigError: a bad field, naming it, the allowed range and the value.
@@ -100,6 +127,20 @@ class AcceleratorPreset:
     coord_bits: _CoordBits = 16
     feature_bits: _FeatureBits = 8
     mlp: InstanceOf[MlpEngineParams]
+    memory: InstanceOf[MemoryPreset] | None = None
+
+    @property
+    def has_memory(self) -> bool:
+        """The hash tables are off chip (a ``memory`` section)."""
+        return self.memory is not None
+
+    def dram_timing(self):
+        """The memory section's DRAM in accelerator cycles (``sim.memory.dram.DramTiming``)."""
+        from sim.memory.dram import DramTiming, load_dram
+
+        if self.memory is None:
+            raise ConfigError(f"hardware preset {self.name!r} has no memory section (tables on chip)")
+        return DramTiming.of(load_dram(self.memory.dram), self.clock_mhz, self.memory.bus_bytes)
 
     @property
     def clock_mhz(self) -> int:
@@ -107,7 +148,7 @@ class AcceleratorPreset:
         return self.mlp.clock_mhz
 
 
-_SECTIONS = ("hash_encoder", "mlp_engine")
+_SECTIONS = ("hash_encoder", "mlp_engine", "memory")
 
 
 def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
@@ -143,10 +184,38 @@ def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
     try:
         section = from_mapping(HashEncoderPreset, enc, where="hash_encoder", error=ConfigError)
         mlp = MlpEngineParams.from_dict(sections["mlp_engine"], where="mlp_engine")
+        memory = None
+        if "memory" in data:
+            memory = _memory_section(sections["memory"], section)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return AcceleratorPreset(name=path.stem, lanes=section.lanes, coord_bits=section.coord_bits,
-                             feature_bits=section.feature_bits, mlp=mlp)
+                             feature_bits=section.feature_bits, mlp=mlp, memory=memory)
+
+
+def _memory_section(data, enc: HashEncoderPreset) -> MemoryPreset:
+    """The ``memory`` section: its keys and ranges, the DRAM preset, and the cache numbers checked by
+    building a ``HashEncoderAxiParams`` (a one-level stand-in model: the model fixes the rest).
+
+    Raises:
+        ConfigError: naming ``memory.<field>`` and the value.
+    """
+    try:
+        mem = from_mapping(MemoryPreset, data, where="memory", error=ConfigError)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("MemoryPreset.", "memory.")) from None
+    from sim.memory.dram import load_dram
+
+    try:
+        load_dram(mem.dram)
+    except ConfigError as exc:
+        raise ConfigError(f"memory.dram = {mem.dram!r}: {exc}") from None
+    try:
+        HashEncoderAxiParams(levels=1, log2_table_size=4, features=1, feature_bits=enc.feature_bits,
+                             coord_bits=enc.coord_bits, n_min=1, n_max=1, lanes=1, **mem.axi_fields())
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("HashEncoderAxiParams.", "memory.")) from None
+    return mem
 
 
 # --- model -> engines -------------------------------------------------------------------------
@@ -202,47 +271,74 @@ def mlp_shapes(arch: Mapping) -> dict[str, list[int]]:
     return {name: layout.sizes(name) for name in layout.mlps}
 
 
-def encoder_params(preset: AcceleratorPreset, arch: Mapping) -> HashEncoderParams:
+def level_bits_of(policy: Mapping[str, int], arch: Mapping) -> tuple[int, ...]:
+    """Each level's table width from the policy's ``hash.levelNN`` components, in level order."""
+    return tuple(int(policy[n]) for n in model_layout(arch).hash_components)
+
+
+def encoder_params(preset: AcceleratorPreset, arch: Mapping,
+                   policy: Mapping[str, int] | None = None) -> HashEncoderParams:
     """The hash encoder this preset generates for a model architecture (``nerf.layout.ARCH_KEYS``):
     the model's levels, table size, features and N_min/N_max; the preset's coordinate bits, table
     width and lanes (at most the levels).
 
+    With a ``memory`` section: a ``HashEncoderAxiParams`` (tables in DRAM) with the section's memory
+    system and ``feature_bits`` the preset's maximum; ``level_bits`` the policy's ``hash.levelNN`` bits
+    (``level_bits_of``), or every level at ``feature_bits`` without a policy. Without: a
+    ``HashEncoderParams`` (tables on chip; ``policy`` is not needed).
+
     Raises:
-        ConfigError: the combination is no valid encoder (e.g. N_max above 2**coord_bits).
+        ConfigError: the combination is no valid encoder (e.g. N_max above 2**coord_bits, a level's
+            bits above ``feature_bits``, tables the address width cannot reach).
     """
-    return HashEncoderParams(levels=arch["levels"], log2_table_size=arch["log2_table_size"],
-                             features=arch["features"], feature_bits=preset.feature_bits,
-                             coord_bits=preset.coord_bits, n_min=arch["n_min"], n_max=arch["n_max"],
-                             lanes=min(preset.lanes, arch["levels"]))
+    fields = dict(levels=arch["levels"], log2_table_size=arch["log2_table_size"], features=arch["features"],
+                  feature_bits=preset.feature_bits, coord_bits=preset.coord_bits, n_min=arch["n_min"],
+                  n_max=arch["n_max"], lanes=min(preset.lanes, arch["levels"]))
+    if preset.memory is None:
+        return HashEncoderParams(**fields)
+    bits = level_bits_of(policy, arch) if policy is not None else ()
+    return HashEncoderAxiParams(**fields, level_bits=bits, **preset.memory.axi_fields())
+
+
+def encoder_section(preset: AcceleratorPreset) -> str:
+    """The encoder's config section: ``hash_encoder_axi`` with a memory section, ``hash_encoder`` without."""
+    return HashEncoderAxiParams.SECTION if preset.memory is not None else "hash_encoder"
 
 
 def engines_for_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> dict:
     """The engines generated for the model and exactly the policy's widths (``engines.yaml``).
 
-    Returns ``{"hash_encoder": HashEncoderParams, "mlp_engine": MlpEngineParams}``: the encoder of
-    ``encoder_params`` with ``feature_bits`` the widest ``hash.levelNN``; the preset's MLP array with
-    ``max_weight_bits`` / ``max_act_bits`` the widest weight / layer-input component, ``max_in`` /
-    ``max_out`` the longest layer input / widest layer output and ``max_layers`` the deepest MLP.
+    Returns ``{"hash_encoder": HashEncoderParams, "mlp_engine": MlpEngineParams}`` (on-chip tables) or
+    ``{"hash_encoder_axi": HashEncoderAxiParams, "mlp_engine": ...}`` (a preset with memory: each level's
+    ``level_bits`` from the policy): the encoder of ``encoder_params`` with ``feature_bits`` the widest
+    ``hash.levelNN``; the preset's MLP array with ``max_weight_bits`` / ``max_act_bits`` the widest
+    weight / layer-input component, ``max_in`` / ``max_out`` the longest layer input / widest layer
+    output and ``max_layers`` the deepest MLP.
 
     Raises:
         ConfigError: a width outside the engines' generate-time ranges (e.g. 32 bits, full precision).
     """
     layout: ModelLayout = model_layout(arch)
     layers = list(layout.layers.values())
-    enc = dataclasses.replace(encoder_params(preset, arch),
-                              feature_bits=max(policy[n] for n in layout.hash_components))
+    widest = max(policy[n] for n in layout.hash_components)
+    if preset.memory is None:
+        enc = dataclasses.replace(encoder_params(preset, arch), feature_bits=widest)
+    else:
+        enc = dataclasses.replace(encoder_params(preset, arch), feature_bits=widest,
+                                  level_bits=level_bits_of(policy, arch))
     mlp = dataclasses.replace(preset.mlp,
                               max_weight_bits=max(policy[ly.weight] for ly in layers),
                               max_act_bits=max(policy[n] for ly in layers for n in ly.inputs),
                               max_in=max(ly.in_size for ly in layers), max_out=max(ly.out_size for ly in layers),
                               max_layers=max(len(layout.mlp(m)) for m in layout.mlps))
-    return {"hash_encoder": enc, "mlp_engine": mlp}
+    return {encoder_section(preset): enc, "mlp_engine": mlp}
 
 
 def check_policy_fits(policy: Mapping[str, int], engines: Mapping[str, object], *, where: str = "engines") -> None:
     """Check that generated engines (``engines.yaml``: ``{"hash_encoder": ..., "mlp_engine": ...}``) hold a policy.
 
-    Every ``hash.levelNN`` must fit the encoder's ``feature_bits``; every MLP weight and layer input the MLP
+    Every ``hash.levelNN`` must fit the encoder's ``feature_bits`` (with ``hash_encoder_axi``, equal its
+    ``level_bits``: the packed table layout); every MLP weight and layer input the MLP
     engine's ``max_weight_bits`` / ``max_act_bits`` (``mlp_layers``). Only widths are checked: the layer
     sizes do not change which components feed which layer, so a one-wide stand-in model names them.
 
@@ -250,13 +346,19 @@ def check_policy_fits(policy: Mapping[str, int], engines: Mapping[str, object], 
         ConfigError: no hash encoder (the policy's levels are unknown), or a component wider than the
             engines hold, naming it, its bits, the limit and ``where``.
     """
-    encoder = engines.get("hash_encoder")
+    encoder = engines.get("hash_encoder", engines.get("hash_encoder_axi"))
     if encoder is None:
         raise ConfigError(f"{where} has no hash_encoder section, so the policy's levels are unknown")
+    level_bits = getattr(encoder, "level_bits", ())  # hash_encoder_axi: the tables are packed at these widths
     for name, bits in policy.items():
         if name.startswith("hash.level") and bits > encoder.feature_bits:
             raise ConfigError(f"{name} = {bits} bits does not fit the hash encoder's feature_bits = "
                               f"{encoder.feature_bits} in {where}")
+        if name.startswith("hash.level") and level_bits and int(name[len("hash.level"):]) < len(level_bits) \
+                and bits != level_bits[int(name[len("hash.level"):])]:
+            level = int(name[len("hash.level"):])
+            raise ConfigError(f"{name} = {bits} bits is not the width the external tables are packed at, "
+                              f"level_bits[{level}] = {level_bits[level]}, in {where}")
     mlp = engines.get("mlp_engine")
     if mlp is not None:
         arch = {"levels": encoder.levels, "features": encoder.features, "hidden": 1, "geo_features": 1}

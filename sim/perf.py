@@ -35,6 +35,16 @@ Bits: the MLP layers' weight and activation bits are the policy's (``sim.mapping
 the wider of ``density.l1.out`` and ``sh.out``; ``color.l1``/``color.l2``: their ``act_in``); hash-table bits
 change the table memory and its read traffic, not the encoder's cycles. A component at 32 bits (full
 precision) cannot run on the integer engines: ``frame_perf`` raises for it.
+
+**Tables in DRAM.** A preset with a ``memory`` section (``flows/accel/default.yaml``) runs
+``hw.hash_encoder_axi``: the tables are bit-packed at each level's ``hash.levelNN`` width in DRAM
+behind a per-level cache, so table bits change hits, DRAM traffic and the encoder's stalls, which
+depend on where the samples are. ``frame_perf`` then needs the frame's sample positions (``workload``,
+``nerf.render.sample_positions``) and costs them with the exact event-driven model
+``sim.memory.frame.memory_frame_perf``; the result adds per-level hits, misses and hit rates, DRAM
+bytes, requests, row outcomes and stall cycles, and the bottleneck may be ``memory`` (the encoder's
+stall cycles exceed its issue cycles). Without a workload it raises: an on-chip answer would be silently
+wrong. ``flows/accel/onchip.yaml`` is the same accelerator with the tables on chip (the model above).
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nerf.layout import model_layout
+from hw.params import ConfigError
 from sim.mapping import (ACCEL_DIR, ENCODER, ENCODER_EXTRA_LATENCY, MLP_EXTRA_LATENCY, AcceleratorPreset, check_bits,
                          encoder_params, load_accelerator, mlp_layers)
 from sim.tlm.mlp_engine import vector_cycles
@@ -53,7 +64,8 @@ from sim.tlm.mlp_engine import vector_cycles
 # AcceleratorPreset, load_accelerator, ACCEL_DIR, encoder_params, mlp_layers and ENCODER_EXTRA_LATENCY
 # live in sim.mapping (the accelerator mapping); they stay importable from here.
 __all__ = ["AcceleratorPreset", "load_accelerator", "mlp_layers", "encoder_params", "frame_perf", "FramePerf",
-           "ACCEL_DIR", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "INTER_ENGINE_FIFO", "transfer_cycles"]
+           "ACCEL_DIR", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "INTER_ENGINE_FIFO", "transfer_cycles",
+           "workload_codes", "mlp_cycles", "memory_result"]
 
 #: Words of each FIFO between two engines.
 INTER_ENGINE_FIFO = 2
@@ -89,12 +101,19 @@ class FramePerf:
     clock_mhz: int
     engines: dict = field(default_factory=dict)  # name -> {cycles_per_sample, busy_cycles, utilization, ...}
     memory: dict = field(default_factory=dict)  # traffic, bytes per frame
-    bottleneck: str = ""
+    bottleneck: str = ""  # encoder, density, color, or memory (tables in DRAM: stalls > issue cycles)
+    # tables in DRAM only (a preset with memory and a workload):
+    levels: list = field(default_factory=list)  # per level {"accesses", "hits", "misses", "hit_rate", "resident", "bits"}
+    dram: dict = field(default_factory=dict)  # {"preset", "bytes", "requests", "row": {hit, closed, conflict}, "stall_cycles", "stall_share"}
+    workload: dict = field(default_factory=dict)  # {"points", "scale", "note"}: what the statistics were measured on
 
     def to_dict(self) -> dict:
-        return {"samples": self.samples, "cycles": self.cycles, "latency_ms": self.latency_ms,
-                "clock_mhz": self.clock_mhz, "bottleneck": self.bottleneck, "engines": self.engines,
-                "memory": self.memory, "fifo_depth": INTER_ENGINE_FIFO}
+        out = {"samples": self.samples, "cycles": self.cycles, "latency_ms": self.latency_ms,
+               "clock_mhz": self.clock_mhz, "bottleneck": self.bottleneck, "engines": self.engines,
+               "memory": self.memory, "fifo_depth": INTER_ENGINE_FIFO}
+        if self.dram:
+            out.update(levels=self.levels, dram=self.dram, workload=self.workload)
+        return out
 
 
 def transfer_cycles(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], samples: int) -> dict:
@@ -106,7 +125,88 @@ def transfer_cycles(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[st
     return {name: k * slope + intercept for name, (slope, intercept) in stages.items()}
 
 
-def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], *, samples: int) -> FramePerf:
+def workload_codes(workload, coord_bits: int) -> np.ndarray:
+    """int64 (N, 3) fixed-point codes of a workload: float positions in [0, 1)^3 go through
+    ``sim.tlm.hash_encoder.to_fixed``; an integer array is taken as codes already."""
+    from sim.tlm.hash_encoder import to_fixed
+
+    w = np.asarray(workload)
+    if w.ndim != 2 or w.shape[1] != 3:
+        raise ValueError(f"workload must have shape (N, 3), not {w.shape}")
+    if np.issubdtype(w.dtype, np.integer):
+        return np.ascontiguousarray(w, dtype=np.int64)
+    return to_fixed(w, coord_bits)
+
+
+def mlp_cycles(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> dict[str, int]:
+    """Each MLP engine's T (cycles per vector) under ``policy``, in pipeline order."""
+    return {name: vector_cycles(preset.mlp, ls) for name, ls in mlp_layers(policy, arch, preset.mlp).items()}
+
+
+def _check_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> None:
+    for name in model_layout(arch).hash_components:
+        check_bits(policy, name, preset.feature_bits, "hash_encoder.feature_bits")
+
+
+def memory_result(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], m, *, samples: int,
+                  points: int, every: int = 1) -> FramePerf:
+    """``FramePerf`` of a ``sim.memory.frame.MemoryFramePerf`` ``m`` measured on ``points`` workload points
+    (``memory_frame_perf`` or ``policy_perf``), scaled to ``samples`` when the workload is a subset."""
+    from sim.memory.frame import _scale
+
+    if samples < points:
+        raise ValueError(f"the workload holds {points} points, more than the frame's samples = {samples}")
+    scale = samples / points if points else 0.0
+    if samples != m.samples:
+        m = _scale(m, samples)
+    layout = model_layout(arch)
+    layers = mlp_layers(policy, arch, preset.mlp)
+    enc = encoder_params(preset, arch)
+    per_sample = {ENCODER: enc.groups, **{name: vector_cycles(preset.mlp, ls) for name, ls in layers.items()}}
+    cycles = int(m.cycles)
+    engines = {}
+    for name, ii in per_sample.items():
+        busy = m.engines[name]["busy_cycles"]
+        engines[name] = {"cycles_per_sample": ii, "busy_cycles": busy,
+                         "utilization": round(busy / cycles, 6) if cycles else 0.0}
+    engines[ENCODER].update(issue_cycles=m.engines[ENCODER]["issue_cycles"],
+                            stall_cycles=m.engines[ENCODER]["stall_cycles"])
+    for name in layers:
+        engines[name]["layers"] = layers[name]
+    weight_bits = {name: sum(ly["in_size"] * ly["out_size"] * ly["weight_bits"] for ly in ls)
+                   for name, ls in layers.items()}
+    geo = layout.layers["color.l0"].input_sizes[0]
+    act_bits = {"encoder_to_density": layout.encoder_out * policy["enc.out"],
+                "density_to_color": geo * policy["density.l1.out"],
+                "color_out": layout.activations["color.out"] * policy["color.out"]}
+    table_read_bits = sum(8 * layout.features * policy[name] for name in layout.hash_components)
+    memory = {
+        "hash_table_reads": math.ceil(samples * table_read_bits / 8),  # from the on-chip caches
+        "dram_bytes": int(m.dram_bytes),
+        "weight_reads": {name: math.ceil(samples * bits / 8) for name, bits in weight_bits.items()},
+        "activation_streams": {name: math.ceil(samples * bits / 8) for name, bits in act_bits.items()},
+    }
+    dram = {"preset": preset.memory.dram, "bytes": int(m.dram_bytes), "requests": int(m.requests),
+            "row": dict(m.row), "stall_cycles": int(m.stall_cycles),
+            "stall_share": round(m.stall_cycles / cycles, 6) if cycles else 0.0}
+    if points == samples and every == 1:
+        note = "exact on the workload"
+    else:
+        parts = []
+        if every > 1:
+            parts.append(f"estimate from every {every}th chunk of the workload")
+        if points != samples:
+            parts.append(f"the workload's {points} points stand for the frame's {samples}: counts and cycles "
+                         f"scaled by {scale:.4f}, hit rates and the bottleneck are the workload's")
+        note = "; ".join(parts)
+    return FramePerf(samples=samples, cycles=cycles, latency_ms=cycles / (preset.clock_mhz * 1e3),
+                     clock_mhz=preset.clock_mhz, engines=engines, memory=memory, bottleneck=m.bottleneck,
+                     levels=[dict(lv) for lv in m.levels], dram=dram,
+                     workload={"points": points, "scale": round(scale, 6), "every": every, "note": note})
+
+
+def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], *, samples: int,
+               workload=None, every: int = 1) -> FramePerf:
     """Cycles, latency, per-engine utilization and memory traffic of one frame of ``samples`` points.
 
     Returns:
@@ -119,17 +219,40 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
         arch: the model's architecture dict (``nerf.model.InstantNGP.arch``).
         policy: component -> bits (``quant.policy`` names); every bit must fit the engines.
         samples: field evaluations in the frame (rays x samples per ray after empty-space skipping).
+        workload: tables in DRAM (a preset with ``memory``) only, and required there: the frame's sample
+            positions in accelerator order, float (N, 3) in [0, 1)^3 (``nerf.render.sample_positions``)
+            or int fixed-point codes. N <= ``samples``; with N < ``samples`` the workload stands for a
+            subset of the frame, and cycles, bytes and counts are scaled to ``samples`` (the result's
+            ``workload["note"]`` says so). With N = ``samples`` the result is exact
+            (``sim.memory.frame.memory_frame_perf``).
+        every: > 1: ``memory_frame_perf``'s chunk-subset estimate (its docstring gives the error).
 
     Raises:
         ConfigError: a policy bitwidth the engines cannot run, or a hash-table width above the
-            preset's ``feature_bits``.
+            preset's ``feature_bits``; a preset with memory and no workload.
+        ValueError: a workload of more points than ``samples``, or not (N, 3) in [0, 1).
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 0:
         raise ValueError(f"samples must be a non-negative integer, not {samples!r}")
     samples = int(samples)
     layout = model_layout(arch)
-    for name in layout.hash_components:
-        check_bits(policy, name, preset.feature_bits, "hash_encoder.feature_bits")
+    _check_policy(preset, arch, policy)
+    if preset.memory is not None:
+        if workload is None:
+            raise ConfigError(f"hardware preset {preset.name!r} keeps the hash tables in DRAM, so a frame's latency "
+                              "depends on where its samples are: pass workload= (nerf.render.sample_positions), or "
+                              "use the on-chip preset 'onchip'")
+        from sim.memory.frame import memory_frame_perf
+
+        enc = encoder_params(preset, arch, policy)
+        codes = workload_codes(workload, enc.coord_bits)
+        if len(codes) > samples:
+            raise ValueError(f"the workload holds {len(codes)} points, more than the frame's samples = {samples}")
+        m = memory_frame_perf(enc, codes, dram=preset.dram_timing(), mlp_T=mlp_cycles(preset, arch, policy),
+                              every=every)
+        return memory_result(preset, arch, policy, m, samples=samples, points=len(codes), every=every)
+    if workload is not None:
+        raise ConfigError(f"hardware preset {preset.name!r} keeps the hash tables on chip; a workload changes nothing")
     enc = encoder_params(preset, arch)
     layers = mlp_layers(policy, arch, preset.mlp)
     per_sample = {ENCODER: enc.groups, **{name: vector_cycles(preset.mlp, ls) for name, ls in layers.items()}}

@@ -46,11 +46,15 @@ def test_demo_prints_and_simulates_the_searched_engines(tmp_path, capsys):
     assert sorted(printed) == sorted({s["verilog"] for s in summaries})
     for s in summaries:
         assert f"({s['verilog']})" in out
-    # ... and they are engines.yaml's engines, the table as stated
+    # ... and they are engines.yaml's engines: the default preset keeps the tables in DRAM, so the
+    # encoder with external tables at the searched per-level bits, simulated at the model's size
     engines = load_config(runs / "search-builtin-demo" / "engines.yaml")
-    enc = next(s for s in summaries if s["engine"] == "hash_encoder")
-    assert enc["params"] == {**engines["hash_encoder"].to_dict(), "log2_table_size": 8}
-    assert "T = 2^8 entries per level instead of engines.yaml's 2^10" in out
+    assert "hash_encoder" not in engines
+    enc = next(s for s in summaries if s["engine"] == "hash_encoder_axi")
+    assert enc["params"] == engines["hash_encoder_axi"].to_dict()
+    assert len(enc["params"]["level_bits"]) == 4 and "entries per level instead of" not in out
+    summary = json.loads((runs / "search-builtin-demo" / "summary.json").read_text())
+    assert len(summary["memory"]["policies"]["best"]["hit_rates"]) == 4 and "tables in DRAM:" in out
     mlp = [s for s in summaries if s["engine"] == "mlp_engine"]
     assert all(s["params"] == engines["mlp_engine"].to_dict() for s in mlp)
     # the MLP engine ran the model's density and colour MLPs

@@ -74,7 +74,7 @@ def test_mlp_layers_take_bits_from_the_policy():
 
 
 def test_engines_for_policy_are_sized_for_the_model_and_the_widest_bits():
-    preset = load_accelerator("default")
+    preset = load_accelerator("onchip")
     pol = QuantPolicy.uniform(5, 5).replace({"hash.level03": 7, "color.l1.act_in": 6, "density.l0.weight": 3,
                                              "color.out": 12})
     engines = engines_for_policy(preset, ODD_ARCH, pol)
@@ -116,8 +116,18 @@ def test_mlp_latency_constant_is_the_tlms(rows, cols, bits):
 # --- hardware presets through common.validate ------------------------------------------------------
 @pytest.mark.parametrize("text, message", [
     ("hash_encoder: [1, 2\n", r"hardware preset '.*p.yaml' is not valid YAML"),
-    ("- 1\n- 2\n", r"hardware preset '.*p.yaml' must be a mapping with sections hash_encoder, mlp_engine, not \[1, 2\]"),
-    ("memory: {}\n", r"p.yaml: unknown section 'memory' \(allowed: hash_encoder, mlp_engine\)"),
+    ("- 1\n- 2\n", r"hardware preset '.*p.yaml' must be a mapping with sections hash_encoder, mlp_engine, memory, not \[1, 2\]"),
+    ("dram: {}\n", r"p.yaml: unknown section 'dram' \(allowed: hash_encoder, mlp_engine, memory\)"),
+    ("memory:\n  cache: 4096\n", r"p.yaml: unknown key 'cache' in memory \(allowed: bus_bytes, line_bytes, "
+                                   r"cache_bytes, ways, resident_bytes, addr_bits, dram\)"),
+    ("memory:\n  ways: 16\n", r"p.yaml: memory.ways must be an integer in \[1, 8\], not 16$"),
+    ("memory:\n  ways: 3\n", r"p.yaml: memory.ways must be a power of two, not 3$"),
+    ("memory:\n  cache_bytes: 3000\n", r"p.yaml: memory.cache_bytes = 3000 must be a power-of-two multiple of "
+                                         r"ways x line_bytes = 128$"),
+    ("memory:\n  line_bytes: 8\n", r"p.yaml: memory.line_bytes = 8 is not a multiple of the bus width "
+                                     r"bus_bytes = 16$"),
+    ("memory:\n  dram: ddr9\n", r"p.yaml: memory.dram = 'ddr9': unknown DRAM preset 'ddr9' \(known: hbm2, lpddr4\)"),
+    ("memory: 7\n", r"p.yaml: memory must be a mapping of parameters, not 7"),
     ("hash_encoder:\n  lanes: 0\n", r"p.yaml: HashEncoderPreset.lanes must be an integer in \[1, 32\], not 0$"),
     ("hash_encoder:\n  coord_bits: 16.5\n", r"p.yaml: HashEncoderPreset.coord_bits must be an integer in \[4, 24\], "
                                             r"not 16.5$"),
@@ -138,13 +148,38 @@ def test_bad_presets_name_file_field_range_and_value(tmp_path, text, message):
 
 
 def test_presets_on_disk_load_and_the_spec_refuses_bad_fields():
-    for name in ("default", "small"):
+    for name in ("default", "small", "onchip"):
         preset = load_accelerator(name)
         assert isinstance(preset, AcceleratorPreset) and preset.name == name
+    default, onchip = load_accelerator("default"), load_accelerator("onchip")
+    assert default.memory is not None and onchip.memory is None  # the default keeps its tables in DRAM
+    assert dataclasses.replace(default, name="onchip", memory=None) == onchip  # ... else the same accelerator
+    assert (default.memory.dram, default.memory.line_bytes, default.memory.bus_bytes, default.memory.ways) == (
+        "lpddr4", 64, 16, 2)
     with pytest.raises(ConfigError, match=r"AcceleratorPreset.feature_bits must be an integer in \[2, 16\], not 1"):
         AcceleratorPreset(name="x", feature_bits=1, mlp=MlpEngineParams())
     with pytest.raises(ConfigError, match=r"AcceleratorPreset.mlp must be MlpEngineParams"):
         AcceleratorPreset(name="x", mlp={"rows": 4})
+
+
+def test_memory_preset_maps_the_policys_level_bits_onto_the_external_table_encoder():
+    from hw.hash_encoder_axi.params import HashEncoderAxiParams
+
+    preset = load_accelerator("default")
+    pol = QuantPolicy.uniform(5, 5).replace({"hash.level00": 2, "hash.level03": 7, "hash.level04": 3})
+    enc = encoder_params(preset, ODD_ARCH, pol)
+    assert isinstance(enc, HashEncoderAxiParams)
+    assert enc.level_bits == (2, 5, 5, 7, 3) and enc.feature_bits == preset.feature_bits == 16
+    assert (enc.cache_bytes, enc.resident_bytes, enc.line_bytes) == (preset.memory.cache_bytes,
+                                                                     preset.memory.resident_bytes, 64)
+    assert encoder_params(preset, ODD_ARCH).level_bits == ()  # no policy: every level at feature_bits
+    engines = engines_for_policy(preset, ODD_ARCH, pol)
+    assert set(engines) == {"hash_encoder_axi", "mlp_engine"}
+    axi = engines["hash_encoder_axi"]
+    assert axi.level_bits == (2, 5, 5, 7, 3) and axi.feature_bits == 7
+    # without memory: the on-chip encoder, level bits do not enter it
+    assert type(encoder_params(load_accelerator("onchip"), ODD_ARCH, pol)) is HashEncoderParams
+    assert set(engines_for_policy(load_accelerator("onchip"), ODD_ARCH, pol)) == {"hash_encoder", "mlp_engine"}
 
 
 _values = st.one_of(st.integers(-3, 70), st.booleans(), st.floats(allow_nan=True), st.text(max_size=4), st.none(),
@@ -153,7 +188,7 @@ _sections = st.dictionaries(st.sampled_from(["lanes", "coord_bits", "feature_bit
                                              "clock_mhz", "x"]), _values, max_size=4)
 
 
-@given(st.one_of(_values, st.dictionaries(st.sampled_from(["hash_encoder", "mlp_engine", "other"]),
+@given(st.one_of(_values, st.dictionaries(st.sampled_from(["hash_encoder", "mlp_engine", "memory", "other"]),
                                           st.one_of(_sections, _values), max_size=3)))
 def test_any_preset_file_gives_a_preset_or_a_config_error(tmp_path_factory, data):
     import yaml
@@ -164,3 +199,15 @@ def test_any_preset_file_gives_a_preset_or_a_config_error(tmp_path_factory, data
         load_accelerator(path)
     except ConfigError as exc:
         assert str(exc)
+
+
+def test_policy_fits_external_table_engines_only_at_their_packed_widths():
+    from sim.mapping import check_policy_fits
+
+    preset = load_accelerator("default")
+    pol = QuantPolicy.uniform(5, 5).replace({"hash.level01": 3})
+    engines = engines_for_policy(preset, ODD_ARCH, pol)
+    check_policy_fits(pol, engines)
+    with pytest.raises(ConfigError, match=r"hash.level01 = 4 bits is not the width the external tables are packed "
+                                          r"at, level_bits\[1\] = 3"):
+        check_policy_fits(pol.replace({"hash.level01": 4}), engines)

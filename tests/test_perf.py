@@ -1,6 +1,8 @@
 """sim/perf.py against the TLMs: the frame-level model predicts every colour-engine output cycle of the
 three engines run back to back with 2-word FIFOs and backpressure."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -116,7 +118,7 @@ def test_policies_the_engines_cannot_run_are_refused():
 def test_hardware_presets_load_and_bad_ones_are_named(tmp_path):
     preset = load_accelerator("default")
     assert preset.name == "default" and preset.clock_mhz == preset.mlp.clock_mhz
-    with pytest.raises(ConfigError, match=r"unknown hardware preset 'nope' \(known: default, small\)"):
+    with pytest.raises(ConfigError, match=r"unknown hardware preset 'nope' \(known: default, onchip, small\)"):
         load_accelerator("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("hash_encoder:\n  levels: 4\n")
@@ -125,3 +127,72 @@ def test_hardware_presets_load_and_bad_ones_are_named(tmp_path):
     bad.write_text("mlp_engine:\n  rows: 0\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: MlpEngineParams.rows must be an integer in \[1, 64\], not 0"):
         load_accelerator(bad)
+
+
+# --- tables in DRAM (a preset with a memory section) ---------------------------------------------------
+MEM_ARCH = {"levels": 4, "log2_table_size": 12, "features": 2, "n_min": 8, "n_max": 128, "hidden": 8,
+            "geo_features": 3, "bbox": [[-1.0] * 3, [1.0] * 3]}
+
+
+def _memory_preset(resident_bytes=0):
+    from sim.mapping import MemoryPreset
+
+    mlp = MlpEngineParams(rows=64, cols=32, max_in=32, max_out=32, max_layers=3, max_weight_bits=8, max_act_bits=8,
+                          mult_bits=8, clock_mhz=200)
+    return AcceleratorPreset(name="m", lanes=2, coord_bits=12, feature_bits=8, mlp=mlp,
+                             memory=MemoryPreset(cache_bytes=512, ways=2, resident_bytes=resident_bytes))
+
+
+def _workload(n=3000, seed=0):
+    """Rays of a few samples each, marching through the unit cube (positions in [0, 1)^3, ray-major)."""
+    rng = np.random.default_rng(seed)
+    rays = n // 6
+    start, step = rng.random((rays, 3)) * 0.8 + 0.1, (rng.random((rays, 3)) - 0.5) * 0.02
+    pts = start[:, None, :] + np.arange(6)[None, :, None] * step[:, None, :]
+    return np.clip(pts.reshape(-1, 3), 0, 0.999)
+
+
+def test_memory_preset_without_a_workload_is_refused_not_answered_on_chip():
+    with pytest.raises(ConfigError, match=r"preset 'm' keeps the hash tables in DRAM.*pass workload="):
+        frame_perf(_memory_preset(), MEM_ARCH, QuantPolicy.uniform(8, 4), samples=100)
+    with pytest.raises(ConfigError, match=r"keeps the hash tables on chip"):
+        frame_perf(_preset(1, 8, 8), SMALL_ARCH, QuantPolicy.uniform(8, 4), samples=10, workload=_workload(12))
+
+
+def test_table_bits_change_misses_and_cycles_with_tables_in_dram():
+    preset, u = _memory_preset(), _workload()
+    pol8 = QuantPolicy.uniform(2, 4).replace({f"hash.level{i:02d}": 8 for i in range(4)})  # fast MLPs
+    pol4 = pol8.replace({f"hash.level{i:02d}": 4 for i in range(4)})
+    p8 = frame_perf(preset, MEM_ARCH, pol8, samples=len(u), workload=u)
+    p4 = frame_perf(preset, MEM_ARCH, pol4, samples=len(u), workload=u)
+    m8, m4 = sum(lv["misses"] for lv in p8.levels), sum(lv["misses"] for lv in p4.levels)
+    assert m4 < m8 and p4.dram["bytes"] < p8.dram["bytes"] and p4.cycles < p8.cycles
+    assert p4.dram["stall_cycles"] < p8.dram["stall_cycles"] and p8.bottleneck == "memory"
+    assert all(0 <= lv["hit_rate"] <= 1 for lv in p8.levels) and p8.workload["note"] == "exact on the workload"
+    assert sum(p8.dram["row"].values()) == p8.dram["requests"] == m8 > 0
+    # on chip the same policies cost the same cycles: table bits do not change latency there
+    onchip = dataclasses.replace(preset, memory=None)
+    assert frame_perf(onchip, MEM_ARCH, pol8, samples=len(u)).cycles == frame_perf(
+        onchip, MEM_ARCH, pol4, samples=len(u)).cycles
+
+
+def test_frame_perf_with_a_workload_is_the_exact_memory_frame_model():
+    from sim.memory.frame import memory_frame_perf
+    from sim.perf import mlp_cycles
+    from sim.tlm.hash_encoder import to_fixed
+
+    preset, u = _memory_preset(resident_bytes=4096), _workload(seed=1)
+    pol = QuantPolicy.uniform(6, 4).replace({"hash.level00": 3, "hash.level02": 8, "density.l0.weight": 4})
+    r = frame_perf(preset, MEM_ARCH, pol, samples=len(u), workload=u)
+    enc = encoder_params(preset, MEM_ARCH, pol)
+    assert enc.level_bits == (3, 6, 8, 6)
+    m = memory_frame_perf(enc, to_fixed(u, 12), dram=preset.dram_timing(), mlp_T=mlp_cycles(preset, MEM_ARCH, pol))
+    assert r.cycles == m.cycles and r.levels == m.levels and r.dram["bytes"] == m.dram_bytes
+    assert r.dram["row"] == m.row and r.dram["stall_cycles"] == m.stall_cycles and r.bottleneck == m.bottleneck
+    assert r.engines["encoder"]["stall_cycles"] == m.stall_cycles and r.levels[0]["resident"]
+    # the workload standing for a frame twice its size: counts and cycles scaled, and the result says so
+    r2 = frame_perf(preset, MEM_ARCH, pol, samples=2 * len(u), workload=u)
+    assert r2.cycles == 2 * m.cycles and r2.dram["bytes"] == 2 * m.dram_bytes and r2.samples == 2 * len(u)
+    assert "stand for the frame's" in r2.workload["note"] and r2.workload["scale"] == 2.0
+    with pytest.raises(ValueError, match="more than the frame's samples"):
+        frame_perf(preset, MEM_ARCH, pol, samples=len(u) - 1, workload=u)

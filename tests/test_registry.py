@@ -41,3 +41,17 @@ def test_every_preset_section_is_a_registered_engine():
 def test_unknown_params_have_no_engine():
     with pytest.raises(TypeError, match="no engine for parameters"):
         engine_of({"levels": 4})
+
+
+def test_params_line_round_trips_list_values(tmp_path):
+    from hw.config import params_line
+    from hw.hash_encoder_axi.params import HashEncoderAxiParams
+    from hw.registry import read_params_line
+
+    p = HashEncoderAxiParams(levels=4, log2_table_size=8, feature_bits=8, n_min=2, n_max=16, lanes=2,
+                             level_bits=(6, 3, 2, 2))
+    path = tmp_path / "x.v"
+    path.write_text(params_line("hash_encoder_axi", p) + "\n")
+    section, values = read_params_line(path)
+    assert section == "hash_encoder_axi" and values == {k: str(v) for k, v in p.to_dict().items()}
+    assert values["level_bits"] == "[6, 3, 2, 2]"

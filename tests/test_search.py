@@ -14,7 +14,7 @@ from sim.perf import frame_perf, load_accelerator
 from tests.conftest import acaq_arch, quick_preset, train_quick
 
 QUICK = quick_preset(iterations=30, n_samples=24, log2_table_size=10, n_max=32, levels=4, batch_samples=2048)
-ARGS = dict(episodes=4, warmup=2, val_views=1, rays=1024, progress=False)
+ARGS = dict(episodes=4, warmup=2, val_views=1, rays=1024, progress=False, hw="onchip")
 ARCH = acaq_arch()
 
 
@@ -28,7 +28,7 @@ def test_action_to_bits_is_haqs_equal_width_mapping():
 
 
 def test_observations_are_normalised_and_carry_the_previous_action():
-    space = SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=10_000_000)
+    space = SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=10_000_000)
     assert space.static.shape == (30, len(OBS_FEATURES) - 1)
     assert space.static.min() == 0.0 and space.static.max() == 1.0
     o = space.observation(3, 0.25)
@@ -38,7 +38,7 @@ def test_observations_are_normalised_and_carry_the_previous_action():
 
 
 def test_budget_is_enforced_on_latency_sensitive_components_only():
-    space = SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1_000_000, budget=0.3)
+    space = SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1_000_000, budget=0.3)
     policy = space.enforce_budget(QuantPolicy.uniform(8, 16))
     assert space.cycles(policy) <= space.target_cycles < space.cycles(QuantPolicy.uniform(8, 16))
     assert all(policy[f"hash.level{i:02d}"] == 8 for i in range(16)) and policy["color.out"] == 8
@@ -48,13 +48,13 @@ def test_budget_is_enforced_on_latency_sensitive_components_only():
 def test_unreachable_budget_names_the_lowest_latency():
     with pytest.raises(BudgetError, match=r"below the lowest latency reachable with bits in \[4, 8\]: \d+ cycles "
                                           r"\(uniform-4, 0.2\d\d x uniform-8\)"):
-        SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, b_min=4, budget=0.1)
+        SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1000, b_min=4, budget=0.1)
     with pytest.raises(ValueError, match=r"SearchSpace.objective must be one of .latency., .tradeoff., not .fast."):
-        SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, objective="fast")
+        SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1000, objective="fast")
 
 
 def test_tradeoff_reward_formula():
-    space = SearchSpace(arch=ARCH, preset=load_accelerator("default"), samples=1000, objective="tradeoff", lam=0.1)
+    space = SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1000, objective="tradeoff", lam=0.1)
     ref = space.reference_cycles
     assert space.reward(30.0, 31.0, ref) == pytest.approx(-0.1)
     assert space.reward(30.0, 31.0, ref // 2) == pytest.approx(-0.1 + 0.1, abs=1e-4)
@@ -70,7 +70,7 @@ def test_search_writes_everything_and_resumes_without_losing_or_repeating(runs):
     assert {"uniform-8", "uniform-6", "fp"} <= straight["baselines"].keys() and straight["episodes"] == 4
     assert len((out / "episodes.csv").read_text().splitlines()) == 1 + 4
     # every episode meets the budget, and the latency is the frame model's for that policy
-    accel = load_accelerator("default")
+    accel = load_accelerator("onchip")
     rows = straight["baselines"]
     assert straight["best"]["latency_cycles"] <= straight["budget_cycles"] < rows["uniform-8"]["latency_cycles"]
     best = QuantPolicy.load(out / "policy.yaml", 4)
@@ -134,3 +134,98 @@ def test_search_space_refuses_bad_fields(kwargs, message):
     args = {"arch": ARCH, "preset": load_accelerator("small"), "samples": 1000, **kwargs}
     with pytest.raises(ValueError, match=message):
         SearchSpace(**args)
+
+
+# --- tables in DRAM: the memory-aware search space --------------------------------------------------
+MEM_ARCH = {"levels": 4, "log2_table_size": 12, "features": 2, "n_min": 8, "n_max": 128, "hidden": 8,
+            "geo_features": 3, "bbox": [[-1.0] * 3, [1.0] * 3]}
+
+
+def _rays(n_rays=500, seed=0):
+    rng = np.random.default_rng(seed)
+    start, step = rng.random((n_rays, 3)) * 0.8 + 0.1, (rng.random((n_rays, 3)) - 0.5) * 0.02
+    return np.clip((start[:, None, :] + np.arange(6)[None, :, None] * step[:, None, :]).reshape(-1, 3), 0, 0.999)
+
+
+def _memory_space(**kw):
+    from sim.mapping import MemoryPreset
+
+    mlp = dict(rows=64, cols=32, max_in=64, max_out=64, max_layers=3, max_weight_bits=8, max_act_bits=8, mult_bits=8)
+    from hw.params import MlpEngineParams
+    from sim.mapping import AcceleratorPreset
+
+    preset = AcceleratorPreset(name="m", lanes=2, coord_bits=12, feature_bits=8, mlp=MlpEngineParams(**mlp),
+                               memory=MemoryPreset(cache_bytes=512, ways=2))
+    u = _rays()
+    return SearchSpace(arch=MEM_ARCH, preset=preset, samples=len(u), workload=u, **kw), u
+
+
+def test_memory_search_space_costs_policies_with_the_memory_model_memoised():
+    space, u = _memory_space(objective="tradeoff")
+    pol = QuantPolicy.uniform(3, 4).replace({f"hash.level{i:02d}": 4 for i in range(4)})
+    exact = frame_perf(space.preset, MEM_ARCH, pol, samples=len(u), workload=u)
+    n = space.replays
+    assert space.cycles(pol) == exact.cycles and space.replays == n + 1
+    assert space.cycles(pol) == exact.cycles and space.replays == n + 1  # memoised: no second replay
+    # color.out feeds the renderer, no engine: same latency key, no replay
+    assert space.cycles(pol.replace({"color.out": 7})) == exact.cycles and space.replays == n + 1
+    wider = pol.replace({f"hash.level{i:02d}": 8 for i in range(4)})
+    assert space.cycles(wider) > space.cycles(pol) and space.replays == n + 2  # table bits change latency
+    assert space.perf(wider).dram["requests"] > exact.dram["requests"]
+    # hash levels are latency-sensitive and carry their share of the encoder's busy cycles
+    assert {f"hash.level{i:02d}" for i in range(4)} <= set(space.latency_sensitive)
+    shares = space.latency_shares(QuantPolicy.uniform(8, 4))
+    p8 = space.perf(QuantPolicy.uniform(8, 4))
+    hashed = [shares[f"hash.level{i:02d}"] for i in range(4)]
+    assert all(h > 0 for h in hashed) and hashed[3] > hashed[0]  # the finest level misses most
+    assert sum(hashed) == pytest.approx(p8.engines["encoder"]["busy_cycles"] / p8.cycles)
+    with pytest.raises(ValueError, match="needs the scene's workload"):
+        SearchSpace(arch=MEM_ARCH, preset=space.preset, samples=100)
+
+
+def test_memory_budget_lowers_table_bits_when_the_memory_is_the_bottleneck():
+    space, _ = _memory_space(budget=0.24)
+    base = QuantPolicy.uniform(2, 4).replace({f"hash.level{i:02d}": 8 for i in range(4)})  # MLPs at their lowest
+    assert space.perf(base).bottleneck == "memory" and space.cycles(base) > space.target_cycles
+    policy = space.enforce_budget(base)
+    assert space.cycles(policy) <= space.target_cycles
+    assert any(policy[f"hash.level{i:02d}"] < 8 for i in range(4))
+
+
+def test_memory_search_space_subset_estimate_is_close_to_exact():
+    rng = np.random.default_rng(3)
+    u = np.clip(np.cumsum(rng.normal(0, 0.004, (40000, 3)), axis=0) % 1.0, 0, 0.999)  # a coherent stream
+    from sim.mapping import AcceleratorPreset, MemoryPreset
+    from hw.params import MlpEngineParams
+
+    preset = AcceleratorPreset(name="m", lanes=2, coord_bits=12, feature_bits=8, mlp=MlpEngineParams(
+        rows=64, cols=32, max_in=64, max_out=64, max_layers=3, max_weight_bits=8, max_act_bits=8, mult_bits=8),
+        memory=MemoryPreset(cache_bytes=512, ways=2))
+    est = SearchSpace(arch=MEM_ARCH, preset=preset, samples=len(u), workload=u, every=2, objective="tradeoff")
+    assert est.points < len(u)
+    pol = QuantPolicy.uniform(2, 4).replace({"hash.level02": 6})
+    exact = frame_perf(preset, MEM_ARCH, pol, samples=len(u), workload=u).cycles
+    assert est.cycles(pol) != exact and abs(est.cycles(pol) / exact - 1) < 0.02
+    assert "estimate" in est.perf(pol).workload["note"]
+
+
+def test_memory_search_builds_the_workload_and_reports_memory_statistics(runs):
+    s = search("builtin", "quick", runs_root=runs, name="mem", **{**ARGS, "hw": "default", "episodes": 2},
+               workload_size=24)
+    out = runs / "search-mem"
+    u = np.load(out / "workload.npy")
+    mem = s["memory"]
+    assert mem["workload"]["points"] == len(u) > 0 and mem["workload"]["pixels"] == [24, 24]
+    assert s["frame"]["samples"] == round(len(u) * 800 * 800 / 24 ** 2)  # the view stands for the 800x800 frame
+    assert {"best", "uniform-8", "uniform-2"} <= mem["policies"].keys()
+    best = mem["policies"]["best"]
+    assert len(best["hit_rates"]) == 4 and best["bottleneck"] in ("encoder", "density", "color", "memory")
+    assert best["dram_bytes"] > 0 and 0 <= best["stall_share"] <= 1
+    # the summary's exact statistics are frame_perf's on the workload, and the episodes' latency the space's
+    arch = InstantNGP(levels=4, log2_table_size=10, n_min=QUICK.n_min, n_max=QUICK.n_max).arch
+    policy = QuantPolicy.load(out / "policy.yaml", 4)
+    exact = frame_perf(load_accelerator("default"), arch, policy, samples=s["frame"]["samples"], workload=u)
+    assert best["cycles"] == exact.cycles and best["dram_bytes"] == exact.dram["bytes"]
+    assert s["best"]["latency_cycles"] == best["search_estimate_cycles"]
+    assert mem["cost_model"]["every"] == 1 and best["estimate_error"] == 0.0
+    assert "hash_encoder_axi" in load_config(out / "engines.yaml")
