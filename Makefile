@@ -20,7 +20,7 @@ OBJECTIVE ?=
 BITS ?=
 IMAGE ?= camera
 
-.PHONY: setup demo test verilog lint cosim bench train quantize sweep search inr clean help
+.PHONY: setup demo test verilog lint cosim bench train quantize sweep search memory inr clean help
 
 help:
 	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
@@ -34,6 +34,8 @@ help:
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
 	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff] [RESUME=1]"
 	@echo "             DDPG mixed-precision search with TLM-proven latency; writes runs/search-<scene>-<preset>-<objective>/"
+	@echo "make memory  [SCENE=..] [PRESET=tiny] [HW=default]  tables in DRAM on a trained scene: hit rates per level, DRAM"
+	@echo "             bytes, stalls and latency for several caches, uniform-8 vs 4-bit tables; writes runs/memory-<scene>-<preset>/"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
 
@@ -75,6 +77,9 @@ quantize: $(STAMP)
 
 sweep: $(STAMP)
 	$(CLI) sweep --scene $(SCENE) --preset $(PRESET) $(if $(BITS),--bits $(BITS))
+
+memory: $(STAMP)
+	$(CLI) memory --scene $(SCENE) --preset $(PRESET) --hw $(HW)
 
 search: $(STAMP)
 	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(RESUME),--resume)

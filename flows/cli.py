@@ -229,6 +229,17 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_memory(args) -> int:
+    from flows.memory import memory_report
+
+    s = memory_report(args.scene, args.preset, hw=args.hw, size=args.size, view=args.view,
+                      table_bits=args.table_bits, runs_root=args.runs)
+    from flows.runs import scene_name
+
+    print((Path(args.runs) / f"memory-{scene_name(args.scene)}-{args.preset}" / "table.md").read_text())
+    return 0
+
+
 def cmd_inr(args) -> int:
     from flows.inr import inr, run_dir, table
 
@@ -325,6 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="calibration rays from the training views (default 16384)")
         p.add_argument("--seed", type=option(int, ge=0), default=0, help="calibration ray seed (default 0)")
         p.set_defaults(func=func)
+    p = sub.add_parser("memory", help="what the tables in DRAM cost on a trained scene: cache hit rates per level, "
+                                      "DRAM bytes, stalls, latency; writes runs/memory-<scene>-<preset>/",
+                       description="Render one validation view's samples (after empty-space skipping, ray-major) and "
+                                   "run the exact memory-aware frame model for several cache configurations, at "
+                                   "uniform-8 and with every table level at --table-bits.")
+    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
+    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    p.add_argument("--hw", default="default", help="hardware preset with a memory section (default default)")
+    p.add_argument("--size", type=option(int, ge=8), default=800, help="frame pixels per side (default 800)")
+    p.add_argument("--view", type=option(int, ge=0), default=0, help="validation view (default 0)")
+    p.add_argument("--table-bits", type=option(int, ge=2, le=16), default=4,
+                   help="table width compared with uniform-8 (default 4)")
+    p.set_defaults(func=cmd_memory)
     p = sub.add_parser("search", help="DDPG mixed-precision policy search; writes runs/search-<scene>-<preset>-<objective>/",
                        description="HAQ-style DDPG search of per-component bits for a trained field: PSNR from PTQ on "
                                    "validation views, latency from the frame-level model of a hardware preset. "

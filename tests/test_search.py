@@ -229,3 +229,20 @@ def test_memory_search_builds_the_workload_and_reports_memory_statistics(runs):
     assert s["best"]["latency_cycles"] == best["search_estimate_cycles"]
     assert mem["cost_model"]["every"] == 1 and best["estimate_error"] == 0.0
     assert "hash_encoder_axi" in load_config(out / "engines.yaml")
+
+
+def test_memory_report_compares_caches_and_table_bits_exactly(runs):
+    from flows.memory import CACHE_VARIANTS, memory_report
+
+    s = memory_report("builtin", "quick", size=24, runs_root=runs)
+    out = runs / "memory-builtin-quick"
+    codes = np.load(out / "workload.npy")
+    assert s["samples"] == len(codes) > 0 and set(s["configs"]) == set(CACHE_VARIANTS)
+    arch = InstantNGP(levels=4, log2_table_size=10, n_min=QUICK.n_min, n_max=QUICK.n_max).arch
+    for row in s["configs"].values():
+        for p in row["policies"].values():  # every request reads one 64-byte line, one LPDDR4/HBM2 burst
+            assert p["dram"]["bytes"] == 64 * p["dram"]["requests"] > 0
+            assert all(0.0 <= lv["hit_rate"] <= 1.0 for lv in p["levels"])
+    exact = frame_perf(load_accelerator("default"), arch, QuantPolicy.uniform(8, 4), samples=len(codes), workload=codes)
+    assert s["configs"]["preset"]["policies"]["uniform-8"]["cycles"] == exact.cycles
+    assert "| preset | tables-4 |" in (out / "table.md").read_text()

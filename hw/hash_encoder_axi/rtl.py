@@ -25,14 +25,13 @@ state written up to the previous edge. The miss handler and the clear phase own 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import StreamQueue
-from hw.hash_encoder.rtl import features_layout, point_layout
+from hw.hash_encoder.rtl import (corner_index, features_layout, group_rom, issue_stage, lerp_stages, output_stage,
+                                 point_layout, stage1)
 from hw.hash_encoder_axi.params import AXI_BURST_INCR, HashEncoderAxiParams
-from nerf.grid import HASH_PRIMES
 
 __all__ = ["HashEncoderAxi", "AxiReadSignature"]
 
@@ -87,7 +86,7 @@ class HashEncoderAxi(wiring.Component):
         p = self._params
         lay = p.layout
         m = Module()
-        G, lanes, depth = p.groups, p.lanes, p.fifo_depth
+        lanes = p.lanes
         n_clear = max(lay.lane_sets)
 
         # --- clear phase: every set invalid, ages w -> w ----------------------------------------
@@ -101,34 +100,7 @@ class HashEncoderAxi(wiring.Component):
         stall = Signal()
         adv = ~stall
 
-        # --- issue register (stage 0) and input credits ---------------------------------------
-        s0_valid = Signal()
-        s0_point = Signal(point_layout(p.coord_bits))
-        credits = Signal(range(depth + 1))
-        if G == 1:
-            group = [Const(0, 1)] * 7
-            s0_last = Const(1, 1)
-        else:
-            group = [Signal(range(G), name=f"s{s}_group") for s in range(7)]
-            s0_last = group[0] == G - 1
-        m.d.comb += self.i.ready.eq(adv & ~clearing & (~s0_valid | s0_last) & (credits < depth))
-        in_fire = self.i.valid & self.i.ready
-        with m.If(in_fire):
-            m.d.sync += [s0_valid.eq(1), s0_point.eq(self.i.payload)]
-            if G > 1:
-                m.d.sync += group[0].eq(0)
-        if G > 1:
-            with m.Elif(adv & s0_valid & ~s0_last):
-                m.d.sync += group[0].eq(group[0] + 1)
-        with m.Elif(adv):
-            m.d.sync += s0_valid.eq(0)
-
-        valid = [s0_valid] + [Signal(name=f"s{s}_valid") for s in range(1, 7)]
-        with m.If(adv):
-            for s in range(1, 7):
-                m.d.sync += valid[s].eq(valid[s - 1])
-                if G > 1:
-                    m.d.sync += group[s].eq(group[s - 1])
+        valid, group, s0_point, credits, in_fire = issue_stage(m, p, self.i, adv=adv, gate=~clearing)
 
         ctx = dict(clearing=clearing, clear_addr=clear_addr, adv=adv, valid=valid, group=group)
         lanes_io = [self._lane(m, j, list(range(j, p.levels, lanes)), s0_point, ctx) for j in range(lanes)]
@@ -170,34 +142,7 @@ class HashEncoderAxi(wiring.Component):
         for j, lane in enumerate(lanes_io):
             lane["refill"](refill & (tgt_lane == j), tgt_corner, line_in)
 
-        # --- gather level groups, output queue ---------------------------------------------------
-        F = p.features
-        fields = [None] * (p.levels * F)
-        gather = {}
-        for g in range(G):
-            for j in range(lanes):
-                level = g * lanes + j
-                if level >= p.levels:
-                    continue
-                for f in range(F):
-                    if g == G - 1:
-                        fields[level * F + f] = lanes_io[j]["out"][f]
-                    else:
-                        reg = Signal(signed(p.out_bits), name=f"gather_l{level}_f{f}")
-                        gather[(g, j, f)] = reg
-                        fields[level * F + f] = reg
-        if gather:
-            with m.If(valid[6] & adv):
-                with m.Switch(group[6]):
-                    for g in range(G - 1):
-                        with m.Case(g):
-                            m.d.sync += [reg.eq(lanes_io[j]["out"][f]) for (gg, j, f), reg in gather.items() if gg == g]
-        push = valid[6] & (group[6] == G - 1) & adv
-        m.submodules.out_queue = queue = StreamQueue(shape=features_layout(p), depth=depth)
-        m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(Cat(*fields))]
-        wiring.connect(m, queue.o, wiring.flipped(self.o))
-        pop = self.o.valid & self.o.ready
-        m.d.sync += credits.eq(credits + in_fire - pop)
+        output_stage(m, p, [lane["out"] for lane in lanes_io], valid, group, credits, in_fire, self.o, adv=adv)
         return m
 
     def _lane(self, m, j, lane_levels, s0_point, ctx):
@@ -206,10 +151,8 @@ class HashEncoderAxi(wiring.Component):
         p = self._params
         lay = p.layout
         adv, valid, group = ctx["adv"], ctx["valid"], ctx["group"]
-        res, dense = p.resolutions, p.dense
         C, F, fb, k = p.coord_bits, p.features, p.feature_bits, p.log2_table_size
         G, W = p.groups, p.ways
-        cb = p.cell_bits
         n_local = len(lane_levels)
         pad = G - n_local
         padded = lane_levels + [lane_levels[-1]] * pad
@@ -222,36 +165,11 @@ class HashEncoderAxi(wiring.Component):
         line_bits = 8 * p.line_bytes
 
         def rom(name, values, shape, sel):
-            # one constant read by a shift: a continuous assignment (see hw.hash_encoder.rtl)
-            if len(set(values)) == 1:
-                return Const(values[0], shape)
-            width = Shape.cast(shape).width
-            values = values + [values[-1]] * ((1 << len(sel)) - len(values))
-            table = Const(sum(v << (g * width) for g, v in enumerate(values)), width * len(values))
-            sig = Signal(shape, name=f"lane{j}_{name}")
-            m.d.comb += sig.eq(table.word_select(sel, width))
-            return sig
+            return group_rom(m, f"lane{j}_{name}", values, shape, sel)
 
-        lv_res = [res[l] for l in padded]
-        n_sel = rom("res", lv_res, range(p.n_max + 1), group[0])
-        dense_sel = rom("dense", [int(dense[l]) for l in padded], 1, group[0])
-        stride1 = rom("stride1", [r + 1 for r in lv_res], range((p.n_max + 1) + 1), group[0])
-        stride2 = rom("stride2", [(r + 1) ** 2 for r in lv_res], range((p.n_max + 1) ** 2 + 1), group[0])
-
-        # Stage 1: scaled position -> cell and fraction.
-        cell1 = [Signal(cb, name=f"lane{j}_s1_cell{d}") for d in range(3)]
-        frac1 = [Signal(C, name=f"lane{j}_s1_frac{d}") for d in range(3)]
-        dense1 = Signal(name=f"lane{j}_s1_dense")
-        s1_stride1 = Signal.like(stride1, name=f"lane{j}_s1_stride1")
-        s1_stride2 = Signal.like(stride2, name=f"lane{j}_s1_stride2")
-        with m.If(adv):
-            for d, axis in enumerate("xyz"):
-                scaled = s0_point[axis] * n_sel
-                m.d.sync += [cell1[d].eq(scaled[C:]), frac1[d].eq(scaled[:C])]
-            m.d.sync += [dense1.eq(dense_sel), s1_stride1.eq(stride1), s1_stride2.eq(stride2)]
+        cell1, frac1, dense1, s1_stride1, s1_stride2 = stage1(m, j, p, padded, s0_point, group[0], adv)
 
         # Stage 2: corner index -> line, slot, set, tag (TableLayout.line_of / set_tag).
-        mask_primes = [q & ((1 << k) - 1) for q in HASH_PRIMES]
         line2 = [Signal(line_w, name=f"lane{j}_s2_line{c}") for c in range(8)]
         slot2 = [Signal(slot_w, name=f"lane{j}_s2_slot{c}") for c in range(8)]
         set2 = [Signal(set_w, name=f"lane{j}_s2_set{c}") for c in range(8)]
@@ -262,11 +180,8 @@ class HashEncoderAxi(wiring.Component):
         way_shift = W.bit_length() - 1
         set_shift = p.sets.bit_length() - 1
         for c in range(8):
-            cx, cy, cz = (cell1[d] + ((c >> d) & 1) for d in range(3))
-            hashed = cx ^ (cy * mask_primes[1]) ^ (cz * mask_primes[2])
-            linear = cx + s1_stride1 * cy + s1_stride2 * cz
             index = Signal(k, name=f"lane{j}_s2_index{c}")
-            m.d.comb += index.eq(Mux(dense1, linear, hashed))
+            m.d.comb += index.eq(corner_index(p, c, cell1, dense1, s1_stride1, s1_stride2))
             line = Signal(line_w, name=f"lane{j}_line{c}")
             slot = Signal(slot_w, name=f"lane{j}_slot{c}")
             with m.Switch(group[1]):
@@ -392,27 +307,8 @@ class HashEncoderAxi(wiring.Component):
                 last = fresh[c] & ~Cat(*later).any() if later else fresh[c]
                 m.d.comb += [touch_wps[c].addr.eq(set3[c]), touch_wps[c].data.eq(after[c]), touch_wps[c].en.eq(last)]
 
-        # Stages 4-6: exact lerps a = e0 * 2^C + (e1 - e0) * frac along x, y, z.
-        def lerp(lo, hi, frac):
-            return (lo << C) + (hi - lo) * frac
-
-        frac4 = [Signal(C, name=f"lane{j}_s4_frac{d}") for d in (1, 2)]
-        frac5 = Signal(C, name=f"lane{j}_s5_frac2")
-        with m.If(adv):
-            m.d.sync += [frac4[0].eq(frac3[1]), frac4[1].eq(frac3[2]), frac5.eq(frac4[1])]
         values = [[entry[c][f * fb:(f + 1) * fb].as_signed() for f in range(F)] for c in range(8)]
-        for stage, frac in ((4, frac3[0]), (5, frac4[0]), (6, frac5)):
-            width = fb + (stage - 3) * C
-            drop = 2 * C if stage == 6 else 0
-            nxt = []
-            for pair in range(len(values) // 2):
-                regs = [Signal(signed(width - drop), name=f"lane{j}_s{stage}_v{pair}_f{f}") for f in range(F)]
-                for f in range(F):
-                    v = lerp(values[2 * pair][f], values[2 * pair + 1][f], frac)
-                    with m.If(adv):
-                        m.d.sync += regs[f].eq(v[drop:].as_signed() if drop else v)
-                nxt.append(regs)
-            values = nxt
+        out = lerp_stages(m, j, p, values, frac3, adv)
 
         # Line addresses of the 8 corners (TableLayout.line_address), for the miss handler.
         base = rom("base", [lay.base[l] for l in padded], range(lay.total_bytes + 1), group[3])
@@ -448,4 +344,4 @@ class HashEncoderAxi(wiring.Component):
                              age_wp.data.eq(Mux(clearing, init, touch(sel_ages, victim))),
                              age_wp.en.eq(clear_here | en)]
 
-        return {"out": values[0], "missing": Cat(*missing), "addr": addr, "refill": refill}
+        return {"out": out, "missing": Cat(*missing), "addr": addr, "refill": refill}
