@@ -147,8 +147,8 @@ class TableLayout:
         entries: E_l, entries stored; bits: b_l; per_line: epl_l, entries per line; lines: lines_l;
         base: byte address of the level's first line; resident: True for a resident level;
         sets: sets of the level's partition; set_base: first set of the partition in its lane's cache;
-        lane_sets: sets of each lane's cache (all its partitions); line_bytes, ways: as the params;
-        total_bytes: bytes of the packed tables.
+        lane_sets: sets of each lane's cache (all its partitions); line_bytes, ways, features, table_size:
+        as the params; total_bytes: bytes of the packed tables.
     """
 
     entries: tuple[int, ...]
@@ -163,6 +163,7 @@ class TableLayout:
     line_bytes: int
     ways: int
     features: int
+    table_size: int
     total_bytes: int
 
     @classmethod
@@ -189,7 +190,8 @@ class TableLayout:
             lane_sets[j] += sets[level]
         return cls(entries=entries, bits=bits, per_line=per_line, lines=lines, base=tuple(base),
                    resident=tuple(resident), sets=sets, set_base=tuple(set_base), lane_sets=tuple(lane_sets),
-                   line_bytes=p.line_bytes, ways=p.ways, features=p.features, total_bytes=addr)
+                   line_bytes=p.line_bytes, ways=p.ways, features=p.features, table_size=p.table_size,
+                   total_bytes=addr)
 
     def line_of(self, level: int, index):
         """(line, slot) of entry ``index`` (int or int64 array) of ``level``."""
@@ -215,24 +217,44 @@ class TableLayout:
             most = max(most, int(tag))
         return max(1, most.bit_length())
 
-    def pack(self, tables) -> bytes:
-        """The external-memory image of ``tables`` (int array (L, T, F), level l's codes in b_l bits).
+    def stored_codes(self, tables):
+        """The codes a level stores, int64 (L, T, F): ``tables`` with the entries past ``E_l`` zeroed
+        (never stored nor read).
 
         Raises:
-            ValueError: a code outside the signed b_l-bit range, naming level, index and value.
+            ValueError: not an integer array of shape (L, T, F); a stored code outside the signed b_l-bit
+                range, naming level, index and value.
         """
         import numpy as np
 
-        t = np.asarray(tables, dtype=np.int64)
-        image = bytearray(self.total_bytes)
-        for level, (n_entries, b, epl) in enumerate(zip(self.entries, self.bits, self.per_line)):
-            codes = t[level, :n_entries]
+        t = np.asarray(tables)
+        want = (len(self.entries), self.table_size, self.features)
+        if t.shape != want:
+            raise ValueError(f"tables must have shape (levels, table_size, features) = {want}, not {t.shape}")
+        if not np.issubdtype(t.dtype, np.integer):
+            raise ValueError(f"tables must hold integers, not {t.dtype}")
+        used = np.zeros(t.shape, dtype=np.int64)
+        for level, (n_entries, b) in enumerate(zip(self.entries, self.bits)):
+            codes = t[level, :n_entries].astype(np.int64)
             lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
             bad = (codes < lo) | (codes > hi)
             if bad.any():
                 i, f = map(int, np.argwhere(bad)[0])
                 raise ValueError(f"tables[{level}, {i}, {f}] = {int(codes[i, f])} is outside the signed "
                                  f"{b}-bit range [{lo}, {hi}] of level {level}")
+            used[level, :n_entries] = codes
+        return used
+
+    def pack(self, tables) -> bytes:
+        """The external-memory image of ``tables`` (int array (L, T, F), level l's codes in b_l bits).
+
+        Raises:
+            ValueError: as ``stored_codes``.
+        """
+        t = self.stored_codes(tables)
+        image = bytearray(self.total_bytes)
+        for level, (n_entries, b, epl) in enumerate(zip(self.entries, self.bits, self.per_line)):
+            codes = t[level, :n_entries]
             mask = (1 << b) - 1
             for line in range(self.lines[level]):
                 word = 0

@@ -136,23 +136,7 @@ class HashEncoderAxiTLM:
         self.layout = p.layout
         self.dram = dram
         self.delays = delays
-        t = np.asarray(tables)
-        want = (p.levels, p.table_size, p.features)
-        if t.shape != want:
-            raise ValueError(f"tables must have shape (levels, table_size, features) = {want}, not {t.shape}")
-        if not np.issubdtype(t.dtype, np.integer):
-            raise ValueError(f"tables must hold integers, not {t.dtype}")
-        t = t.astype(np.int64)
-        used = np.zeros_like(t)
-        for level, (n_entries, b) in enumerate(zip(self.layout.entries, p.bits)):
-            codes = t[level, :n_entries]
-            lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
-            bad = (codes < lo) | (codes > hi)
-            if bad.any():
-                i, f = map(int, np.argwhere(bad)[0])
-                raise ValueError(f"tables[{level}, {i}, {f}] = {int(codes[i, f])} is outside the signed "
-                                 f"{b}-bit range [{lo}, {hi}] of level {level}")
-            used[level, :n_entries] = codes  # entries past E_l are never stored nor read
+        used = self.layout.stored_codes(tables)  # entries past E_l are never stored nor read
         base = HashEncoderParams(**{f.name: getattr(p, f.name) for f in dataclasses.fields(HashEncoderParams)})
         self.encoder = HashEncoderTLM(base, used)
 
