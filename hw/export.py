@@ -60,7 +60,7 @@ def engine_verilog(params, *, limit: int = MAX_VERILOG_BYTES) -> str:
     return header + _convert(params)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _convert(params) -> str:
     # Deterministic (emit_src=False), so one conversion per parameter set serves export, lint and
     # co-simulation in one process; the memory-system engine takes tens of seconds to elaborate.
