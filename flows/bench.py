@@ -18,26 +18,39 @@ from common.atomic import atomic_write_text
 __all__ = ["bench_hash_encoder", "bench_perf", "bench_memory", "bench_memory_frame", "ray_workload"]
 
 
-def bench_hash_encoder(config, *, points: int = 10_000, seed: int = 1, build_root="build", runs_root="runs") -> dict:
-    """Run the benchmark; writes and returns ``<runs_root>/bench/hash_encoder.json``."""
-    from flows.cosim import config_name, run_cosim
-    from sim.cosim.workload_hash_encoder import random_traffic
-    from sim.tlm.hash_encoder import HashEncoderTLM
+def _tlm_against_verilator(config, model, traffic, *, engine: str, points: int, seed: int, build_root, runs_root):
+    """The TLM's best-of-3 time for ``traffic`` and the co-simulation of the same workload, checked equal.
 
-    params = load_config(config)["hash_encoder"]
-    traffic = random_traffic(params, points, seed)
-    model = HashEncoderTLM(params, traffic.tables)
+    Returns ``(prediction, tlm_seconds, cosim summary, verilator cycles/s, TLM cycles/s)``.
+
+    Raises:
+        RuntimeError: the co-simulation disagrees with the TLM.
+    """
+    from flows.cosim import run_cosim
+
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
         predicted = model.run(traffic.coords, traffic.offer_cycles, traffic.ready)
         best = min(best, time.perf_counter() - t0)
     cosim = run_cosim(config, points=points, seed=seed, build_root=build_root, runs_root=runs_root,
-                      run_name="bench/cosim-hash_encoder")
+                      run_name=f"bench/cosim-{engine}")
     if cosim["mismatches"] or cosim["cycles_rtl"] != predicted.cycles:
         raise RuntimeError(f"benchmark co-simulation disagrees with the TLM: {cosim['mismatch_examples'][:3]}")
-    vl_rate = cosim["cycles_rtl"] / cosim["sim_seconds"]
-    tlm_rate = predicted.cycles / best
+    return predicted, best, cosim, cosim["cycles_rtl"] / cosim["sim_seconds"], predicted.cycles / best
+
+
+def bench_hash_encoder(config, *, points: int = 10_000, seed: int = 1, build_root="build", runs_root="runs") -> dict:
+    """Run the benchmark; writes and returns ``<runs_root>/bench/hash_encoder.json``."""
+    from flows.cosim import config_name
+    from sim.cosim.workload_hash_encoder import random_traffic
+    from sim.tlm.hash_encoder import HashEncoderTLM
+
+    params = load_config(config)["hash_encoder"]
+    traffic = random_traffic(params, points, seed)
+    predicted, best, cosim, vl_rate, tlm_rate = _tlm_against_verilator(
+        config, HashEncoderTLM(params, traffic.tables), traffic, engine="hash_encoder", points=points, seed=seed,
+        build_root=build_root, runs_root=runs_root)
     result = {
         "engine": "hash_encoder",
         "config": config_name(config),
@@ -86,7 +99,7 @@ def bench_memory(config="flows/configs/axi-lanes.yaml", *, points: int = 2000, s
                  runs_root="runs") -> dict:
     """Verilator vs TLM simulated cycles per second of the hash encoder with its memory system (misses,
     AXI reads, random DRAM delays, backpressure); writes ``<runs_root>/bench/hash_encoder_axi.json``."""
-    from flows.cosim import config_name, run_cosim
+    from flows.cosim import config_name
     from sim.cosim.workload_hash_encoder_axi import DEFAULT_CLOCK_MHZ, DEFAULT_DRAM, random_traffic
     from sim.memory.dram import DramTiming, load_dram
     from sim.tlm.hash_encoder_axi import HashEncoderAxiTLM
@@ -95,16 +108,9 @@ def bench_memory(config="flows/configs/axi-lanes.yaml", *, points: int = 2000, s
     traffic = random_traffic(params, points, seed)
     model = HashEncoderAxiTLM(params, traffic.tables, dram=DramTiming.of(load_dram(DEFAULT_DRAM), DEFAULT_CLOCK_MHZ,
                                                                          params.bus_bytes), delays=traffic.delays)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        predicted = model.run(traffic.coords, traffic.offer_cycles, traffic.ready)
-        best = min(best, time.perf_counter() - t0)
-    cosim = run_cosim(config, points=points, seed=seed, build_root=build_root, runs_root=runs_root,
-                      run_name="bench/cosim-hash_encoder_axi")
-    if cosim["mismatches"] or cosim["cycles_rtl"] != predicted.cycles:
-        raise RuntimeError(f"benchmark co-simulation disagrees with the TLM: {cosim['mismatch_examples'][:3]}")
-    vl_rate, tlm_rate = cosim["cycles_rtl"] / cosim["sim_seconds"], predicted.cycles / best
+    predicted, best, cosim, vl_rate, tlm_rate = _tlm_against_verilator(
+        config, model, traffic, engine="hash_encoder_axi", points=points, seed=seed, build_root=build_root,
+        runs_root=runs_root)
     result = {"engine": "hash_encoder_axi", "config": config_name(config), "points": points, "seed": seed,
               "cycles": predicted.cycles, "axi_requests": len(predicted.requests),
               "stall_cycles": int(predicted.stall_cycles),
