@@ -223,3 +223,20 @@ def checker(annotation, *, error: type[Exception] = ValueError) -> Callable[[Any
             raise error(f"{what} must be {must}, not {value!r}") from None
 
     return check
+
+
+def preset_path(name_or_path, folder, what: str, *, error: type[Exception] = ValueError):
+    """The YAML file of a preset named ``<folder>/<name>.yaml``, or a path given as is.
+
+    Raises:
+        error: no such file: ``unknown <what> '<name>' (known: ...)``, listing the folder's presets.
+    """
+    from pathlib import Path
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(folder) / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in Path(folder).glob("*.yaml")))
+        raise error(f"unknown {what} {str(name_or_path)!r} (known: {known})")
+    return path

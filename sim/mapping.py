@@ -44,8 +44,9 @@ from typing import Annotated
 
 from pydantic import Field, InstanceOf
 
-from common.validate import from_mapping, read_yaml, spec
-from hw.hash_encoder_axi.params import HashEncoderAxiParams
+from common.validate import from_mapping, preset_path, read_yaml, spec
+from hw.hash_encoder_axi.params import (AddrBits, BusBytes, CacheBytes, HashEncoderAxiParams, LineBytes, ResidentBytes,
+                                        Ways)
 from hw.params import ConfigError, HashEncoderParams, MlpEngineParams
 from nerf.layout import ModelLayout, model_layout
 
@@ -94,12 +95,12 @@ class MemoryPreset:
         coarse levels; addr_bits: AXI4 address width; dram: a DRAM preset name (``flows/dram/<name>.yaml``).
     """
 
-    bus_bytes: Annotated[int, Field(ge=4, le=128)] = 16
-    line_bytes: Annotated[int, Field(ge=4, le=4096)] = 64
-    cache_bytes: Annotated[int, Field(ge=4, le=1 << 24)] = 4096
-    ways: Annotated[int, Field(ge=1, le=8)] = 2
-    resident_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
-    addr_bits: Annotated[int, Field(ge=12, le=64)] = 32
+    bus_bytes: BusBytes = 16
+    line_bytes: LineBytes = 64
+    cache_bytes: CacheBytes = 4096
+    ways: Ways = 2
+    resident_bytes: ResidentBytes = 0
+    addr_bits: AddrBits = 32
     dram: str = "lpddr4"
 
     def axi_fields(self) -> dict:
@@ -158,12 +159,7 @@ def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
         ConfigError: unknown preset (listing the known ones); unreadable file or invalid YAML; not a
             mapping; an unknown section or key; a bad value. The message names the file and the field.
     """
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = ACCEL_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in ACCEL_DIR.glob("*.yaml")))
-        raise ConfigError(f"unknown hardware preset {str(name_or_path)!r} (known: {known})")
+    path = preset_path(name_or_path, ACCEL_DIR, "hardware preset", error=ConfigError)
     data = read_yaml(path, error=ConfigError, what="hardware preset")
     data = {} if data is None else data
     if not isinstance(data, dict):

@@ -43,6 +43,13 @@ __all__ = ["HashEncoderAxiParams", "TableLayout", "verilog_header", "verilog_byt
 AXI_BURST_INCR = 1
 
 _LevelBits = Annotated[int, Field(strict=True, ge=2, le=16)]
+# The memory fields' ranges, also those of an accelerator preset's memory section (sim.mapping).
+BusBytes = Annotated[int, Field(ge=4, le=128)]
+LineBytes = Annotated[int, Field(ge=4, le=4096)]
+CacheBytes = Annotated[int, Field(ge=4, le=1 << 24)]
+Ways = Annotated[int, Field(ge=1, le=8)]
+ResidentBytes = Annotated[int, Field(ge=0, le=1 << 30)]
+AddrBits = Annotated[int, Field(ge=12, le=64)]
 
 
 def _pow2(value: int) -> bool:
@@ -70,12 +77,12 @@ class HashEncoderAxiParams(HashEncoderParams):
     """
 
     level_bits: Annotated[tuple[_LevelBits, ...], Field(strict=False)] = ()
-    bus_bytes: Annotated[int, Field(ge=4, le=128)] = 16
-    line_bytes: Annotated[int, Field(ge=4, le=4096)] = 64
-    cache_bytes: Annotated[int, Field(ge=4, le=1 << 24)] = 2048
-    ways: Annotated[int, Field(ge=1, le=8)] = 2
-    resident_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
-    addr_bits: Annotated[int, Field(ge=12, le=64)] = 32
+    bus_bytes: BusBytes = 16
+    line_bytes: LineBytes = 64
+    cache_bytes: CacheBytes = 2048
+    ways: Ways = 2
+    resident_bytes: ResidentBytes = 0
+    addr_bits: AddrBits = 32
 
     SECTION = "hash_encoder_axi"
 

@@ -38,7 +38,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from common.validate import from_mapping, read_yaml, spec
+from common.validate import from_mapping, preset_path, read_yaml, spec
 from hw.config import ConfigError
 
 __all__ = ["DRAM_DIR", "DramPreset", "load_dram", "DramTiming", "DramModel", "DelayPattern", "AxiReadResponder",
@@ -82,12 +82,7 @@ def load_dram(name_or_path: str | Path) -> DramPreset:
         ConfigError: unknown preset (listing the known ones), unreadable or invalid YAML, a missing
             or unknown field, or a bad value; the message names the file and the field.
     """
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = DRAM_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in DRAM_DIR.glob("*.yaml")))
-        raise ConfigError(f"unknown DRAM preset {str(name_or_path)!r} (known: {known})")
+    path = preset_path(name_or_path, DRAM_DIR, "DRAM preset", error=ConfigError)
     data = read_yaml(path, error=ConfigError, what="DRAM preset")
     if not isinstance(data, dict):
         raise ConfigError(f"DRAM preset {str(path)!r} must be a mapping of fields, not {data!r}")
