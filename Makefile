@@ -19,8 +19,12 @@ RESUME ?=
 OBJECTIVE ?=
 BITS ?=
 IMAGE ?= camera
+MODE ?= mdl
+TARGET ?=
+TARGETS ?=
+EPS ?=
 
-.PHONY: setup demo test verilog lint cosim bench train quantize sweep search memory inr clean help
+.PHONY: setup demo test verilog lint cosim bench train quantize sweep search memory inr acaq acaq-table clean help
 
 help:
 	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
@@ -36,6 +40,10 @@ help:
 	@echo "             DDPG mixed-precision search with TLM-proven latency; writes runs/search-<scene>-<preset>-<objective>/"
 	@echo "make memory  [SCENE=..] [PRESET=tiny] [HW=default]  tables in DRAM on a trained scene: hit rates per level, DRAM"
 	@echo "             bytes, stalls and latency for several caches, uniform-8 vs 4-bit tables; writes runs/memory-<scene>-<preset>/"
+	@echo "make acaq    [SCENE=..] [PRESET=tiny] [MODE=mdl|mgl] [TARGET=<dB or MSE>] [EPS=1e-3] [ITERATIONS=600]"
+	@echo "             A-CAQ learned bitwidths on a trained field; writes runs/acaq-<scene>-<preset>-<mode>/ (resumable)"
+	@echo "make acaq-table [SCENE=..] [PRESET=tiny] [TARGETS=30,28] [ITERATIONS=600]  A-CAQ's Table 4 rows (PTQ, LSQ+,"
+	@echo "             A-CAQ MDL and MGL); writes runs/acaq-table-<scene>-<preset>/"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
 
@@ -74,6 +82,12 @@ train: $(STAMP)
 
 quantize: $(STAMP)
 	$(CLI) quantize --scene $(SCENE) --preset $(PRESET) --policy $(or $(POLICY),uniform-8)
+
+acaq: $(STAMP)
+	$(CLI) acaq --scene $(SCENE) --preset $(PRESET) --mode $(MODE) $(if $(TARGET),--target $(TARGET)) $(if $(EPS),--eps $(EPS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+
+acaq-table: $(STAMP)
+	$(CLI) acaq-table --scene $(SCENE) --preset $(PRESET) $(if $(TARGETS),--targets $(TARGETS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
 
 sweep: $(STAMP)
 	$(CLI) sweep --scene $(SCENE) --preset $(PRESET) $(if $(BITS),--bits $(BITS))

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.validate import option
-from flows.options import bits_list, check_search, policy_spec, width
+from flows.options import bits_list, check_acaq, check_search, policy_spec, width
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -254,6 +254,77 @@ def cmd_inr(args) -> int:
     return 0
 
 
+def _target(text: str) -> float:
+    """argparse ``type=`` of --target: a PSNR in dB (>= 1) or an MSE in (0, 1)."""
+    from flows.acaq import parse_target
+
+    try:
+        value = float(text)
+        parse_target(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a PSNR in dB (>= 1, e.g. 30) or an MSE in (0, 1) (e.g. 1e-3), "
+                                         f"not {text!r}") from None
+    return value
+
+
+def _targets(text: str) -> tuple[float, ...]:
+    """argparse ``type=`` of --targets: comma-separated ``_target`` values."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"give at least one target, not {text!r}")
+    return tuple(_target(t) for t in items)
+
+
+def _interrupted(s: dict) -> int | None:
+    import signal
+
+    if s.get("finished"):
+        return None
+    if s.get("interrupted"):
+        print(f"interrupted by {s['interrupted']} at iteration {s['iterations']}: checkpoint saved in {s['out']}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 128 + int(signal.Signals[s["interrupted"]])
+    print(f"stopped at iteration {s['iterations']}; run the same command again to continue ({s['out']})")
+    return 0
+
+
+def cmd_acaq(args) -> int:
+    from flows.acaq import acaq_run, run_folder
+
+    from flows.acaq import DEFAULT_ITERATIONS
+
+    s = acaq_run(args.scene, args.preset, args.mode, target=args.target, eps=args.eps,
+                 iterations=args.iterations or DEFAULT_ITERATIONS, runs_root=args.runs,
+                 checkpoint_seconds=args.checkpoint_seconds, until=args.until)
+    code = _interrupted(s)
+    if code is not None:
+        return code
+    lat = s["latency"].get("default", {})
+    lat_text = f"{lat['latency_ms']:.1f} ms" if "latency_ms" in lat else f"n/a ({lat.get('error', 'no preset')})"
+    out = run_folder("acaq", args.scene, args.preset, args.mode, target_mse=s["target_mse"], runs_root=args.runs)
+    print(f"A-CAQ {args.mode.upper()} on {s['scene']} ({s['preset']}): PSNR {s['psnr']:.2f} dB (full precision "
+          f"{s['psnr_fp']:.2f} dB), SSIM {s['ssim']:.4f}, FQR {s['fqr']:.2f} (A-CAQ 15: {s['fqr_acaq']:.2f}), "
+          f"{s['tbitops']:.3f} TBitOps, {s['storage_mb']:.3f} MB, latency {lat_text} on the default accelerator; "
+          f"{s['iterations']} iterations in {s['finetune_seconds']:.0f} s -> {out}/"
+          "{policy.yaml,summary.json,bits.png,checkpoint.pt}")
+    return 0
+
+
+def cmd_acaq_table(args) -> int:
+    from flows.acaq import TABLE_COLUMNS, acaq_table
+    from flows.report import markdown_table
+    from flows.runs import scene_name
+
+    from flows.acaq import DEFAULT_ITERATIONS, TABLE_TARGETS
+
+    s = acaq_table(args.scene, args.preset, targets=args.targets or TABLE_TARGETS,
+                   iterations=args.iterations or DEFAULT_ITERATIONS, runs_root=args.runs)
+    print(markdown_table(s["rows"], TABLE_COLUMNS), end="")
+    print(f"-> {Path(args.runs) / f'acaq-table-{scene_name(args.scene)}-{args.preset}'}/"
+          "{table.md,table.csv,table.json} in " f"{s['wall_seconds']:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nerf.images import IMAGES
 
@@ -378,6 +449,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tables in DRAM: pixels per side of the validation view whose samples are the frame's "
                         "workload (default 800: the 800x800 frame itself)")
     p.set_defaults(func=cmd_search, check=check_search)
+    p = sub.add_parser("acaq", help="A-CAQ learned bitwidths (MDL or MGL) on a trained field; writes "
+                                    "runs/acaq-<scene>-<preset>-<mdl|mglP>/ (resumable)",
+                       description="Fine-tune a trained field with A-CAQ's learned-bitwidth quantization (LBQ): "
+                                   "weights, tables and quantizer ranges on the reconstruction loss, the soft "
+                                   "bitwidths on sqrt(|L - L_metric|) + eps * penalty. MDL: L_metric is the "
+                                   "full-precision training loss; MGL: a target. Writes policy.yaml, the fine-tuned "
+                                   "checkpoint, summary.json (PSNR, SSIM, FQR, BitOps, storage, latency per "
+                                   "accelerator preset) and bits.png. Re-running resumes.")
+    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
+    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    p.add_argument("--mode", default="mdl", choices=("mdl", "mgl"),
+                   help="mdl: minimal degradation; mgl: metric-guided, needs --target (default mdl)")
+    p.add_argument("--target", type=_target,
+                   help="MGL target: a training PSNR in dB (>= 1, e.g. 30) or an MSE in (0, 1) (e.g. 1e-3)")
+    p.add_argument("--eps", type=option(float, ge=0), default=1e-3,
+                   help="weight of the bit penalty, >= 0 (default 1e-3)")
+    p.add_argument("--iterations", type=option(int, ge=1), default=None,
+                   help="fine-tuning iterations (default 600; the paper uses 3000 on a GPU)")
+    p.add_argument("--until", type=option(int, ge=1),
+                   help="stop after this iteration (checkpointed); run again to continue")
+    p.add_argument("--checkpoint-seconds", type=option(float, gt=0), default=60.0,
+                   help="checkpoint after this much wall time (default 60)")
+    p.set_defaults(func=cmd_acaq, check=check_acaq)
+    p = sub.add_parser("acaq-table", help="A-CAQ's Table 4 rows on one scene (FP; MDL: PTQ / LSQ+ 8b vs A-CAQ; MGL at "
+                                          "two targets: PTQ / LSQ+ at matching bits vs A-CAQ); writes "
+                                          "runs/acaq-table-<scene>-<preset>/",
+                       description="Run (or reuse) every fine-tuning of A-CAQ's Table 4 on one scene and tabulate FQR, "
+                                   "PSNR, SSIM, TBitOps (800x800), storage and latency on the default accelerator.")
+    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
+    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    p.add_argument("--targets", type=_targets, default=None,
+                   help="comma-separated MGL targets, PSNR dB or MSE (default 30,28)")
+    p.add_argument("--iterations", type=option(int, ge=1), default=None,
+                   help="fine-tuning iterations of every A-CAQ and LSQ+ run (default 600)")
+    p.set_defaults(func=cmd_acaq_table)
     p = sub.add_parser("inr", help="DHQ vs uniform quantization of a SIREN image INR; writes runs/inr-<image>/",
                        description="Fit a SIREN to a scikit-image picture, then quantize every layer's weights and "
                                    "input activations to each of BITS by uniform min-max PTQ, LSQ+ fine-tuning, DHQ "

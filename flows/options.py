@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from common.validate import option
 
-__all__ = ["bits_list", "width", "policy_spec", "check_search"]
+__all__ = ["bits_list", "width", "policy_spec", "check_search", "check_acaq"]
 
 
 def bits_list(lo: int, hi: int):
@@ -65,4 +65,13 @@ def check_search(args) -> str | None:
     """Cross-option rules of ``search`` (run after parsing): an error message, or None."""
     if args.b_min > args.b_max:
         return f"argument --b-min: must be <= --b-max ({args.b_max}), not {args.b_min}"
+    return None
+
+
+def check_acaq(args) -> str | None:
+    """Cross-option rules of ``acaq``: MGL needs --target, MDL takes none; an error message, or None."""
+    if args.mode == "mgl" and args.target is None:
+        return "argument --target: mode mgl needs a target, a PSNR in dB (e.g. 30) or an MSE (e.g. 1e-3)"
+    if args.mode == "mdl" and args.target is not None:
+        return f"argument --target: mode mdl takes no target (its L_metric is the full-precision loss), not {args.target}"
     return None

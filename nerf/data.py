@@ -38,6 +38,7 @@ __all__ = [
     "camera_directions",
     "get_rays",
     "RayBatcher",
+    "training_batch",
 ]
 
 
@@ -83,3 +84,23 @@ class RayBatcher:
 
     def __next__(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.next_batch()
+
+
+def training_batch(batcher: RayBatcher, rays: int, background: str, generator, device: str = "cpu"):
+    """The next ``rays`` training rays: ``(origins, dirs, target, bg)``, float32 tensors on ``device``.
+
+    ``origins``, ``dirs``, ``target``: (rays, 3). On a scene with alpha and ``background`` "random",
+    each ray gets a random RGB ``bg`` (rays, 3) drawn from ``generator`` and its target is seen against
+    it (images are stored on white, so ``target + (bg - 1)(1 - alpha)``); otherwise ``bg`` is 1.0 (white).
+    ``generator``: a ``torch.Generator``.
+    """
+    import torch
+
+    origins, dirs, target, alpha = batcher.next_batch_alpha(rays)
+    origins, dirs, target = (torch.from_numpy(a).to(device) for a in (origins, dirs, target))
+    bg = 1.0
+    if alpha is not None and background == "random":
+        bg = torch.rand(target.shape[0], 3, generator=generator).to(device)
+        target = target + (bg - 1.0) * (1.0 - torch.from_numpy(alpha).to(device)[:, None])
+    return origins, dirs, target, bg
+

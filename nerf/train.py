@@ -21,7 +21,6 @@ import json
 import math
 import pickle
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,9 @@ from pydantic import Field
 from tqdm import tqdm
 
 from common.atomic import atomic_write, atomic_write_text, clean_stale
+from common.signals import deferred_signals
 from common.validate import checker
+from nerf.data import training_batch
 from nerf.model import ARCH_KEYS, InstantNGP
 from nerf.occupancy import OccupancyGrid
 from nerf.render import evaluate, render_image, render_rays  # noqa: F401  (render_image: re-exported)
@@ -229,24 +230,13 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     bar = tqdm(total=preset.iterations, initial=step, desc=f"train {preset.name}", unit="it", disable=not progress)
     model.train()
     stop = preset.iterations if until is None else min(until, preset.iterations)
-    caught: list[int] = []
-    previous = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):  # finish the iteration, checkpoint, then return
-            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
     last_save = time.monotonic()
-    try:
+    with deferred_signals(handle_signals) as caught:  # finish the iteration, checkpoint, return
         while step < stop and not caught:
             t0 = time.perf_counter()
             if step >= preset.occupancy_warmup and step % preset.occupancy_every == 0:
                 occupancy.update(density_fn, cells=preset.occupancy_res ** 3 // 4, generator=gen)
-            origins, dirs, target, alpha = batcher.next_batch_alpha(rays)
-            origins, dirs, target = (torch.from_numpy(a).to(device) for a in (origins, dirs, target))
-            bg = 1.0
-            if alpha is not None and preset.background == "random":
-                # the target seen against a random colour: images are on white, so add (bg - 1)(1 - alpha)
-                bg = torch.rand(target.shape[0], 3, generator=gen).to(device)
-                target = target + (bg - 1.0) * (1.0 - torch.from_numpy(alpha).to(device)[:, None])
+            origins, dirs, target, bg = training_batch(batcher, rays, preset.background, gen, device)
             try:
                 rgb, _, stats = render_rays(field, origins, dirs, n_samples=preset.n_samples,
                                             occupancy=occupancy if step >= preset.occupancy_warmup else None,
@@ -274,9 +264,6 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
                     or time.monotonic() - last_save >= preset.checkpoint_seconds):
                 save()
                 last_save = time.monotonic()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     bar.close()
     if caught:
         return {"scene": scene, "preset": preset.name, "iterations": step, "finished": False,

@@ -41,7 +41,7 @@ from nerf import grid
 from nerf.layout import model_layout
 from quant.policy import FULL_PRECISION_BITS, PolicyError, component_names
 
-__all__ = ["bitops", "model_bytes", "COORD_BITS", "FRAME"]
+__all__ = ["bitops", "model_bytes", "acaq_weights", "fqr_acaq", "COORD_BITS", "FRAME"]
 
 _check_samples = checker(Annotated[float, Field(ge=0, allow_inf_nan=False)])
 
@@ -114,3 +114,28 @@ def model_bytes(policy: Mapping[str, int], arch: Mapping) -> int:
     total_bits = sum(n * b[name] for name, n in parameter_counts(arch).items())
     qparams = sum(QPARAM_BYTES for bits in b.values() if bits != FULL_PRECISION_BITS)
     return math.ceil(total_bits / 8) + qparams
+
+
+def acaq_weights(arch: Mapping) -> dict[str, float]:
+    """Each component's weight when the model is counted as A-CAQ's 15 components.
+
+    A-CAQ quantizes the hash table as one component; here each level is one. Level l weighs
+    ``n_l / sum(n)`` of one component (``n_l`` its stored entries, ``parameter_counts``), every other
+    component 1, so the weights sum to 15 and a uniform table counts as one component at its bits.
+    """
+    counts = parameter_counts(arch)
+    levels = model_layout(arch).hash_components
+    total = sum(counts[name] for name in levels)
+    return {name: (counts[name] / total if name in levels else 1.0) for name in component_names(arch["levels"])}
+
+
+def fqr_acaq(policy: Mapping[str, int], arch: Mapping) -> float:
+    """FQR over A-CAQ's 15 components: the table's bits averaged over levels weighted by entries
+    (``acaq_weights``), then the plain mean with the 14 others (A-CAQ's Fig. 7 and Table 4 FQR).
+
+    Raises:
+        quant.policy.PolicyError: the policy's components are not those of ``arch``.
+    """
+    b = _bits(policy, arch["levels"])
+    w = acaq_weights(arch)
+    return sum(w[n] * b[n] for n in b) / sum(w.values())

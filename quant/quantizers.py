@@ -54,6 +54,7 @@ __all__ = [
     "quantize_unsigned",
     "quantize_asymmetric",
     "fake_quantize",
+    "RangeObserver",
     "FakeQuantizer",
     "calibrate",
     "to_integer",
@@ -127,7 +128,52 @@ def quantize_asymmetric(x: torch.Tensor, bits: int, scale: Scalar, offset: Scala
     return fake_quantize(x, "asymmetric", bits, scale, offset)
 
 
-class FakeQuantizer(nn.Module):
+class RangeObserver(nn.Module):
+    """A module that can record the min and max of what it sees (min-max calibration).
+
+    Subclasses (``FakeQuantizer``, ``quant.lbq.LBQuantizer``) turn the range into their parameters in
+    ``freeze()``; ``calibrate`` drives every ``RangeObserver`` of a model.
+
+    Attributes:
+        observed_min, observed_max: 0-d float32 buffers, the running range (+inf / -inf if none).
+        calibrating: while true, ``forward`` should observe and pass its input through.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("observed_min", torch.tensor(float("inf")))
+        self.register_buffer("observed_max", torch.tensor(float("-inf")))
+        self.calibrating = False
+
+    def _observed(self) -> bool:
+        return bool(self.observed_min <= self.observed_max)
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor) -> None:
+        """Widen the running range with ``x``'s min and max (all elements; empty tensors are ignored)."""
+        if x.numel():
+            self.observed_min.copy_(torch.minimum(self.observed_min, x.detach().min().to(self.observed_min)))
+            self.observed_max.copy_(torch.maximum(self.observed_max, x.detach().max().to(self.observed_max)))
+
+    def reset_observed(self) -> None:
+        """Forget the observed range."""
+        self.observed_min.fill_(float("inf"))
+        self.observed_max.fill_(float("-inf"))
+
+    def _checked_range(self, label: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The observed (min, max); RuntimeError if nothing or something not finite was observed."""
+        lo, hi = self.observed_min, self.observed_max
+        if not self._observed() and bool(torch.isinf(lo)):
+            raise RuntimeError(f"{label} observed nothing: run calibration data through it before freeze()")
+        if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
+            raise RuntimeError(f"{label} observed a range that is not finite: [{lo.item()}, {hi.item()}]")
+        return lo, hi
+
+    def freeze(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FakeQuantizer(RangeObserver):
     """A fake quantizer with a learnable step (and offset), calibrated by min-max observation.
 
     Use: calibrate (``with calibrate(model): model(data)``, or ``observe(x)`` then ``freeze()``), then
@@ -160,9 +206,6 @@ class FakeQuantizer(nn.Module):
             self.offset = nn.Parameter(torch.tensor(0.0))
         else:
             self.register_buffer("offset", torch.tensor(0.0))
-        self.register_buffer("observed_min", torch.tensor(float("inf")))
-        self.register_buffer("observed_max", torch.tensor(float("-inf")))
-        self.calibrating = False
         self.frozen = False
 
     def _label(self) -> str:
@@ -187,21 +230,6 @@ class FakeQuantizer(nn.Module):
         """True when ``forward`` quantizes (enabled, bits neither None nor 32)."""
         return self.enabled and self._bits not in (None, FULL_PRECISION_BITS)
 
-    def _observed(self) -> bool:
-        return bool(self.observed_min <= self.observed_max)
-
-    @torch.no_grad()
-    def observe(self, x: torch.Tensor) -> None:
-        """Widen the running range with ``x``'s min and max (all elements; empty tensors are ignored)."""
-        if x.numel():
-            self.observed_min.copy_(torch.minimum(self.observed_min, x.detach().min().to(self.observed_min)))
-            self.observed_max.copy_(torch.maximum(self.observed_max, x.detach().max().to(self.observed_max)))
-
-    def reset_observed(self) -> None:
-        """Forget the observed range."""
-        self.observed_min.fill_(float("inf"))
-        self.observed_max.fill_(float("-inf"))
-
     @torch.no_grad()
     def freeze(self) -> None:
         """Set scale (and offset) from the observed range by the min-max rules of the module table.
@@ -213,11 +241,7 @@ class FakeQuantizer(nn.Module):
         """
         if self._bits in (None, FULL_PRECISION_BITS) or (not self.enabled and not self._observed()):
             return
-        lo, hi = self.observed_min, self.observed_max
-        if not self._observed() and bool(torch.isinf(lo)):
-            raise RuntimeError(f"{self._label()} observed nothing: run calibration data through it before freeze()")
-        if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
-            raise RuntimeError(f"{self._label()} observed a range that is not finite: [{lo.item()}, {hi.item()}]")
+        lo, hi = self._checked_range(self._label())
         if self.scheme == "symmetric":
             span, offset = 2 * torch.maximum(lo.abs(), hi.abs()), torch.zeros_like(lo)
         elif self.scheme == "unsigned":
@@ -259,14 +283,14 @@ class FakeQuantizer(nn.Module):
 
 
 @contextlib.contextmanager
-def calibrate(module: nn.Module) -> Iterator[list[FakeQuantizer]]:
-    """Min-max calibration (PTQ) of every ``FakeQuantizer`` in ``module`` (itself included).
+def calibrate(module: nn.Module) -> Iterator[list[RangeObserver]]:
+    """Min-max calibration (PTQ) of every ``RangeObserver`` (``FakeQuantizer``, ``LBQuantizer``) in ``module``.
 
     On entry each quantizer forgets its observed range and starts observing (its ``forward`` passes
     through); on normal exit all stop and ``freeze()``. On an exception they stop without freezing.
     Yields the quantizers found.
     """
-    quantizers = [m for m in module.modules() if isinstance(m, FakeQuantizer)]
+    quantizers = [m for m in module.modules() if isinstance(m, RangeObserver)]
     for q in quantizers:
         q.reset_observed()
         q.calibrating = True

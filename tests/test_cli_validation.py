@@ -1,4 +1,4 @@
-"""Every option of quantize, sweep, search, inr and demo is refused by argparse before any work.
+"""Every option of quantize, sweep, search, inr, acaq and demo is refused by argparse before any work.
 
 Each bad input must give exit status 2 and a message naming the option, without starting the flow:
 the flow functions are replaced by ones that fail the test, and no run folder may appear.
@@ -58,6 +58,16 @@ BAD = [
     (["inr", "--coord-bits", "40"], "--coord-bits", "not '40'"),
     (["inr", "--seed", "-2"], "--seed", "not '-2'"),
     (["inr", "--image", "lena"], "--image", "invalid choice: 'lena' (choose from 'astronaut', 'brick', 'camera'"),
+    # acaq and acaq-table
+    (["acaq", "--mode", "mbl"], "--mode", "invalid choice: 'mbl' (choose from 'mdl', 'mgl')"),
+    (["acaq", "--mode", "mgl"], "--target", "mode mgl needs a target"),
+    (["acaq", "--mode", "mdl", "--target", "30"], "--target", "mode mdl takes no target"),
+    (["acaq", "--mode", "mgl", "--target", "-3"], "--target", "must be a PSNR in dB (>= 1, e.g. 30) or an MSE"),
+    (["acaq", "--mode", "mgl", "--target", "inf"], "--target", "not 'inf'"),
+    (["acaq", "--eps", "-0.001"], "--eps", "must be a finite number >= 0, not '-0.001'"),
+    (["acaq", "--iterations", "0"], "--iterations", "must be an integer >= 1, not '0'"),
+    (["acaq-table", "--targets", "30,x"], "--targets", "not 'x'"),
+    (["acaq-table", "--iterations", "-1"], "--iterations", "not '-1'"),
     # demo
     (["demo", "--seed", "-1"], "--seed", "must be an integer >= 0, not '-1'"),
 ]
@@ -66,6 +76,7 @@ BAD = [
 @pytest.fixture
 def no_work(monkeypatch):
     """Every flow fails the test if it starts."""
+    import flows.acaq
     import flows.demo
     import flows.inr
     import flows.quantize
@@ -75,7 +86,8 @@ def no_work(monkeypatch):
         pytest.fail("the flow started despite a bad option")
 
     for module, name in ((flows.search, "search"), (flows.quantize, "quantize"), (flows.quantize, "sweep"),
-                         (flows.inr, "inr"), (flows.demo, "demo")):
+                         (flows.inr, "inr"), (flows.demo, "demo"), (flows.acaq, "acaq_run"),
+                         (flows.acaq, "acaq_table")):
         monkeypatch.setattr(module, name, started)
 
 
