@@ -46,9 +46,10 @@ def _policy_engines(policy_path: Path) -> tuple[Path, dict]:
         raise FileNotFoundError(f"{engines}: missing; `make verilog POLICY=` takes the policy.yaml of a `make search` "
                                 "run folder, which holds the engines.yaml it needs")
     sections = load_config(engines)
-    encoder = sections.get("hash_encoder")
+    encoder = sections.get("hash_encoder") or sections.get("hash_encoder_axi")  # tables on chip or in DRAM
     if encoder is None:
-        raise ConfigError(f"{engines} has no hash_encoder section, so the policy's levels are unknown")
+        raise ConfigError(f"{engines} has no hash_encoder or hash_encoder_axi section, so the policy's levels are "
+                          "unknown")
     policy = QuantPolicy.load(policy_path, encoder.levels)
     try:
         check_policy_fits(policy, sections, where=str(engines))

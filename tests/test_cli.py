@@ -83,6 +83,22 @@ def test_verilog_of_a_policy_writes_its_engines(tmp_path, capsys):
     assert (out / "mlp_engine.v").is_file()
 
 
+def test_verilog_of_a_policy_with_the_tables_in_dram(tmp_path, capsys):
+    """A search or A-CAQ run on a preset with memory writes a hash_encoder_axi section: its levels serve."""
+    from hw.hash_encoder_axi.params import HashEncoderAxiParams
+    from hw.params import HashEncoderParams, load_config, save_config
+
+    policy = _search_folder(tmp_path)
+    engines = load_config(policy.parent / "engines.yaml")
+    enc = HashEncoderParams(levels=4, log2_table_size=6, feature_bits=6, coord_bits=10, n_min=2, n_max=16, lanes=2)
+    engines = {"hash_encoder_axi": HashEncoderAxiParams(**enc.to_dict(), level_bits=[6] * 4, cache_bytes=256,
+                                                        resident_bytes=0),
+               "mlp_engine": engines["mlp_engine"]}
+    save_config(policy.parent / "engines.yaml", engines)
+    assert main(["--build", str(tmp_path / "build"), "verilog", "--policy", str(policy)]) == 0, capsys.readouterr().err
+    assert (tmp_path / "build" / "verilog" / "search-x" / "hash_encoder_axi.v").is_file()
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"hash.level02": 8}, "hash.level02 = 8 bits does not fit the hash encoder's feature_bits = 6"),
     ({"color.l1.weight": 7}, "color.l1.weight = 7 bits does not fit the engines' max_weight_bits = 6"),
