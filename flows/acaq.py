@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write
 from flows.report import Column, pyplot, save_figure, write_json, write_table
-from flows.runs import scene_name, train_dir
+from flows.runs import cached_workload, scene_name, train_dir
 
 __all__ = ["acaq_run", "lsq_run", "acaq_table", "matching_bits", "parse_target", "run_folder", "TABLE_COLUMNS",
            "DEFAULT_ITERATIONS", "TABLE_TARGETS"]
@@ -68,23 +67,11 @@ def _field(scene: str, preset: str, runs_root, progress: bool):
 
 
 def _workload(field, runs_root, size: int = FRAME[0]) -> np.ndarray:
-    """Sample positions of validation view 0 at size x size rendered by the full-precision field (cached
-    in the training folder); a smaller size stands for the 800x800 frame (``latency`` scales it)."""
-    from nerf.render import sample_positions
-
-    path = train_dir(field.scene, field.preset, runs_root) / f"workload-val0-{size}.npy"
-    if path.exists():
-        return np.load(path)
+    """Samples of validation view 0 at size x size rendered by the full-precision field (``cached_workload``,
+    kept in the training folder); a smaller size stands for the 800x800 frame (``latency`` scales it)."""
     field.model.clear_quantizers()
-    u = sample_positions(field.model, field.occupancy, field.split("val"), [0], n_samples=field.n_samples,
-                         height=size, width=size)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, u, allow_pickle=False)
-
-    atomic_write(path, write)
-    return u
+    return cached_workload(field, field.split("val"), 0, size,
+                           train_dir(field.scene, field.preset, runs_root) / f"workload-val0-{size}.npy")
 
 
 def latency(policy, arch, workload: np.ndarray, presets=None, *, size: int = FRAME[0]) -> dict:
@@ -162,7 +149,7 @@ def _bits_figure(summary: dict, path: Path) -> None:
 def _finetuned(kind: str, scene: str, preset: str, mode: str, *, target_mse, eps: float, bits: int | None,
                iterations: int, runs_root, progress: bool, checkpoint_seconds: float = 60.0,
                handle_signals: bool = True, until: int | None = None, workload_size: int = FRAME[0],
-               **settings) -> dict:
+               fp: dict | None = None, **settings) -> dict:
     from quant.acaq import QATSettings, finetune, learned_policy, baseline_policy
 
     field = _field(scene, preset, runs_root, progress)
@@ -172,7 +159,7 @@ def _finetuned(kind: str, scene: str, preset: str, mode: str, *, target_mse, eps
     settings = QATSettings(method="acaq" if kind == "acaq" else "lsq+", mode=mode, target=target_mse,
                            eps=eps, bits=bits if bits is not None else 8, iterations=iterations, **settings)
     out = run_folder(kind, scene, preset, mode, target_mse=target_mse, bits=bits, runs_root=runs_root)
-    fp = field.full_precision()
+    fp = fp or field.full_precision()  # the table measures the full-precision field once for all its rows
     workload = _workload(field, runs_root, workload_size)
     t0 = time.perf_counter()
     r = finetune(field, settings, out, background=field.settings.get("background", "random"),
@@ -244,15 +231,13 @@ def check_acaq_args(mode: str, target, eps) -> None:
         raise ValueError(f"eps must be a finite number >= 0, not {eps!r}")
 
 
-def _ptq_row(scene: str, preset: str, bits: int, runs_root, progress: bool, workload_size: int = FRAME[0]) -> dict:
+def _ptq_row(scene: str, preset: str, bits: int, runs_root, progress: bool, workload_size: int, fp: dict) -> dict:
     from quant.acaq import baseline_policy
-
-    field = _field(scene, preset, runs_root, progress)
-    fp = field.full_precision()
-    workload = _workload(field, runs_root, workload_size)
-    policy = baseline_policy(bits, field.levels)
     from quant.ptq import ptq
 
+    field = _field(scene, preset, runs_root, progress)
+    workload = _workload(field, runs_root, workload_size)
+    policy = baseline_policy(bits, field.levels)
     ptq(field.model, field.occupancy, field.train_data, policy, n_samples=field.n_samples)
     metrics = field.test_metrics(progress=progress)
     return _row(field, f"PTQ {bits}b", policy, metrics, workload, fp, size=workload_size)
@@ -290,11 +275,12 @@ def matching_bits(fqr15: float, arch) -> int:
 
 
 def acaq_table(scene: str, preset: str = "tiny", *, targets=TABLE_TARGETS, iterations: int = DEFAULT_ITERATIONS,
-               runs_root="runs", progress: bool = True, workload_size: int = FRAME[0]) -> dict:
+               runs_root="runs", progress: bool = True, workload_size: int = FRAME[0], **settings) -> dict:
     """A-CAQ's Table 4 rows on one scene: full precision; MDL: PTQ / LSQ+ at 8 bits vs A-CAQ; for each MGL
     target: A-CAQ, then PTQ / LSQ+ at the bits whose FQR (15) is nearest its own (``matching_bits``). Each
     run is a resumable ``acaq_run`` / ``lsq_run`` folder, so a re-run only evaluates. Writes ``table.md``,
-    ``table.csv`` and ``table.json`` into ``runs/acaq-table-<scene>-<preset>/``; returns ``{"rows": [...], ...}``."""
+    ``table.csv`` and ``table.json`` into ``runs/acaq-table-<scene>-<preset>/``; returns ``{"rows": [...], ...}``.
+    ``settings``: further ``quant.acaq.QATSettings`` fields for every fine-tuning (e.g. ``calibration_rays``)."""
     from quant.policy import FULL_PRECISION_BITS, QuantPolicy
 
     for t in targets:
@@ -308,21 +294,22 @@ def acaq_table(scene: str, preset: str = "tiny", *, targets=TABLE_TARGETS, itera
     workload = _workload(field, runs_root, workload_size)
     rows = [{"group": "full precision", **_row(field, "FP (32b)", fp_policy, fp, workload, size=workload_size)}]
     del field
-    kw = dict(iterations=iterations, runs_root=runs_root, progress=progress, workload_size=workload_size)
+    kw = dict(iterations=iterations, runs_root=runs_root, progress=progress, workload_size=workload_size, fp=fp,
+              handle_signals=False, **settings)
 
     def finished(s: dict) -> dict:
         if not s.get("finished"):
             raise RuntimeError(f"{s.get('out')}: stopped at iteration {s.get('iterations')}; run again to resume")
         return s
 
-    rows.append({"group": "MDL", **_ptq_row(scene, preset, 8, runs_root, progress, workload_size)})
+    rows.append({"group": "MDL", **_ptq_row(scene, preset, 8, runs_root, progress, workload_size, fp)})
     rows.append({"group": "MDL", **finished(lsq_run(scene, preset, "mdl", 8, **kw))})
     rows.append({"group": "MDL", **finished(acaq_run(scene, preset, "mdl", **kw))})
     for t in targets:
         group = f"MGL {t:g} dB" if t >= 1 else f"MGL MSE {t:g}"
         a = finished(acaq_run(scene, preset, "mgl", target=t, **kw))
         b = matching_bits(a["fqr_acaq"], arch)
-        rows.append({"group": group, **_ptq_row(scene, preset, b, runs_root, progress, workload_size)})
+        rows.append({"group": group, **_ptq_row(scene, preset, b, runs_root, progress, workload_size, fp)})
         rows.append({"group": group, **finished(lsq_run(scene, preset, "mgl", b, **kw))})
         rows.append({"group": group, **a})
     keep = ("group", "method", "psnr", "ssim", "fqr", "fqr_acaq", "tbitops", "storage_mb", "latency", "bits",

@@ -164,8 +164,6 @@ def _check_device(device: str) -> str:
 
 
 def cmd_train(args) -> int:
-    import signal
-
     from nerf.train import PRESETS, train
 
     if args.preset not in PRESETS:
@@ -179,13 +177,9 @@ def cmd_train(args) -> int:
     s = train(args.scene, PRESETS[args.preset], out, seed=args.seed, downscale=args.downscale,
               iterations=args.iterations, until=args.until, device=args.device, compile=args.compile,
               checkpoint_seconds=args.checkpoint_seconds, skip_missing=args.skip_missing, background=args.background)
-    if s.get("interrupted"):
-        print(f"interrupted by {s['interrupted']} at iteration {s['iterations']}: checkpoint saved in {out}; "
-              "run the same command again to resume", file=sys.stderr)
-        return 128 + int(signal.Signals[s["interrupted"]])
-    if not s.get("finished"):
-        print(f"stopped at iteration {s['iterations']}; run the same command again to continue ({out})")
-        return 0
+    code = _stopped_early(s, out)
+    if code is not None:
+        return code
     print(f"{name}: PSNR {s['psnr_test']:.2f} dB, SSIM {s['ssim_test']:.4f} on {s['test_views']} test views "
           f"at {s['resolution'][1]}x{s['resolution'][0]}, {s['iterations']} iterations in {s['train_seconds']:.0f} s "
           f"-> {out / 'summary.json'}")
@@ -276,16 +270,18 @@ def _targets(text: str) -> tuple[float, ...]:
     return tuple(_target(t) for t in items)
 
 
-def _interrupted(s: dict) -> int | None:
+def _stopped_early(s: dict, out) -> int | None:
+    """A resumable run that stopped before the end (a signal, ``--until``): say so and give the exit status
+    (128 + signal, or 0); None for a finished run."""
     import signal
 
     if s.get("finished"):
         return None
     if s.get("interrupted"):
-        print(f"interrupted by {s['interrupted']} at iteration {s['iterations']}: checkpoint saved in {s['out']}; "
+        print(f"interrupted by {s['interrupted']} at iteration {s['iterations']}: checkpoint saved in {out}; "
               "run the same command again to resume", file=sys.stderr)
         return 128 + int(signal.Signals[s["interrupted"]])
-    print(f"stopped at iteration {s['iterations']}; run the same command again to continue ({s['out']})")
+    print(f"stopped at iteration {s['iterations']}; run the same command again to continue ({out})")
     return 0
 
 
@@ -297,7 +293,7 @@ def cmd_acaq(args) -> int:
     s = acaq_run(args.scene, args.preset, args.mode, target=args.target, eps=args.eps,
                  iterations=args.iterations or DEFAULT_ITERATIONS, runs_root=args.runs,
                  checkpoint_seconds=args.checkpoint_seconds, until=args.until)
-    code = _interrupted(s)
+    code = _stopped_early(s, s.get("out"))
     if code is not None:
         return code
     lat = s["latency"].get("default", {})
@@ -324,6 +320,12 @@ def cmd_acaq_table(args) -> int:
     print(f"-> {Path(args.runs) / f'acaq-table-{scene_name(args.scene)}-{args.preset}'}/"
           "{table.md,table.csv,table.json} in " f"{s['wall_seconds']:.0f} s")
     return 0
+
+
+def _scene_options(p, preset_help: str = "the training preset of the checkpoint (default tiny)") -> None:
+    """--scene and --preset of the commands that work on a trained field."""
+    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
+    p.add_argument("--preset", default="tiny", help=preset_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,8 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("sweep", cmd_sweep, "uniform PTQ sweep; writes runs/sweep-<scene>-<preset>/ (table, PSNR-vs-FQR plot)")):
         p = sub.add_parser(name, help=help, description=help + ". Needs the checkpoint of `make train` with the same "
                                                                "SCENE and PRESET.")
-        p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
-        p.add_argument("--preset", default="tiny", help="the training preset (default tiny)")
+        _scene_options(p, "the training preset (default tiny)")
         if name == "quantize":
             p.add_argument("--policy", default="uniform-8", type=policy_spec,
                            help="uniform-<bits>, fp, or a policy YAML file (default uniform-8)")
@@ -413,8 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Render one validation view's samples (after empty-space skipping, ray-major) and "
                                    "run the exact memory-aware frame model for several cache configurations, at "
                                    "uniform-8 and with every table level at --table-bits.")
-    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
-    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    _scene_options(p)
     p.add_argument("--hw", default="default", help="hardware preset with a memory section (default default)")
     p.add_argument("--size", type=option(int, ge=8), default=800, help="frame pixels per side (default 800)")
     p.add_argument("--view", type=option(int, ge=0), default=0, help="validation view (default 0)")
@@ -425,8 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="HAQ-style DDPG search of per-component bits for a trained field: PSNR from PTQ on "
                                    "validation views, latency from the frame-level model of a hardware preset. "
                                    "Needs the checkpoint of `make train` with the same SCENE and PRESET.")
-    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
-    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    _scene_options(p)
     p.add_argument("--hw", default="default", help="hardware preset: flows/accel/<name>.yaml or a path (default default)")
     p.add_argument("--episodes", type=option(int, ge=1), default=60, help="episodes in total (default 60)")
     p.add_argument("--objective", default="latency", choices=("latency", "tradeoff"),
@@ -458,8 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "full-precision training loss; MGL: a target. Writes policy.yaml, the fine-tuned "
                                    "checkpoint, summary.json (PSNR, SSIM, FQR, BitOps, storage, latency per "
                                    "accelerator preset) and bits.png. Re-running resumes.")
-    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
-    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    _scene_options(p)
     p.add_argument("--mode", default="mdl", choices=("mdl", "mgl"),
                    help="mdl: minimal degradation; mgl: metric-guided, needs --target (default mdl)")
     p.add_argument("--target", type=_target,
@@ -478,8 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "runs/acaq-table-<scene>-<preset>/",
                        description="Run (or reuse) every fine-tuning of A-CAQ's Table 4 on one scene and tabulate FQR, "
                                    "PSNR, SSIM, TBitOps (800x800), storage and latency on the default accelerator.")
-    p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
-    p.add_argument("--preset", default="tiny", help="the training preset of the checkpoint (default tiny)")
+    _scene_options(p)
     p.add_argument("--targets", type=_targets, default=None,
                    help="comma-separated MGL targets, PSNR dB or MSE (default 30,28)")
     p.add_argument("--iterations", type=option(int, ge=1), default=None,

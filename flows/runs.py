@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["scene_name", "train_dir", "train_command", "open_field"]
+__all__ = ["scene_name", "train_dir", "train_command", "open_field", "cached_workload"]
 
 
 def scene_name(scene: str) -> str:
@@ -32,3 +32,25 @@ def open_field(scene: str, preset: str, runs_root="runs"):
 
     return TrainedField(train_dir(scene, preset, runs_root) / "checkpoint.pt", scene,
                         command=train_command(scene, preset))
+
+
+def cached_workload(trained, data, view: int, size: int, path: Path):
+    """The samples ``nerf.render.sample_positions`` evaluates for ``data``'s ``view`` rendered at ``size`` x ``size``
+    by ``trained`` (a ``nerf.field.TrainedField``): float (N, 3) in [0, 1)^3; read from ``path`` if it is there,
+    else rendered and saved atomically (a frame's workload for the memory model)."""
+    import numpy as np
+
+    from common.atomic import atomic_write
+    from nerf.render import sample_positions
+
+    if path.exists():
+        return np.load(path)
+    u = sample_positions(trained.model, trained.occupancy, data, [view], n_samples=trained.n_samples, height=size,
+                         width=size)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+            np.save(f, u, allow_pickle=False)
+
+    atomic_write(path, write)
+    return u

@@ -14,7 +14,7 @@ resumed search continues at the next episode with the agent, replay buffer and g
 ``_write_best`` (policy, engines, plot). Tables, JSON and figures go through ``flows.report``.
 
 Tables in DRAM (a hardware preset with a ``memory`` section, e.g. ``default``): latency depends on
-where the samples are, so ``_setup`` builds the frame's workload from the scene (``_workload``): the
+where the samples are, so ``_setup`` builds the frame's workload from the scene (``flows.runs.cached_workload``): the
 first scored validation view rendered by the full-precision field at ``workload_size`` x
 ``workload_size`` pixels (default 800 x 800, the searched frame; the focal length scaled with the
 size) through ``nerf.render.sample_positions`` (empty-space skipping and early ray termination, rays in
@@ -179,28 +179,12 @@ def _prior_state(ckpt_path: Path, settings: dict, resume: bool) -> dict | None:
     return state
 
 
-def _workload(trained, val, view: int, size: int, path: Path) -> np.ndarray:
-    """The frame's sample positions (module doc): ``path`` if it is there, else rendered and saved."""
-    from nerf.render import sample_positions
-
-    if path.exists():
-        return np.load(path)
-    u = sample_positions(trained.model, trained.occupancy, val, [view], n_samples=trained.n_samples, height=size,
-                         width=size)
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
-            np.save(f, u, allow_pickle=False)
-
-    atomic_write(path, write)
-    return u
-
-
 def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dict | None, *, runs_root,
            val_views: int, rays: int, seed: int) -> _Search:
     """Load the trained field, calibrate the PTQ scorer, score full precision (once) and build the space."""
     import math
 
-    from flows.runs import open_field
+    from flows.runs import cached_workload, open_field
     from quant.policy import FULL_PRECISION_BITS, QuantPolicy
     from quant.ptq import PTQEvaluator
     from rl.env import CHUNK, SearchSpace
@@ -211,7 +195,7 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
     views = _val_views(len(val.images), val_views)
     workload = None
     if accel.has_memory:  # before PTQ puts quantizers into the model: the full-precision field's samples
-        workload = _workload(trained, val, views[0], settings["workload_size"], out / "workload.npy")
+        workload = cached_workload(trained, val, views[0], settings["workload_size"], out / "workload.npy")
     evaluator = PTQEvaluator(trained.model, trained.occupancy, trained.train_data, val, views=views,
                              n_samples=trained.n_samples, rays=rays, seed=seed)
     if state is None:

@@ -39,6 +39,7 @@ __all__ = [
     "get_rays",
     "RayBatcher",
     "training_batch",
+    "rays_for_budget",
 ]
 
 
@@ -104,3 +105,9 @@ def training_batch(batcher: RayBatcher, rays: int, background: str, generator, d
         target = target + (bg - 1.0) * (1.0 - torch.from_numpy(alpha).to(device)[:, None])
     return origins, dirs, target, bg
 
+
+def rays_for_budget(samples_evaluated: int, rays: int, batch_samples: int, max_rays: int = 16384) -> int:
+    """Instant-NGP's fixed sample budget: the next batch's ray count, ``batch_samples`` / (field evaluations per
+    ray of the last batch), clamped to [64, ``max_rays``]."""
+    per_ray = max(samples_evaluated / max(rays, 1), 1.0)
+    return int(min(max(round(batch_samples / per_ray), 64), max_rays))

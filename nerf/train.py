@@ -34,7 +34,7 @@ from tqdm import tqdm
 from common.atomic import atomic_write, atomic_write_text, clean_stale
 from common.signals import deferred_signals
 from common.validate import checker
-from nerf.data import training_batch
+from nerf.data import rays_for_budget, training_batch
 from nerf.model import ARCH_KEYS, InstantNGP
 from nerf.occupancy import OccupancyGrid
 from nerf.render import evaluate, render_image, render_rays  # noqa: F401  (render_image: re-exported)
@@ -247,8 +247,8 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
                                        "train without it (--no-compile)") from exc
                 raise
             if preset.batch_samples is not None:
-                per_ray = max(stats.samples_evaluated / max(stats.rays, 1), 1.0)
-                rays = int(min(max(round(preset.batch_samples / per_ray), 64), preset.max_batch_rays))
+                rays = rays_for_budget(stats.samples_evaluated, stats.rays, preset.batch_samples,
+                                       preset.max_batch_rays)
             loss = torch.mean((rgb - target) ** 2)
             optim.zero_grad(set_to_none=True)
             loss.backward()

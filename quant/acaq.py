@@ -34,6 +34,7 @@ optimisers, schedule, random generators, ray sampler, history) are written atomi
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -221,7 +222,7 @@ def finetune(field, settings: QATSettings, out_dir: str | Path, *, background: s
         QATError: a checkpoint in ``out_dir`` of other settings or architecture (naming the field); an
             MGL target better than the full-precision model's training loss (naming both, in dB).
     """
-    from nerf.data import RayBatcher
+    from nerf.data import RayBatcher, rays_for_budget
     from quant.ptq import apply_policy, calibrate_field
 
     out_dir = Path(out_dir)
@@ -272,9 +273,8 @@ def finetune(field, settings: QATSettings, out_dir: str | Path, *, background: s
         gen.set_state(ckpt["generator"])
         batcher.rng.bit_generator.state = ckpt["batcher"]
         step, seconds, rays, history = ckpt["step"], ckpt["seconds"], ckpt["rays"], ckpt["history"]
-    names = list(quantizers)
     penalty_w = bit_penalty_weights(model.arch)
-    pw = torch.tensor([penalty_w[n] for n in names]) if bits_params else None
+    pw = [penalty_w[n] for n in quantizers] if bits_params else None
 
     def save(finished: bool = False):
         state = {"kind": "nerfhw-qat", "settings": settings.model_dump(), "arch": model.arch,
@@ -295,16 +295,15 @@ def finetune(field, settings: QATSettings, out_dir: str | Path, *, background: s
         while step < stop and not caught:
             t0 = time.perf_counter()
             loss, stats = _batch_loss(model, occupancy, batcher, rays, n_samples, background, gen, grad=True)
-            per_ray = max(stats.samples_evaluated / max(stats.rays, 1), 1.0)
-            rays = int(min(max(round(settings.batch_samples / per_ray), 64), 16384))
+            rays = rays_for_budget(stats.samples_evaluated, stats.rays, settings.batch_samples)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if bits_params:
                 bit_grads(bits_params, pw, float(loss.detach()), l_metric, settings.eps)
             optim.step()
             sched.step()
-            for q in quantizers.values():
-                if hasattr(q, "clamp_bits"):
+            if bits_params:
+                for q in quantizers.values():
                     q.clamp_bits()
             step += 1
             seconds += time.perf_counter() - t0
@@ -320,8 +319,6 @@ def finetune(field, settings: QATSettings, out_dir: str | Path, *, background: s
                 last_save = time.monotonic()
     bar.close()
     model.eval()
-    import signal
-
     return {"finished": step >= settings.iterations, "iterations": step,
             "interrupted": signal.Signals(caught[0]).name if caught else None, "loss_fp": loss_fp,
             "l_metric": l_metric, "psnr_train_fp": round(psnr_of_mse(loss_fp), 3), "seconds": round(seconds, 1),

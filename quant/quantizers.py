@@ -131,8 +131,8 @@ def quantize_asymmetric(x: torch.Tensor, bits: int, scale: Scalar, offset: Scala
 class RangeObserver(nn.Module):
     """A module that can record the min and max of what it sees (min-max calibration).
 
-    Subclasses (``FakeQuantizer``, ``quant.lbq.LBQuantizer``) turn the range into their parameters in
-    ``freeze()``; ``calibrate`` drives every ``RangeObserver`` of a model.
+    Subclasses (``FakeQuantizer``, ``quant.lbq.LBQuantizer``) define ``freeze()``, which turns the range
+    into their parameters; ``calibrate`` drives every ``RangeObserver`` of a model.
 
     Attributes:
         observed_min, observed_max: 0-d float32 buffers, the running range (+inf / -inf if none).
@@ -168,9 +168,6 @@ class RangeObserver(nn.Module):
         if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
             raise RuntimeError(f"{label} observed a range that is not finite: [{lo.item()}, {hi.item()}]")
         return lo, hi
-
-    def freeze(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 class FakeQuantizer(RangeObserver):

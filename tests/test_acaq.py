@@ -148,6 +148,24 @@ def test_penalty_and_fqr_count_the_table_as_one_component_as_a_caq():
     assert list(p) == component_names(16)
 
 
+def test_table_has_the_paper_rows_with_baselines_at_matching_fqr(runs):
+    from flows.acaq import acaq_table, matching_bits
+
+    kw = {k: v for k, v in ARGS.items() if k != "handle_signals"}
+    shutil.copytree(runs / "train-builtin-quick", runs / "table" / "train-builtin-quick")
+    t = acaq_table("builtin", "quick", targets=(11.0, 10.0), runs_root=runs / "table", **kw)
+    out = runs / "table" / "acaq-table-builtin-quick"
+    assert json.loads((out / "table.json").read_text()) == t and (out / "table.md").is_file()
+    assert [(r["group"], r["method"].split()[0]) for r in t["rows"]] == [
+        ("full precision", "FP"), ("MDL", "PTQ"), ("MDL", "LSQ+"), ("MDL", "A-CAQ"),
+        ("MGL 11 dB", "PTQ"), ("MGL 11 dB", "LSQ+"), ("MGL 11 dB", "A-CAQ"),
+        ("MGL 10 dB", "PTQ"), ("MGL 10 dB", "LSQ+"), ("MGL 10 dB", "A-CAQ")]
+    for i in (4, 7):  # each MGL baseline at the bits whose FQR (15) is nearest A-CAQ's
+        b = matching_bits(t["rows"][i + 2]["fqr_acaq"], _arch(runs))
+        assert t["rows"][i]["method"] == f"PTQ {b}b" and t["rows"][i + 1]["method"] == f"LSQ+ {b}b"
+    assert all(r["psnr_fp"] == t["rows"][0]["psnr"] for r in t["rows"][1:])
+
+
 def test_baselines_match_a_caqs_fqr_by_their_own_fqr():
     from flows.acaq import matching_bits
 
