@@ -23,8 +23,16 @@ MODE ?= mdl
 TARGET ?=
 TARGETS ?=
 EPS ?=
+SCENES ?= ../shared/data/nerf_synthetic_lego_400,../shared/data/nerf_llff_fern
+HWS ?= default,onchip
+SEEDS ?= 0
+NAME ?= main
+WORK ?=
+RUN ?=
+MAX_LOSS ?=
 
-.PHONY: setup demo test verilog lint cosim bench train quantize sweep search memory inr acaq acaq-table clean help
+.PHONY: setup demo test verilog lint cosim bench train quantize sweep search memory inr acaq acaq-table compare grid \
+	report clean help
 
 help:
 	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
@@ -36,7 +44,8 @@ help:
 	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full]  writes runs/train-<scene>-<preset>/"
 	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
-	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff] [RESUME=1]"
+	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff|quality]"
+	@echo "             [MAX_LOSS=0.5] [RESUME=1]"
 	@echo "             DDPG mixed-precision search with TLM-proven latency; writes runs/search-<scene>-<preset>-<objective>/"
 	@echo "make memory  [SCENE=..] [PRESET=tiny] [HW=default]  tables in DRAM on a trained scene: hit rates per level, DRAM"
 	@echo "             bytes, stalls and latency for several caches, uniform-8 vs 4-bit tables; writes runs/memory-<scene>-<preset>/"
@@ -44,14 +53,19 @@ help:
 	@echo "             A-CAQ learned bitwidths on a trained field; writes runs/acaq-<scene>-<preset>-<mode>/ (resumable)"
 	@echo "make acaq-table [SCENE=..] [PRESET=tiny] [TARGETS=30,28] [ITERATIONS=600]  A-CAQ's Table 4 rows (PTQ, LSQ+,"
 	@echo "             A-CAQ MDL and MGL); writes runs/acaq-table-<scene>-<preset>/"
+	@echo "make compare [SCENE=..] [PRESET=tiny] [HW=default] [WORK=full|short|smoke]  our quality-constrained search"
+	@echo "             vs A-CAQ, PTQ and LSQ+ at equal PSNR (Ray tasks); writes runs/compare-<scene>-<preset>-<hw>/ (resumable)"
+	@echo "make grid    [SCENES=a,b] [HWS=default,onchip] [SEEDS=0] [WORK=full] [NAME=main]  the comparison over scenes x"
+	@echo "             presets x seeds on Ray (RAY_ADDRESS for a cluster); writes runs/grid-<name>/ (resumable)"
+	@echo "make report  RUN=runs/<search or compare folder>  one self-contained HTML page: <run>/report.html"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
 
 $(STAMP): pyproject.toml
-	@for tool in g++ make perl; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@for tool in g++ make perl chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing build tools for Verilator:$$missing"; \
-		apt-get update -qq && apt-get install -y -qq g++ make perl; \
+		echo "installing build tools for Verilator and Chromium for the report page's test:$$missing"; \
+		apt-get update -qq && apt-get install -y -qq g++ make perl chromium; \
 	fi
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -96,10 +110,19 @@ memory: $(STAMP)
 	$(CLI) memory --scene $(SCENE) --preset $(PRESET) --hw $(HW)
 
 search: $(STAMP)
-	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(RESUME),--resume)
+	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(MAX_LOSS),--max-loss $(MAX_LOSS)) $(if $(RESUME),--resume)
 
 inr: $(STAMP)
 	$(CLI) inr --image $(IMAGE) $(if $(BITS),--bits $(BITS))
+
+compare: $(STAMP)
+	$(CLI) compare --scene $(SCENE) --preset $(PRESET) --hw $(HW) $(if $(WORK),--budget $(WORK))
+
+grid: $(STAMP)
+	$(CLI) grid --scenes $(SCENES) --preset $(PRESET) --hws $(HWS) --seeds $(SEEDS) --name $(NAME) $(if $(WORK),--budget $(WORK))
+
+report: $(STAMP)
+	$(CLI) report --run $(RUN)
 
 clean:
 	rm -rf build runs

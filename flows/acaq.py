@@ -28,7 +28,7 @@ import numpy as np
 from flows.report import Column, pyplot, save_figure, write_json, write_table
 from flows.runs import cached_workload, scene_name, train_dir
 
-__all__ = ["acaq_run", "lsq_run", "acaq_table", "matching_bits", "parse_target", "run_folder", "TABLE_COLUMNS",
+__all__ = ["acaq_run", "lsq_run", "finalise_run", "acaq_table", "matching_bits", "parse_target", "run_folder", "TABLE_COLUMNS",
            "DEFAULT_ITERATIONS", "TABLE_TARGETS"]
 
 #: Fine-tuning iterations of ``make acaq`` (the paper: 3,000 on a GPU; about 5 minutes of 2 CPU cores
@@ -53,11 +53,12 @@ def parse_target(value: float) -> float:
 
 
 def run_folder(kind: str, scene: str, preset: str, mode: str, *, target_mse: float | None = None,
-               bits: int | None = None, runs_root="runs") -> Path:
-    """``runs/acaq-<scene>-<preset>-<mdl|mgl<dB>>`` or ``runs/lsq-<scene>-<preset>-<mode>-<B>b``."""
+               bits: int | None = None, runs_root="runs", suffix: str = "") -> Path:
+    """``runs/acaq-<scene>-<preset>-<mdl|mgl<dB>><suffix>`` or ``runs/lsq-<scene>-<preset>-<mode>-<B>b<suffix>``
+    (``suffix``: e.g. a grid's short budget or seed, so that differently-set runs never share a folder)."""
     tag = mode if target_mse is None else f"mgl{-10 * math.log10(target_mse):.4g}"
     name = f"{scene_name(scene)}-{preset}-{tag}"
-    return Path(runs_root) / (f"acaq-{name}" if kind == "acaq" else f"lsq-{name}-{bits}b")
+    return Path(runs_root) / (f"acaq-{name}{suffix}" if kind == "acaq" else f"lsq-{name}-{bits}b{suffix}")
 
 
 def _field(scene: str, preset: str, runs_root, progress: bool):
@@ -149,8 +150,10 @@ def _bits_figure(summary: dict, path: Path) -> None:
 def _finetuned(kind: str, scene: str, preset: str, mode: str, *, target_mse, eps: float, bits: int | None,
                iterations: int, runs_root, progress: bool, checkpoint_seconds: float = 60.0,
                handle_signals: bool = True, until: int | None = None, workload_size: int = FRAME[0],
-               fp: dict | None = None, **settings) -> dict:
+               fp: dict | None = None, out: Path | None = None, label: str | None = None, suffix: str = "",
+               **settings) -> dict:
     from quant.acaq import QATSettings, finetune, learned_policy, baseline_policy
+    from quant.policy import QuantPolicy
 
     field = _field(scene, preset, runs_root, progress)
     # the training preset's samples per batch (tiny: 2^15), as training
@@ -158,7 +161,8 @@ def _finetuned(kind: str, scene: str, preset: str, mode: str, *, target_mse, eps
     settings.setdefault("batch_samples", field.settings.get("batch_samples") or default)
     settings = QATSettings(method="acaq" if kind == "acaq" else "lsq+", mode=mode, target=target_mse,
                            eps=eps, bits=bits if bits is not None else 8, iterations=iterations, **settings)
-    out = run_folder(kind, scene, preset, mode, target_mse=target_mse, bits=bits, runs_root=runs_root)
+    out = out or run_folder(kind, scene, preset, mode, target_mse=target_mse, bits=bits, runs_root=runs_root,
+                            suffix=suffix)
     fp = fp or field.full_precision()  # the table measures the full-precision field once for all its rows
     workload = _workload(field, runs_root, workload_size)
     t0 = time.perf_counter()
@@ -167,9 +171,13 @@ def _finetuned(kind: str, scene: str, preset: str, mode: str, *, target_mse, eps
     if not r["finished"]:
         return {"finished": False, "iterations": r["iterations"], "interrupted": r["interrupted"], "out": str(out)}
     quantizers = {k.replace("__", "."): q for k, q in field.model.quant.items()}
-    policy = (learned_policy(quantizers, field.levels) if kind == "acaq" else baseline_policy(bits, field.levels))
+    if kind == "acaq":
+        policy = learned_policy(quantizers, field.levels)
+    else:
+        policy = (QuantPolicy(settings.policy, field.levels) if settings.policy is not None
+                  else baseline_policy(bits, field.levels))
     metrics = field.test_metrics(out_dir=out / "test", progress=progress)
-    label = f"A-CAQ {mode.upper()}" if kind == "acaq" else f"LSQ+ {bits}b"
+    label = label or (f"A-CAQ {mode.upper()}" if kind == "acaq" else f"LSQ+ {bits}b")
     row = _row(field, label, policy, metrics, workload, fp, size=workload_size)
     summary = {"scene": field.scene, "preset": preset, "kind": kind, "mode": mode, **row,
                "target_mse": target_mse,
@@ -214,6 +222,14 @@ def lsq_run(scene: str, preset: str, mode: str, bits: int, *, iterations: int = 
         raise ValueError(f"mode must be mdl or mgl, not {mode!r}")
     return _finetuned("lsq", scene, preset, mode, target_mse=None, eps=1e-3, bits=bits, iterations=iterations,
                       runs_root=runs_root, progress=progress, **kw)
+
+
+def finalise_run(scene: str, preset: str, policy, out: Path, *, label: str, mode: str = "mgl",
+                 iterations: int = DEFAULT_ITERATIONS, runs_root="runs", progress: bool = True, **kw) -> dict:
+    """A fixed mixed-precision ``policy`` fine-tuned by LSQ+ with ``mode``'s learning rate for ``iterations``
+    (the budget the LSQ+ baselines get) into ``out`` (resumable); the summary as ``lsq_run``'s."""
+    return _finetuned("lsq", scene, preset, mode, target_mse=None, eps=1e-3, bits=None, iterations=iterations,
+                      runs_root=runs_root, progress=progress, out=Path(out), label=label, policy=dict(policy), **kw)
 
 
 def check_acaq_args(mode: str, target, eps) -> None:

@@ -211,7 +211,7 @@ def cmd_search(args) -> int:
     from flows.search import search
 
     s = search(args.scene, args.preset, hw=args.hw, episodes=args.episodes, objective=args.objective,
-               budget=args.budget, lam=args.lam, b_min=args.b_min, b_max=args.b_max, val_views=args.val_views,
+               budget=args.budget, lam=args.lam, max_loss=args.max_loss, b_min=args.b_min, b_max=args.b_max, val_views=args.val_views,
                warmup=args.warmup, seed=args.seed, rays=args.rays, resume=args.resume, runs_root=args.runs,
                name=args.name, workload_size=args.workload_size)
     b, u8 = s["best"], s["baselines"]["uniform-8"]
@@ -322,6 +322,65 @@ def cmd_acaq_table(args) -> int:
     return 0
 
 
+def _print_compare(s: dict) -> None:
+    from flows.runs import scene_name
+
+    print(f"== {scene_name(s['scene'])} ({s['preset']}), {s['hw']} accelerator, budget {s['budget']['name']}"
+          + (" (SMOKE TEST: not a result)" if s["budget"]["name"] == "smoke" else ""))
+    for x in s["ratios"]:
+        ratio = "n/a (above our best PSNR)" if x["latency_ratio"] is None else (
+            f"{'>= ' if x['kind'] == 'bound' else ''}{x['latency_ratio']:.3f}x lower latency")
+        ce = "" if x["cost_efficiency_ratio"] is None else f", {x['cost_efficiency_ratio']:.3f}x cost efficiency"
+        print(f"   vs {x['acaq']} at {x['psnr']:.2f} dB ({x['acaq_latency_ms']:.1f} ms): {ratio}{ce}")
+    for mode, p in s["picks"].items():
+        print(f"   our {mode.upper()} pick: {p['psnr']:.2f} dB ({s['psnr_change_of_picks_vs_fp'].get(mode, 0):+.2f} vs "
+              f"full precision), {p['latency_ms']:.1f} ms, FQR {p['fqr']:.2f}"
+              + ("" if p["within_bound"] else " (NOT within the PSNR bound)"))
+    g = s["goal"]
+    print(f"   goal >= 1.33x at A-CAQ MDL's PSNR: {'met' if g['met'] else 'not met'} (measured {g['measured']})")
+    if s["failed_cells"]:
+        print(f"   cells that did not finish: {s['failed_cells']}")
+
+
+def cmd_compare(args) -> int:
+    from flows.compare import compare
+
+    s = compare(args.scene, args.preset, hw=args.hw, budget=args.budget, seed=args.seed, runs_root=args.runs,
+                build_root=args.build, cpus=args.cpus)
+    _print_compare(s)
+    print(f"-> {s['out']}/{{table.md,table.csv,summary.json,pareto.png,report.html}} ({s['wall_seconds']:.0f} s)")
+    return 1 if s["failed_cells"] else 0
+
+
+def cmd_grid(args) -> int:
+    from flows.compare import grid
+
+    summaries = grid(args.scenes, args.preset, hws=args.hws, budget=args.budget, seeds=args.seeds,
+                     runs_root=args.runs, build_root=args.build, cpus=args.cpus, name=args.name)
+    for s in summaries:
+        _print_compare(s)
+    print(f"-> {Path(args.runs) / f'grid-{args.name}'}/{{grid.md,grid.json,cells/}} and one compare-* folder each")
+    return 1 if any(s["failed_cells"] for s in summaries) else 0
+
+
+def cmd_report(args) -> int:
+    from flows.page import report
+
+    print(f"-> {report(args.run, runs_root=args.runs)}")
+    return 0
+
+
+def _csv(kind, check=None):
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"give a comma-separated list, not {text!r}")
+        return [check(t) for t in items] if check else items
+
+    parse.__name__ = kind
+    return parse
+
+
 def _scene_options(p, preset_help: str = "the training preset of the checkpoint (default tiny)") -> None:
     """--scene and --preset of the commands that work on a trained field."""
     p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
@@ -428,13 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
     _scene_options(p)
     p.add_argument("--hw", default="default", help="hardware preset: flows/accel/<name>.yaml or a path (default default)")
     p.add_argument("--episodes", type=option(int, ge=1), default=60, help="episodes in total (default 60)")
-    p.add_argument("--objective", default="latency", choices=("latency", "tradeoff"),
+    p.add_argument("--objective", default="latency", choices=("latency", "tradeoff", "quality"),
                    help="latency: best PSNR within BUDGET x uniform-8 latency (HAQ); tradeoff: "
-                        "0.1 dPSNR - lam log2(latency / uniform-8)")
+                        "0.1 dPSNR - lam log2(latency / uniform-8); quality: lowest latency with PSNR >= "
+                        "PSNR_fp - MAX_LOSS (reward -log2(latency / uniform-8) - max(0, deficit in dB))")
     p.add_argument("--budget", type=option(float, gt=0), default=0.5,
                    help="latency budget, fraction of uniform-8 (default 0.5)")
     p.add_argument("--lam", type=option(float, ge=0), default=0.1,
                    help="trade-off weight (default 0.1: halving latency = 1 dB)")
+    p.add_argument("--max-loss", type=option(float, gt=0), default=0.5,
+                   help="quality objective: PSNR loss allowed against full precision, dB (default 0.5)")
     p.add_argument("--b-min", type=option(int, ge=2, le=32), default=2, help="fewest bits per component (default 2)")
     p.add_argument("--b-max", type=option(int, ge=2, le=32), default=8, help="most bits per component (default 8)")
     p.add_argument("--val-views", type=option(int, ge=1), default=4,
@@ -503,6 +565,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bits of the first layer's input, the pixel coordinates, in [2, 32] (default 16, "
                         "whatever BITS is)")
     p.set_defaults(func=cmd_inr)
+    budget_help = ("work per method: full (600 fine-tuning iterations, 24 search episodes, 3 policies finalised), "
+                   "short (100, 10, 1) or smoke (seconds; checks the machinery, not a result); default full")
+    p = sub.add_parser("compare", help="our quality-constrained search vs A-CAQ, PTQ and LSQ+ at equal PSNR; writes "
+                                       "runs/compare-<scene>-<preset>-<hw>/ (resumable)",
+                       description="On one trained field and accelerator preset: full precision, PTQ and LSQ+ at "
+                                   "several bits, A-CAQ MDL and MGL, and the DDPG search under the quality objective "
+                                   "(finalised by LSQ+ fine-tuning), as Ray tasks; table, Pareto plot, ratios "
+                                   "against A-CAQ at equal PSNR, report.html.")
+    _scene_options(p)
+    p.add_argument("--hw", default="default", help="hardware preset (default default)")
+    p.add_argument("--budget", default="full", choices=("full", "short", "smoke"), help=budget_help)
+    p.add_argument("--seed", type=option(int, ge=0), default=0, help="seed of every method (default 0)")
+    p.add_argument("--cpus", type=option(int, ge=1), help="local Ray's CPUs (default all cores)")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("grid", help="the comparison over scenes x hardware presets x seeds on Ray; writes "
+                                    "runs/grid-<name>/ and one compare-* folder each (resumable)",
+                       description="Every method of `compare` for every scene, preset and seed as Ray tasks "
+                                   "(ray.init() here, or the cluster at RAY_ADDRESS); a failed cell is recorded "
+                                   "and the grid goes on; a rerun keeps finished cells.")
+    p.add_argument("--scenes", type=_csv("scene list"), required=True,
+                   help="comma-separated scenes ('builtin' or folders trained with `make train`)")
+    p.add_argument("--preset", default="tiny", help="the training preset (default tiny)")
+    p.add_argument("--hws", type=_csv("preset list"), default=["default"], help="comma-separated hardware presets")
+    p.add_argument("--seeds", type=_csv("seed list", option(int, ge=0)), default=[0], help="comma-separated seeds")
+    p.add_argument("--budget", default="full", choices=("full", "short", "smoke"), help=budget_help)
+    p.add_argument("--name", default="main", help="grid name: runs/grid-<name>/ (default main)")
+    p.add_argument("--cpus", type=option(int, ge=1), help="local Ray's CPUs (default all cores)")
+    p.set_defaults(func=cmd_grid)
+    p = sub.add_parser("report", help="one self-contained HTML page for a search or comparison run folder",
+                       description="Writes <run>/report.html: table, Pareto plot, latency by engine, bits per "
+                                   "component, renders, co-simulation status.")
+    p.add_argument("--run", required=True, help="the run folder, e.g. runs/compare-<scene>-tiny-default")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("demo", help="the main job on the built-in scene: train, search, Verilog, co-simulation",
                        description="Train the field (tiny) on the built-in scene, run a short DDPG search, generate "
                                    "the engines for the best policy and co-simulate them against the TLMs. Resumes.")

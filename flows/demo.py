@@ -11,7 +11,10 @@
    responder serving the packed tables with LPDDR4 timing at 200 MHz, the default preset's DRAM; ``hash_encoder`` with an on-chip preset), and the MLP engine
    running the model's density MLP and its colour MLP (``sim.mapping.mlp_shapes``: 32-64-16 and
    31-64-64-3 for the tiny model), one run per MLP on the same Verilog. The printed Verilog paths are
-   the simulated files (``run_cosim(..., verilog=)``).
+   the simulated files (``run_cosim(..., verilog=)``);
+5. a SMOKE TEST of ``make compare`` (``flows.compare``, budget "smoke": a few fine-tuning iterations and
+   search episodes): every method, Ray grid, table, Pareto plot, ratios and report page on the built-in
+   scene (``runs/compare-builtin-<preset>-<hw>-smoke/``). Its numbers check the machinery, not the methods.
 
 The search costs the tables in DRAM on a workload rendered at ``workload_size`` x ``workload_size``
 pixels (``DEMO_WORKLOAD_SIZE``, standing for the 800x800 frame; ``flows.search``), to keep the demo short.
@@ -80,7 +83,7 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
          train_preset=None, downscale: int | None = None, episodes: int = DEMO_EPISODES, warmup: int = DEMO_WARMUP,
          val_views: int = 2, rays: int = 4096, points: int = 2000, axi_points: int = 300, vectors: int = 30,
          max_log2_table_size: int = DEMO_MAX_LOG2_TABLE, compile: bool = True, hw: str = "default",
-         workload_size: int = DEMO_WORKLOAD_SIZE) -> int:
+         workload_size: int = DEMO_WORKLOAD_SIZE, compare_budget="smoke") -> int:
     """Run the demo; returns the process exit code (0 when every co-simulation passed).
 
     Args:
@@ -94,6 +97,7 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
             simulated cycles/s, ``make bench``); vectors: MLP co-simulation vectors per MLP.
         hw: the hardware preset (``flows/accel``); workload_size: the search's workload view size.
         max_log2_table_size: the largest hash table simulated (``simulated_engines``).
+        compare_budget: the comparison's budget (``flows.compare.BUDGETS`` name or a ``Budget``); None skips it.
     """
     from flows.cosim import run_cosim
     from flows.search import search
@@ -104,13 +108,13 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
 
     runs_root, build_root = Path(runs_root), Path(build_root)
     train_dir = runs_root / f"train-builtin-{preset}"
-    print(f"== 1/4 train the radiance field ({preset} preset) on the built-in scene", flush=True)
+    print(f"== 1/5 train the radiance field ({preset} preset) on the built-in scene", flush=True)
     t = train("builtin", train_preset or PRESETS[preset], train_dir, downscale=downscale, compile=compile,
               progress=progress)
     print(f"   PSNR {t['psnr_test']:.2f} dB, SSIM {t['ssim_test']:.4f} on {t['test_views']} test views "
           f"({t['resolution'][1]}x{t['resolution'][0]}), {t['iterations']} iterations in {t['train_seconds']:.0f} s")
 
-    print(f"== 2/4 DDPG search, {episodes} episodes, latency budget 0.5 x uniform-8", flush=True)
+    print(f"== 2/5 DDPG search, {episodes} episodes, latency budget 0.5 x uniform-8", flush=True)
     s = search("builtin", preset, hw=hw, episodes=episodes, warmup=warmup, val_views=val_views, rays=rays,
                resume=True, runs_root=runs_root, name="builtin-demo", progress=progress, workload_size=workload_size)
     b, u8 = s["best"], s["baselines"]["uniform-8"]
@@ -125,7 +129,7 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
     run_dir = runs_root / "search-builtin-demo"
     engines_path = run_dir / "engines.yaml"
     out = build_root / "verilog" / "search-builtin-demo"
-    print(f"== 3/4 Verilog of the engines sized for that policy ({engines_path})", flush=True)
+    print(f"== 3/5 Verilog of the engines sized for that policy ({engines_path})", flush=True)
     engines, note = simulated_engines(load_config(engines_path), max_log2_table_size)
     if note:
         print(f"   {note}")
@@ -136,7 +140,7 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
         verilog[section] = write_verilog(params, out)
         print(f"   Verilog: {verilog[section]}")
 
-    print("== 4/4 co-simulation of those files against the TLMs (random traffic, backpressure)", flush=True)
+    print("== 4/5 co-simulation of those files against the TLMs (random traffic, backpressure)", flush=True)
     common = dict(seed=seed, build_root=build_root, runs_root=runs_root)
     checks = []
     for section in ("hash_encoder", "hash_encoder_axi"):
@@ -156,5 +160,17 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
         ok &= passed
         print(f"   [{'PASS' if passed else 'FAIL'}] {c['engine']}, {what} ({c['verilog']}): {c['transactions']} "
               f"transactions, {c['mismatches']} mismatches; cycles RTL {c['cycles_rtl']} / TLM {c['cycles_tlm']}")
-    print(f"== summary: {run_dir / 'summary.json'}, {run_dir / 'pareto.png'}, Verilog in {out}")
+    if compare_budget is not None:
+        from flows.cli import _print_compare
+        from flows.compare import compare
+
+        print("== 5/5 SMOKE TEST of `make compare` (budget smoke: a few iterations and episodes; checks the "
+              "machinery, the numbers are not results)", flush=True)
+        c = compare("builtin", preset, hw=hw, budget=compare_budget, runs_root=runs_root, build_root=build_root,
+                    progress=progress)
+        _print_compare(c)
+        ok &= not c["failed_cells"]
+    print(f"== summary: {run_dir / 'summary.json'}, {run_dir / 'pareto.png'}, Verilog in {out}"
+          + ("" if compare_budget is None else
+             f"; comparison page runs/compare-builtin-{preset}-{hw}-smoke/report.html"))
     return 0 if ok else 1

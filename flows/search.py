@@ -39,7 +39,7 @@ import numpy as np
 from common.atomic import atomic_write
 from flows.report import Column, pyplot, save_figure, write_csv, write_json
 
-__all__ = ["search", "SearchError", "FRAME_RAYS", "SEARCH_POINTS"]
+__all__ = ["search", "SearchError", "FRAME_RAYS", "SEARCH_POINTS", "candidates", "objective_tag"]
 
 #: Rays of the frame whose latency is searched: 800 x 800 (NeRF-synthetic's full resolution).
 FRAME_RAYS = 800 * 800
@@ -63,8 +63,10 @@ def _engines(space, policy) -> dict:
     return engines_for_policy(space.preset, space.arch, policy)
 
 
-def _plot(rows, baselines, best, path: Path, title: str, budget_ms: float | None) -> None:
-    """The episodes (PSNR against latency, coloured by episode), the uniform baselines and the best."""
+def _plot(rows, baselines, best, path: Path, title: str, budget_ms: float | None,
+          psnr_bound: float | None = None) -> None:
+    """The episodes (PSNR against latency, coloured by episode), the uniform baselines and the best; the
+    latency budget (latency objective) or the PSNR bound (quality objective) as a line."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     sc = ax.scatter([r["latency_ms"] for r in rows], [r["psnr"] for r in rows], c=[r["episode"] for r in rows],
@@ -78,6 +80,8 @@ def _plot(rows, baselines, best, path: Path, title: str, budget_ms: float | None
     ax.axhline(baselines["fp"]["psnr"], color="grey", linestyle=":", label=f"full precision {baselines['fp']['psnr']:.2f} dB")
     if budget_ms is not None:
         ax.axvline(budget_ms, color="tab:orange", linestyle="-.", label="latency budget")
+    if psnr_bound is not None:
+        ax.axhline(psnr_bound, color="tab:orange", linestyle="-.", label=f"PSNR bound {psnr_bound:.2f} dB")
     ax.scatter([best["latency_ms"]], [best["psnr"]], marker="*", s=220, color="gold", edgecolor="black", zorder=5,
                label="best")
     ax.set_xscale("log")
@@ -92,7 +96,7 @@ def _plot(rows, baselines, best, path: Path, title: str, budget_ms: float | None
 
 def _episode_columns(names: list[str]) -> list[Column]:
     """``episodes.csv``: episode, psnr (dB), latency (cycles, ms), fqr (bits), reward, then every component's bits."""
-    fixed = [Column(k, k) for k in ("episode", "psnr", "latency_cycles", "latency_ms", "fqr", "reward")]
+    fixed = [Column(k, k) for k in ("episode", "psnr", "latency_cycles", "latency_ms", "fqr", "reward", "feasible")]
     return fixed + [Column(lambda r, n=n: r["bits"][n], n) for n in names]
 
 
@@ -150,6 +154,11 @@ class _Search:
         self.state["wall_seconds"] = self.state.get("wall_seconds", 0.0) + now - self.t_last
         self.t_last = now
         atomic_write(self.checkpoint, lambda tmp: torch.save(self.state, tmp))
+
+
+def objective_tag(objective: str, max_loss: float) -> str:
+    """The objective in run-folder names: ``latency``, ``tradeoff`` or ``quality<max_loss>dB``."""
+    return f"quality{max_loss:g}dB" if objective == "quality" else objective
 
 
 def _run_folder(scene: str, preset: str, objective: str, name: str | None, runs_root) -> Path:
@@ -211,7 +220,7 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
             every += 1
     space = SearchSpace(arch=trained.model.arch, preset=accel, samples=samples, b_min=settings["b_min"],
                         b_max=settings["b_max"], objective=settings["objective"], budget=settings["budget"],
-                        lam=settings["lam"], workload=workload, every=every)
+                        lam=settings["lam"], max_loss=settings.get("max_loss", 0.5), workload=workload, every=every)
     return _Search(out=out, state=state, evaluator=evaluator, space=space, accel=accel, arch=trained.model.arch,
                    samples=samples, levels=trained.levels, views=views, workload=workload)
 
@@ -233,16 +242,17 @@ def _check_range(arch: dict, accel, settings: dict) -> None:
 
 
 def _baselines(run: _Search, b_min: int, b_max: int) -> dict:
-    """Full precision and uniform-b for b in [b_min, max(b_max, 8)]: PSNR (dB), latency, FQR (once per search)."""
-    from quant.policy import QuantPolicy
+    """Full precision and uniform-b for b in [b_min, max(b_max, 8)] (the search's fixed components at their
+    bits): PSNR (dB), latency, FQR (once per search)."""
+    from quant.policy import QuantPolicy, fqr
 
     fp = run.state["fp"]
     baselines = {"fp": {"name": "fp", "psnr": round(fp["psnr"], 4), "latency_cycles": None, "latency_ms": None,
                         "fqr": 32.0, "note": "full precision does not run on the integer engines"}}
     for b in range(b_min, max(b_max, 8) + 1):
-        pol = QuantPolicy.uniform(b, run.levels)
+        pol = QuantPolicy.uniform(b, run.levels).replace(run.space.fixed)
         baselines[f"uniform-{b}"] = {"name": f"uniform-{b}", "psnr": round(run.evaluator.evaluate(pol)["psnr"], 4),
-                                     "fqr": float(b), **run.perf(pol)}
+                                     "fqr": round(fqr(pol), 4), **run.perf(pol)}
     return baselines
 
 
@@ -256,20 +266,24 @@ def _episode(run: _Search, agent, b_min: int, b_max: int) -> dict:
 
     space = run.space
     obs, actions, bits, prev = [], [], {}, 0.0
+    seed = space.seed_bits(agent.episode)
     for i, comp in enumerate(space.names):
         o = space.observation(i, prev)
-        a = agent.act(o)
+        # a seed episode plays the centre of its bits' action bin (rl.env), the agent sees it as its own
+        a = agent.act(o) if seed is None else (seed - b_min + 0.5) / (b_max - b_min + 1)
         obs.append(o)
         actions.append(a)
         bits[comp] = action_to_bits(a, b_min, b_max)
         prev = a
+    bits.update(space.fixed)
     policy = space.enforce_budget(QuantPolicy(bits, run.levels))
     res = run.evaluator.evaluate(policy)
     perf = run.perf(policy)
     reward = space.reward(res["psnr"], run.state["fp"]["psnr"], perf["latency_cycles"])
     learn = agent.end_episode(np.stack(obs), actions, reward)
     return {"episode": learn["episode"], "psnr": round(res["psnr"], 4), **perf, "fqr": round(fqr(policy), 4),
-            "reward": round(reward, 6), "bits": dict(policy)}
+            "reward": round(reward, 6), "feasible": space.feasible(res["psnr"], run.state["fp"]["psnr"]),
+            "bits": dict(policy)}
 
 
 def _run_episodes(run: _Search, episodes: int, *, warmup: int, seed: int, b_min: int, b_max: int,
@@ -298,9 +312,31 @@ def _run_episodes(run: _Search, episodes: int, *, warmup: int, seed: int, b_min:
 
 
 def _best(rows: list[dict], objective: str) -> dict | None:
-    """The best episode: highest PSNR (then lowest latency) for ``latency``, highest reward for ``tradeoff``."""
-    key = (lambda r: (r["psnr"], -r["latency_cycles"])) if objective == "latency" else (lambda r: r["reward"])
+    """The best episode: highest PSNR (then lowest latency) for ``latency``, highest reward for ``tradeoff``;
+    for ``quality`` the fastest feasible one (then highest PSNR), or the highest PSNR if none is feasible."""
+    def quality(r):
+        return (True, -r["latency_cycles"]) if r.get("feasible") else (False, r["psnr"])
+
+    key = {"quality": quality, "latency": lambda r: (r["psnr"], -r["latency_cycles"])}.get(objective,
+                                                                                          lambda r: r["reward"])
     return max(rows, key=key) if rows else None
+
+
+def candidates(rows: list[dict], k: int) -> list[dict]:
+    """The ``k`` best distinct policies of a search by reward (ties: the earlier episode), for finalisation.
+
+    The reward ranks feasible policies by latency and infeasible ones by how far they miss the bound
+    (``rl.env`` module doc), so the candidates straddle the proxy's bound: a policy the PTQ proxy puts just
+    outside may be feasible after fine-tuning."""
+    seen, out = set(), []
+    for r in sorted(rows, key=lambda r: (-r["reward"], r["episode"])):
+        key = tuple(sorted(r["bits"].items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+        if len(out) == k:
+            break
+    return out
 
 
 def _summary(run: _Search, best: dict | None) -> dict:
@@ -326,6 +362,10 @@ def _summary(run: _Search, best: dict | None) -> dict:
     summary["dominates_uniform"] = all(best["latency_cycles"] < baselines[k]["latency_cycles"] for k in better_psnr)
     if settings["objective"] == "latency":
         summary["budget_cycles"] = space.target_cycles
+    if settings["objective"] == "quality":
+        summary["psnr_bound"] = round(fp["psnr"] - settings["max_loss"], 4)
+        summary["feasible_episodes"] = sum(bool(r.get("feasible")) for r in state["rows"])
+        summary["best"]["feasible"] = bool(best.get("feasible"))
     if run.workload is not None:
         summary["memory"] = _memory_summary(run, best)
     return summary
@@ -341,7 +381,7 @@ def _memory_summary(run: _Search, best: dict) -> dict:
     policies = {"best": QuantPolicy(best["bits"], run.levels)}
     for name in run.state["baselines"]:
         if name.startswith("uniform-"):
-            policies[name] = QuantPolicy.uniform(int(name.split("-")[1]), run.levels)
+            policies[name] = QuantPolicy.uniform(int(name.split("-")[1]), run.levels).replace(space.fixed)
     size = run.state["settings"]["workload_size"]
     return {
         "memory_system": {**dataclasses.asdict(mem), "dram_timing": run.accel.dram_timing().to_dict()},
@@ -369,11 +409,13 @@ def _write_best(run: _Search, best: dict, title: str) -> None:
     save_config(run.out / "engines.yaml", _engines(run.space, policy))
     latency = run.state["settings"]["objective"] == "latency"
     budget_ms = run.space.target_cycles / (run.accel.clock_mhz * 1e3) if latency else None
-    _plot(run.state["rows"], run.state["baselines"], best, run.out / "pareto.png", title, budget_ms)
+    settings = run.state["settings"]
+    bound = run.state["fp"]["psnr"] - settings["max_loss"] if settings["objective"] == "quality" else None
+    _plot(run.state["rows"], run.state["baselines"], best, run.out / "pareto.png", title, budget_ms, bound)
 
 
 def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: int = 60, objective: str = "latency",
-           budget: float = 0.5, lam: float = 0.1, b_min: int = 2, b_max: int = 8, val_views: int = 4,
+           budget: float = 0.5, lam: float = 0.1, max_loss: float = 0.5, b_min: int = 2, b_max: int = 8, val_views: int = 4,
            warmup: int = 20, seed: int = 0, rays: int = 8192, resume: bool = False, runs_root="runs",
            name: str | None = None, progress: bool = True, workload_size: int = 800) -> dict:
     """Run (or resume) a search; returns the summary (also ``summary.json``).
@@ -388,19 +430,22 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
     from rl.env import SearchSettings
 
     # every argument checked before any work starts (ValueError naming the field, range and value)
-    SearchSettings(episodes=episodes, warmup=warmup, objective=objective, budget=budget, lam=lam, b_min=b_min,
+    SearchSettings(episodes=episodes, warmup=warmup, objective=objective, budget=budget, lam=lam, max_loss=max_loss,
+                   b_min=b_min,
                    b_max=b_max, val_views=val_views, rays=rays, seed=seed, workload_size=workload_size)
     from flows.runs import scene_name
     from sim.perf import load_accelerator
 
     t_start = time.perf_counter()
     accel = load_accelerator(hw)
-    out = _run_folder(scene, preset, objective, name, runs_root)
+    out = _run_folder(scene, preset, objective_tag(objective, max_loss), name, runs_root)
     settings = {"scene": scene, "preset": preset, "hw": accel.name, "objective": objective, "budget": budget,
                 "lam": lam, "b_min": b_min, "b_max": b_max, "val_views": val_views, "warmup": warmup, "seed": seed,
                 "rays": rays}
     if accel.has_memory:
         settings["workload_size"] = workload_size
+    if objective == "quality":  # only here: older searches resume with the settings they were saved with
+        settings["max_loss"] = max_loss
     state = _prior_state(out / "checkpoint.pt", settings, resume)
     run = _setup(scene, preset, accel, out, settings, state, runs_root=runs_root, val_views=val_views, rays=rays,
                  seed=seed)

@@ -68,6 +68,8 @@ class QATSettings(BaseModel):
     """Fine-tuning settings (module doc). Units: iterations, rays, samples, seconds.
 
     ``target`` (MGL only): the L_metric MSE. ``lr`` None: 1e-4 (MDL) or 1e-3 (MGL), as in the reference.
+    ``policy`` (LSQ+ only): a mixed-precision policy (component -> bits in [2, 32], 32 = full precision)
+    fine-tuned at fixed bits instead of ``baseline_policy(bits)`` (a searched policy's finalisation).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -85,9 +87,12 @@ class QATSettings(BaseModel):
     calibration_rays: Annotated[int, Field(ge=64)] = 16384
     loss_rays: Annotated[int, Field(ge=64)] = 16384
     seed: int = 0
+    policy: dict[str, Annotated[int, Field(ge=2, le=32)]] | None = None
 
     @model_validator(mode="after")
     def _target_for_mgl(self):
+        if self.policy is not None and self.method != "lsq+":
+            raise ValueError("a fixed policy is fine-tuned by method lsq+; A-CAQ learns its own bits")
         if self.method == "acaq" and self.mode == "mgl" and self.target is None:
             raise ValueError("mode mgl needs a target (an MSE in (0, 1))")
         if (self.mode == "mdl" or self.method != "acaq") and self.target is not None:
@@ -248,7 +253,14 @@ def finetune(field, settings: QATSettings, out_dir: str | Path, *, background: s
     if settings.method == "acaq":
         quantizers, fixed = install_lbq(model), None
     else:  # full-precision components have no quantizer: the history's bits are the whole policy's
-        fixed = baseline_policy(settings.bits, levels).to_dict()
+        if settings.policy is not None:
+            names = component_names(levels)
+            if sorted(settings.policy) != sorted(names):
+                raise QATError(f"policy components {sorted(set(settings.policy) ^ set(names))} do not match the "
+                               f"model's {levels} levels")
+            fixed = QuantPolicy(dict(settings.policy), levels).to_dict()
+        else:
+            fixed = baseline_policy(settings.bits, levels).to_dict()
         quantizers = apply_policy(model, fixed)
     if ckpt is None:
         calibrate_field(model, occupancy, data, rays=settings.calibration_rays, n_samples=n_samples, seed=settings.seed)
@@ -286,7 +298,7 @@ def finetune(field, settings: QATSettings, out_dir: str | Path, *, background: s
         atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
 
     stop = settings.iterations if until is None else min(until, settings.iterations)
-    label = "A-CAQ" if settings.method == "acaq" else f"LSQ+ {settings.bits}b"
+    label = "A-CAQ" if settings.method == "acaq" else ("LSQ+ policy" if settings.policy else f"LSQ+ {settings.bits}b")
     bar = tqdm(total=settings.iterations, initial=step, desc=f"{label} {settings.mode.upper()}", unit="it",
                disable=not progress)
     model.train()

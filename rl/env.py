@@ -28,6 +28,20 @@ Objectives (reward r of an episode, given to each of its transitions by the agen
   saves the most cycles, repeatedly); ``r = 0.1 (PSNR - PSNR_fp)`` (HAQ: 0.1 x accuracy change).
 * ``tradeoff``: no constraint; ``r = 0.1 (PSNR - PSNR_fp) - lam log2(latency / latency(uniform-8))``,
   so with the default lam = 0.1 halving the latency is worth 1 dB of PSNR.
+* ``quality`` (minimise latency subject to PSNR >= PSNR_fp - max_loss):
+  ``r = -log2(latency / latency(uniform-8)) - mu max(0, PSNR_fp - max_loss - PSNR)``, mu = ``QUALITY_MU``
+  per dB. Inside the feasible region the penalty is 0 and the reward rises with every cycle saved, so the
+  agent keeps pushing latency down; outside it the penalty grows linearly with the PSNR deficit, so a
+  policy 1 dB short is worth a halving of latency less and the agent is pulled back towards the
+  boundary from either side. A hinge (0 inside) rather than a barrier keeps the reward finite and
+  its slope non-zero everywhere but on the boundary. Feasibility then ranks the episodes
+  (``flows.search``): the best is the fastest feasible one. Two differences from the other objectives,
+  both so that a tight PSNR bound is reachable at all: the exp (density) output, which feeds the
+  renderer and costs no engine cycle, is not searched but kept at ``FIXED_QUALITY`` (32 bits; the PTQ
+  and LSQ+ baselines keep it 24 bits wider than the rest, A-CAQ learns 27 on lego; at 8 bits it alone
+  costs lego 1.2 dB), and the first ``b_max - b_min + 1`` episodes play the uniform policies from
+  b_max down (``seed_bits``) instead of random actions, so that the replay buffer holds feasible
+  policies before the agent learns (random bits in [2, 8] on 30 components almost never are).
 
 Latency: ``sim.perf.frame_perf`` for a preset with the tables on chip. A preset with a ``memory``
 section (tables in DRAM, ``hw.hash_encoder_axi``) needs the scene's ``workload`` (sample positions in
@@ -58,7 +72,8 @@ from sim.mapping import ENCODER, AcceleratorPreset, encoder_params, layer_of, le
 from sim.perf import FramePerf, frame_perf, memory_result, mlp_cycles, workload_codes
 from sim.tlm.mlp_engine import layer_cycles
 
-__all__ = ["OBS_FEATURES", "SearchSpace", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES", "CHUNK"]
+__all__ = ["OBS_FEATURES", "SearchSpace", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES", "CHUNK",
+           "QUALITY_MU"]
 
 #: Points per chunk of the chunk-subset estimate (``SearchSpace.every``; ``memory_frame_perf``'s ``chunk``).
 #: Measured on lego (tiny) validation view 0 at 400x400 (712,529 points, scanline order), every = 3,
@@ -69,7 +84,7 @@ CHUNK = 4096
 
 OBS_FEATURES = ("type", "index", "in_size", "out_size", "params", "resolution", "dense", "latency_share",
                 "prev_action")
-Objective = Literal["latency", "tradeoff"]
+Objective = Literal["latency", "tradeoff", "quality"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 # The ranges shared by the search's arguments and the search space.
@@ -78,6 +93,14 @@ Bits = Annotated[int, Field(ge=MIN_BITS, le=MAX_BITS)]
 Budget = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 #: Trade-off weight lam (dB-equivalent per halving of latency / 10): finite and >= 0.
 Lam = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: Quality objective: the PSNR loss allowed against full precision, dB, finite and > 0.
+MaxLoss = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: Quality objective: reward per dB of PSNR deficit, in halvings of latency (module doc). At 1, a
+#: policy 1 dB below the bound must be twice as fast to tie with one on it; on lego PTQ at 4 bits
+#: loses about 5 dB for less than a halving of latency, so the bound dominates far from it.
+QUALITY_MU = 1.0
+#: Quality objective: components not searched, and their bits (module doc).
+FIXED_QUALITY = {"density.out": 32}
 
 
 class BudgetError(ValueError):
@@ -95,8 +118,9 @@ class SearchSettings:
 
     Fields:
         episodes: episodes to run in all, >= 1; warmup: random-action episodes, >= 0.
-        objective: "latency" or "tradeoff"; budget: latency budget, a finite fraction > 0 of the
-            uniform-8 latency; lam: the trade-off weight, finite and >= 0.
+        objective: "latency", "tradeoff" or "quality"; budget: latency budget, a finite fraction > 0 of
+            the uniform-8 latency; lam: the trade-off weight, finite and >= 0; max_loss: the quality
+            objective's allowed PSNR loss against full precision, dB, finite and > 0.
         b_min, b_max: the bit range, 2 <= b_min <= b_max <= 32 (``SearchSpace`` caps b_max at the engines').
         val_views: validation views scored, >= 1; rays: rays per PTQ batch, >= 1; seed: >= 0.
         workload_size: tables in DRAM: pixels per side of the workload view (``flows.search``), in [1, 4096].
@@ -111,6 +135,7 @@ class SearchSettings:
     objective: Objective = "latency"
     budget: Budget = 0.5
     lam: Lam = 0.1
+    max_loss: MaxLoss = 0.5
     b_min: Bits = 2
     b_max: Bits = 8
     val_views: Annotated[int, Field(ge=1)] = 4
@@ -132,8 +157,9 @@ class SearchSpace:
         samples: field evaluations per frame (from the scene's measured samples per ray), >= 1.
         b_min, b_max: the bit range, 2 <= b_min <= b_max <= the engines' widest (weights, activations,
             hash-table entries); the engines must run 8 bits (the latency reference).
-        objective: "latency" or "tradeoff"; budget: latency budget, a finite fraction > 0 of
-            uniform-8's (latency objective); lam: the trade-off weight, finite and >= 0.
+        objective: "latency", "tradeoff" or "quality"; budget: latency budget, a finite fraction > 0 of
+            uniform-8's (latency objective); lam: the trade-off weight, finite and >= 0; max_loss: the
+            quality objective's allowed PSNR loss, dB, finite and > 0.
         workload: a preset with memory only, and required there: the frame's sample positions in
             accelerator order (float (N, 3) in [0, 1)^3 or fixed-point codes), N <= ``samples`` (a
             smaller workload stands for the frame, costs scaled to ``samples``).
@@ -158,6 +184,7 @@ class SearchSpace:
     objective: Objective = "latency"
     budget: Budget = 0.5
     lam: Lam = 0.1
+    max_loss: MaxLoss = 0.5
     workload: object = None
     every: Annotated[int, Field(ge=1)] = 1
 
@@ -176,7 +203,8 @@ class SearchSpace:
             raise ValueError(range_message("SearchSpace", "b_max", self.b_max, self.b_min, top)
                              + " (b_min to the engines' widest)")
         levels = self.arch["levels"]
-        self._set(levels=levels, names=component_names(levels), stats=None, memo={}, replays=0, points=0)
+        self._set(levels=levels, names=component_names(levels), stats=None, memo={}, replays=0, points=0,
+                  fixed=dict(FIXED_QUALITY) if self.objective == "quality" else {})
         layers = layer_of(self.arch)
         if self.preset.memory is not None:
             self._memory_setup()
@@ -291,7 +319,21 @@ class SearchSpace:
             current = best_cycles
         return QuantPolicy(bits, self.levels)
 
+    def seed_bits(self, episode: int) -> int | None:
+        """Quality objective: the uniform bits episode ``episode`` plays (b_max, b_max - 1, ... b_min), else None."""
+        if self.objective != "quality" or episode > self.b_max - self.b_min:
+            return None
+        return self.b_max - episode
+
+    def feasible(self, psnr: float, psnr_fp: float) -> bool:
+        """Quality objective: PSNR (dB) >= psnr_fp - max_loss; every policy is feasible for the others."""
+        return self.objective != "quality" or psnr >= psnr_fp - self.max_loss
+
     def reward(self, psnr: float, psnr_fp: float, cycles: int) -> float:
+        """The episode's reward (module doc: one formula per objective); PSNR in dB, latency in cycles."""
+        if self.objective == "quality":
+            deficit = max(0.0, psnr_fp - self.max_loss - psnr)
+            return float(-math.log2(cycles / self.reference_cycles) - QUALITY_MU * deficit)
         r = 0.1 * (psnr - psnr_fp)
         if self.objective == "tradeoff":
             r -= self.lam * math.log2(cycles / self.reference_cycles)

@@ -1,4 +1,4 @@
-"""Every option of quantize, sweep, search, inr, acaq and demo is refused by argparse before any work.
+"""Every option of quantize, sweep, search, inr, acaq, compare, grid and demo is refused by argparse before any work.
 
 Each bad input must give exit status 2 and a message naming the option, without starting the flow:
 the flow functions are replaced by ones that fail the test, and no run folder may appear.
@@ -68,6 +68,14 @@ BAD = [
     (["acaq", "--iterations", "0"], "--iterations", "must be an integer >= 1, not '0'"),
     (["acaq-table", "--targets", "30,x"], "--targets", "not 'x'"),
     (["acaq-table", "--iterations", "-1"], "--iterations", "not '-1'"),
+    (["search", "--max-loss", "0"], "--max-loss", "must be a finite number > 0, not '0'"),
+    (["search", "--max-loss", "nan"], "--max-loss", "not 'nan'"),
+    # compare and grid
+    (["compare", "--budget", "huge"], "--budget", "invalid choice: 'huge'"),
+    (["compare", "--seed", "-2"], "--seed", "not '-2'"),
+    (["compare", "--cpus", "0"], "--cpus", "must be an integer >= 1, not '0'"),
+    (["grid", "--scenes", "builtin", "--seeds", "0,x"], "--seeds", "not 'x'"),
+    (["grid", "--scenes", ","], "--scenes", "give a comma-separated list, not ','"),
     # demo
     (["demo", "--seed", "-1"], "--seed", "must be an integer >= 0, not '-1'"),
 ]
@@ -77,6 +85,7 @@ BAD = [
 def no_work(monkeypatch):
     """Every flow fails the test if it starts."""
     import flows.acaq
+    import flows.compare
     import flows.demo
     import flows.inr
     import flows.quantize
@@ -87,7 +96,7 @@ def no_work(monkeypatch):
 
     for module, name in ((flows.search, "search"), (flows.quantize, "quantize"), (flows.quantize, "sweep"),
                          (flows.inr, "inr"), (flows.demo, "demo"), (flows.acaq, "acaq_run"),
-                         (flows.acaq, "acaq_table")):
+                         (flows.acaq, "acaq_table"), (flows.compare, "compare"), (flows.compare, "grid")):
         monkeypatch.setattr(module, name, started)
 
 

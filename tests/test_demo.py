@@ -36,7 +36,7 @@ def test_demo_prints_and_simulates_the_searched_engines(tmp_path, capsys):
     runs = train_quick(tmp_path / "runs", QUICK)
     code = demo(runs_root=runs, build_root=tmp_path / "build", progress=False, preset="quick", train_preset=QUICK,
                 downscale=4, compile=False, episodes=2, warmup=1, val_views=1, rays=1024, points=60, vectors=6,
-                max_log2_table_size=8)
+                max_log2_table_size=8, compare_budget=None)  # the comparison has its own test (test_compare)
     out = capsys.readouterr().out
     assert code == 0, out
     summaries = [json.loads(p.read_text()) for p in sorted(runs.glob("cosim-demo-*/summary.json"))]

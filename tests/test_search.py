@@ -49,7 +49,8 @@ def test_unreachable_budget_names_the_lowest_latency():
     with pytest.raises(BudgetError, match=r"below the lowest latency reachable with bits in \[4, 8\]: \d+ cycles "
                                           r"\(uniform-4, 0.2\d\d x uniform-8\)"):
         SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1000, b_min=4, budget=0.1)
-    with pytest.raises(ValueError, match=r"SearchSpace.objective must be one of .latency., .tradeoff., not .fast."):
+    with pytest.raises(ValueError, match=r"SearchSpace.objective must be one of .latency., .tradeoff., .quality., "
+                                         r"not .fast."):
         SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1000, objective="fast")
 
 
@@ -58,6 +59,37 @@ def test_tradeoff_reward_formula():
     ref = space.reference_cycles
     assert space.reward(30.0, 31.0, ref) == pytest.approx(-0.1)
     assert space.reward(30.0, 31.0, ref // 2) == pytest.approx(-0.1 + 0.1, abs=1e-4)
+
+
+def test_quality_reward_has_a_slope_on_both_sides_of_the_bound():
+    from rl.env import QUALITY_MU
+
+    space = SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1000, objective="quality", max_loss=0.5)
+    ref = space.reference_cycles
+    # inside: 0 at uniform-8's latency, +1 per halving, PSNR above the bound earns nothing more
+    assert space.reward(30.6, 31.0, ref) == pytest.approx(0.0)
+    assert space.reward(30.9, 31.0, ref // 2) == pytest.approx(1.0, abs=1e-6)
+    assert space.feasible(30.5, 31.0) and not space.feasible(30.49, 31.0)
+    # outside: mu per dB of deficit below PSNR_fp - max_loss, latency still counts
+    assert space.reward(29.5, 31.0, ref) == pytest.approx(-QUALITY_MU * 1.0)
+    assert space.reward(29.5, 31.0, ref // 2) > space.reward(29.5, 31.0, ref) > space.reward(29.0, 31.0, ref)
+    other = SearchSpace(arch=ARCH, preset=load_accelerator("onchip"), samples=1000, objective="tradeoff")
+    assert other.feasible(0.0, 31.0)
+
+
+def test_quality_best_is_the_fastest_feasible_and_candidates_are_distinct():
+    from flows.search import _best, candidates
+
+    def row(ep, psnr, cycles, reward, feasible, b):
+        return {"episode": ep, "psnr": psnr, "latency_cycles": cycles, "reward": reward, "feasible": feasible,
+                "bits": {"x": b}}
+
+    rows = [row(0, 30.0, 100, 0.1, True, 8), row(1, 29.9, 80, 0.3, True, 6), row(2, 25.0, 40, -2.0, False, 2),
+            row(3, 29.9, 80, 0.3, True, 6), row(4, 29.0, 60, 0.2, False, 4)]
+    assert _best(rows, "quality")["episode"] == 1
+    assert _best([rows[2], rows[4]], "quality")["episode"] == 4  # none feasible: the highest PSNR
+    assert [r["episode"] for r in candidates(rows, 3)] == [1, 4, 0]  # by reward, the repeat of episode 1 dropped
+    assert len(candidates(rows, 10)) == 4
 
 
 def test_search_writes_everything_and_resumes_without_losing_or_repeating(runs):
@@ -111,7 +143,9 @@ def test_a_bit_range_the_engines_cannot_run_is_refused_before_calibration(runs, 
     ({"budget": 0}, r"^SearchSettings.budget must be a finite number > 0, not 0$"),
     ({"lam": -0.1}, r"^SearchSettings.lam must be a finite number >= 0, not -0.1$"),
     ({"b_min": 6, "b_max": 4}, r"^SearchSettings.b_max must be an integer in \[6, 32\], not 4$"),
-    ({"objective": "fast"}, r"^SearchSettings.objective must be one of 'latency', 'tradeoff', not 'fast'$"),
+    ({"objective": "fast"}, r"^SearchSettings.objective must be one of 'latency', 'tradeoff', 'quality', not 'fast'$"),
+    ({"max_loss": 0}, r"^SearchSettings.max_loss must be a finite number > 0, not 0$"),
+    ({"max_loss": float("inf")}, r"^SearchSettings.max_loss must be a finite number > 0, not inf$"),
     ({"warmup": -1}, r"^SearchSettings.warmup must be an integer >= 0, not -1$"),
 ])
 def test_search_refuses_bad_arguments_before_any_work(tmp_path, kwargs, message):
@@ -246,3 +280,19 @@ def test_memory_report_compares_caches_and_table_bits_exactly(runs):
     exact = frame_perf(load_accelerator("default"), arch, QuantPolicy.uniform(8, 4), samples=len(codes), workload=codes)
     assert s["configs"]["preset"]["policies"]["uniform-8"]["cycles"] == exact.cycles
     assert "| preset | tables-4 |" in (out / "table.md").read_text()
+
+
+def test_quality_search_seeds_uniform_policies_and_keeps_the_exp_output_wide(runs):
+    import torch
+
+    s = search("builtin", "quick", runs_root=runs, name="q", objective="quality", max_loss=3.0,
+               **{**ARGS, "episodes": 8})
+    rows = torch.load(runs / "search-q" / "checkpoint.pt", weights_only=False)["rows"]
+    for e, b in enumerate(range(8, 1, -1)):  # the first b_max - b_min + 1 episodes: uniform b_max .. b_min
+        assert rows[e]["bits"] == {**QuantPolicy.uniform(b, 4).to_dict(), "density.out": 32}
+    assert all(r["bits"]["density.out"] == 32 for r in rows)
+    assert s["psnr_bound"] == pytest.approx(s["baselines"]["fp"]["psnr"] - 3.0, abs=1e-3)
+    assert s["feasible_episodes"] == sum(r["psnr"] >= s["psnr_bound"] for r in rows) >= 1
+    assert s["best"]["feasible"] and s["best"]["latency_cycles"] == min(r["latency_cycles"] for r in rows
+                                                                        if r["feasible"])
+    assert (runs / "search-q" / "summary.json").is_file()
