@@ -25,7 +25,7 @@ job (niced) and at times other Yosys runs, so the times are upper bounds; one ru
     mlp_engine 8x4, max_in/out 16, 2 layers, 8 bits     29 s     3702   728     1     8   28054         5120
     mlp_engine 64x32 (runs/search-builtin-demo)        358 s    34679  5109     0    64  239557       104064
     hash_encoder_axi (same file: 4 lanes, 12 cached
-      levels of 4 KB, 4 resident levels)              AXI_TIME    92489  6449   928   108  276978       661434
+      levels of 4 KB, 4 resident levels)             1155 s    92489  6449   928   108  276978       661434
 
 (cells: generic gates and flip-flops; the hash encoder also needs 48 s to generate its Verilog.)
 Where the time went, and what was changed:
@@ -35,7 +35,8 @@ Where the time went, and what was changed:
   ``synth -noshare``, and ``scratchpad -set share.pattern_limit 0`` for ``synth_<family>``, which has
   no option (no activation pattern analysed, no pair tried). That engine went from 688 s to 358 s.
 * abc9's closing ``&verify`` (an equivalence check of its own mapping) was half of abc9's time; it is
-  off (``abc9.verify false``): the same LUTs, 45 s -> 23 s of abc9 on the 64x32 MLP engine.
+  off (``abc9.verify false``): the same cells, abc9 45 s -> 23 s on the 64x32 MLP engine, and the hash
+  encoder's run 1576 s -> 1155 s.
 * What remains is synthesis proper. On the hash encoder the generic flow takes about 400 s (opt_merge
   118 s, abc 115 s on a million fine cells after techmap) and xc7 the rest, mostly abc9 mapping
   745k AND nodes into LUTs: each lane reads its 1024-bit cache lines through 8 read ports (one per cube
