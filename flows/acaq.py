@@ -28,8 +28,8 @@ import numpy as np
 from flows.report import Column, pyplot, save_figure, write_json, write_table
 from flows.runs import cached_workload, scene_name, train_dir
 
-__all__ = ["acaq_run", "lsq_run", "finalise_run", "acaq_table", "matching_bits", "parse_target", "run_folder", "TABLE_COLUMNS",
-           "DEFAULT_ITERATIONS", "TABLE_TARGETS"]
+__all__ = ["acaq_run", "lsq_run", "finalise_run", "acaq_table", "matching_bits", "parse_target", "run_folder",
+           "frame_samples", "require_finished", "TABLE_COLUMNS", "DEFAULT_ITERATIONS", "TABLE_TARGETS"]
 
 #: Fine-tuning iterations of ``make acaq`` (the paper: 3,000 on a GPU; about 5 minutes of 2 CPU cores
 #: for the tiny preset on lego at ~0.45 s per iteration).
@@ -75,6 +75,18 @@ def _workload(field, runs_root, size: int = FRAME[0]) -> np.ndarray:
                            train_dir(field.scene, field.preset, runs_root) / f"workload-val0-{size}.npy")
 
 
+def frame_samples(points: int, size: int) -> int:
+    """Samples of the 800x800 frame when ``points`` were rendered at size x size (at least ``points``)."""
+    return max(points, round(points * FRAME[0] * FRAME[1] / size**2))
+
+
+def require_finished(s: dict) -> dict:
+    """``s``, the summary of a resumable fine-tuning, if it finished; else RuntimeError saying how to resume."""
+    if not s.get("finished"):
+        raise RuntimeError(f"{s.get('out')}: stopped at iteration {s.get('iterations')}; run again to resume")
+    return s
+
+
 def latency(policy, arch, workload: np.ndarray, presets=None, *, size: int = FRAME[0]) -> dict:
     """Frame latency of ``policy`` on each accelerator preset: {name: {latency_ms, cycles, bottleneck} or
     {error}}. ``workload``: the samples of one view rendered at size x size; the 800x800 frame has
@@ -87,7 +99,7 @@ def latency(policy, arch, workload: np.ndarray, presets=None, *, size: int = FRA
     for name in names:
         accel = load_accelerator(name)
         try:
-            samples = max(len(workload), round(len(workload) * FRAME[0] * FRAME[1] / size**2))
+            samples = frame_samples(len(workload), size)
             p = frame_perf(accel, arch, policy, samples=samples,
                            workload=workload if accel.memory is not None else None)
         except ConfigError as exc:
@@ -313,20 +325,15 @@ def acaq_table(scene: str, preset: str = "tiny", *, targets=TABLE_TARGETS, itera
     kw = dict(iterations=iterations, runs_root=runs_root, progress=progress, workload_size=workload_size, fp=fp,
               handle_signals=False, **settings)
 
-    def finished(s: dict) -> dict:
-        if not s.get("finished"):
-            raise RuntimeError(f"{s.get('out')}: stopped at iteration {s.get('iterations')}; run again to resume")
-        return s
-
     rows.append({"group": "MDL", **_ptq_row(scene, preset, 8, runs_root, progress, workload_size, fp)})
-    rows.append({"group": "MDL", **finished(lsq_run(scene, preset, "mdl", 8, **kw))})
-    rows.append({"group": "MDL", **finished(acaq_run(scene, preset, "mdl", **kw))})
+    rows.append({"group": "MDL", **require_finished(lsq_run(scene, preset, "mdl", 8, **kw))})
+    rows.append({"group": "MDL", **require_finished(acaq_run(scene, preset, "mdl", **kw))})
     for t in targets:
         group = f"MGL {t:g} dB" if t >= 1 else f"MGL MSE {t:g}"
-        a = finished(acaq_run(scene, preset, "mgl", target=t, **kw))
+        a = require_finished(acaq_run(scene, preset, "mgl", target=t, **kw))
         b = matching_bits(a["fqr_acaq"], arch)
         rows.append({"group": group, **_ptq_row(scene, preset, b, runs_root, progress, workload_size, fp)})
-        rows.append({"group": group, **finished(lsq_run(scene, preset, "mgl", b, **kw))})
+        rows.append({"group": group, **require_finished(lsq_run(scene, preset, "mgl", b, **kw))})
         rows.append({"group": group, **a})
     keep = ("group", "method", "psnr", "ssim", "fqr", "fqr_acaq", "tbitops", "storage_mb", "latency", "bits",
             "samples_per_ray", "psnr_fp")

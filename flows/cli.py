@@ -322,43 +322,23 @@ def cmd_acaq_table(args) -> int:
     return 0
 
 
-def _print_compare(s: dict) -> None:
-    from flows.runs import scene_name
-
-    print(f"== {scene_name(s['scene'])} ({s['preset']}), {s['hw']} accelerator, budget {s['budget']['name']}"
-          + (" (SMOKE TEST: not a result)" if s["budget"]["name"] == "smoke" else ""))
-    for x in s["ratios"]:
-        ratio = "n/a (above our best PSNR)" if x["latency_ratio"] is None else (
-            f"{'>= ' if x['kind'] == 'bound' else ''}{x['latency_ratio']:.3f}x lower latency")
-        ce = "" if x["cost_efficiency_ratio"] is None else f", {x['cost_efficiency_ratio']:.3f}x cost efficiency"
-        print(f"   vs {x['acaq']} at {x['psnr']:.2f} dB ({x['acaq_latency_ms']:.1f} ms): {ratio}{ce}")
-    for mode, p in s["picks"].items():
-        print(f"   our {mode.upper()} pick: {p['psnr']:.2f} dB ({s['psnr_change_of_picks_vs_fp'].get(mode, 0):+.2f} vs "
-              f"full precision), {p['latency_ms']:.1f} ms, FQR {p['fqr']:.2f}"
-              + ("" if p["within_bound"] else " (NOT within the PSNR bound)"))
-    g = s["goal"]
-    print(f"   goal >= 1.33x at A-CAQ MDL's PSNR: {'met' if g['met'] else 'not met'} (measured {g['measured']})")
-    if s["failed_cells"]:
-        print(f"   cells that did not finish: {s['failed_cells']}")
-
-
 def cmd_compare(args) -> int:
-    from flows.compare import compare
+    from flows.compare import compare, summary_lines
 
     s = compare(args.scene, args.preset, hw=args.hw, budget=args.budget, seed=args.seed, runs_root=args.runs,
                 build_root=args.build, cpus=args.cpus)
-    _print_compare(s)
+    print("\n".join(summary_lines(s)))
     print(f"-> {s['out']}/{{table.md,table.csv,summary.json,pareto.png,report.html}} ({s['wall_seconds']:.0f} s)")
     return 1 if s["failed_cells"] else 0
 
 
 def cmd_grid(args) -> int:
-    from flows.compare import grid
+    from flows.compare import grid, summary_lines
 
     summaries = grid(args.scenes, args.preset, hws=args.hws, budget=args.budget, seeds=args.seeds,
                      runs_root=args.runs, build_root=args.build, cpus=args.cpus, name=args.name)
     for s in summaries:
-        _print_compare(s)
+        print("\n".join(summary_lines(s)))
     print(f"-> {Path(args.runs) / f'grid-{args.name}'}/{{grid.md,grid.json,cells/}} and one compare-* folder each")
     return 1 if any(s["failed_cells"] for s in summaries) else 0
 
@@ -379,6 +359,17 @@ def _csv(kind, check=None):
 
     parse.__name__ = kind
     return parse
+
+
+def _work_options(p) -> None:
+    """--budget and --cpus of compare and grid (the budgets' figures from ``flows.compare.BUDGETS``)."""
+    from flows.compare import BUDGETS
+
+    work = ", ".join(f"{b.name} ({b.iterations} fine-tuning iterations, {b.episodes} episodes, {b.finalise} finalised"
+                     f"{'' if b.area else ', no synthesis'})" for b in BUDGETS.values())
+    p.add_argument("--budget", default="full", choices=tuple(BUDGETS),
+                   help=f"work per method: {work}; smoke checks the machinery, it is not a result (default full)")
+    p.add_argument("--cpus", type=option(int, ge=1), help="local Ray's CPUs (default all cores)")
 
 
 def _scene_options(p, preset_help: str = "the training preset of the checkpoint (default tiny)") -> None:
@@ -565,8 +556,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bits of the first layer's input, the pixel coordinates, in [2, 32] (default 16, "
                         "whatever BITS is)")
     p.set_defaults(func=cmd_inr)
-    budget_help = ("work per method: full (600 fine-tuning iterations, 24 search episodes, 3 policies finalised), "
-                   "short (100, 10, 1) or smoke (seconds; checks the machinery, not a result); default full")
     p = sub.add_parser("compare", help="our quality-constrained search vs A-CAQ, PTQ and LSQ+ at equal PSNR; writes "
                                        "runs/compare-<scene>-<preset>-<hw>/ (resumable)",
                        description="On one trained field and accelerator preset: full precision, PTQ and LSQ+ at "
@@ -575,9 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "against A-CAQ at equal PSNR, report.html.")
     _scene_options(p)
     p.add_argument("--hw", default="default", help="hardware preset (default default)")
-    p.add_argument("--budget", default="full", choices=("full", "short", "smoke"), help=budget_help)
     p.add_argument("--seed", type=option(int, ge=0), default=0, help="seed of every method (default 0)")
-    p.add_argument("--cpus", type=option(int, ge=1), help="local Ray's CPUs (default all cores)")
+    _work_options(p)
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("grid", help="the comparison over scenes x hardware presets x seeds on Ray; writes "
                                     "runs/grid-<name>/ and one compare-* folder each (resumable)",
@@ -589,9 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", help="the training preset (default tiny)")
     p.add_argument("--hws", type=_csv("preset list"), default=["default"], help="comma-separated hardware presets")
     p.add_argument("--seeds", type=_csv("seed list", option(int, ge=0)), default=[0], help="comma-separated seeds")
-    p.add_argument("--budget", default="full", choices=("full", "short", "smoke"), help=budget_help)
     p.add_argument("--name", default="main", help="grid name: runs/grid-<name>/ (default main)")
-    p.add_argument("--cpus", type=option(int, ge=1), help="local Ray's CPUs (default all cores)")
+    _work_options(p)
     p.set_defaults(func=cmd_grid)
     p = sub.add_parser("report", help="one self-contained HTML page for a search or comparison run folder",
                        description="Writes <run>/report.html: table, Pareto plot, latency by engine, bits per "

@@ -47,11 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.grid import Cell, load_records, run_grid
+from flows.grid import Cell, run_grid
 from flows.report import Column, pyplot, save_figure, write_json, write_table
 from flows.runs import scene_name
 
-__all__ = ["Budget", "BUDGETS", "MIN_LOSS", "compare", "grid", "equal_psnr", "pareto_front", "CompareError"]
+__all__ = ["Budget", "BUDGETS", "MIN_LOSS", "compare", "grid", "equal_psnr", "pareto_front", "summary_lines",
+           "CompareError"]
 
 #: Smallest PSNR loss the MDL-matched search is given, dB: A-CAQ MDL can lose almost nothing (lego: 0.01 dB),
 #: a bound no PTQ proxy resolves.
@@ -105,12 +106,6 @@ def _keep(s: dict) -> dict:
     return {k: s[k] for k in keys if k in s}
 
 
-def _finished(s: dict) -> dict:
-    if not s.get("finished", True):
-        raise CompareError(f"{s.get('out')}: stopped at iteration {s.get('iterations')}; run again to resume")
-    return s
-
-
 # --- cells (module-level: Ray pickles them by reference) -----------------------------------------------------
 def _ptq_cell(*, scene: str, preset: str, bits: list[int], runs_root: str, workload_size: int) -> dict:
     from flows.acaq import _field, _ptq_row, _row, _workload
@@ -132,20 +127,20 @@ def _qat_rays(rays: int) -> dict:
 
 
 def _lsq_cell(*, scene, preset, bits, iterations, seed, suffix, rays, runs_root, workload_size) -> dict:
-    from flows.acaq import lsq_run
+    from flows.acaq import lsq_run, require_finished
 
-    s = _finished(lsq_run(scene, preset, "mgl", bits, iterations=iterations, seed=seed, suffix=suffix,
-                          **_qat_rays(rays), runs_root=runs_root, progress=False, handle_signals=False,
-                          workload_size=workload_size))
+    s = require_finished(lsq_run(scene, preset, "mgl", bits, iterations=iterations, seed=seed, suffix=suffix,
+                                 **_qat_rays(rays), runs_root=runs_root, progress=False, handle_signals=False,
+                                 workload_size=workload_size))
     return {**_keep(s), "group": "LSQ+", "run": str(Path(s["checkpoint"]).parent)}
 
 
 def _acaq_cell(*, scene, preset, mode, target, iterations, seed, suffix, rays, runs_root, workload_size) -> dict:
-    from flows.acaq import acaq_run
+    from flows.acaq import acaq_run, require_finished
 
-    s = _finished(acaq_run(scene, preset, mode, target=target, iterations=iterations, seed=seed, suffix=suffix,
-                           **_qat_rays(rays),
-                           runs_root=runs_root, progress=False, handle_signals=False, workload_size=workload_size))
+    s = require_finished(acaq_run(scene, preset, mode, target=target, iterations=iterations, seed=seed,
+                                  suffix=suffix, **_qat_rays(rays), runs_root=runs_root, progress=False,
+                                  handle_signals=False, workload_size=workload_size))
     return {**_keep(s), "group": "A-CAQ", "run": str(Path(s["checkpoint"]).parent)}
 
 
@@ -170,9 +165,8 @@ def _locked(folder: Path):
 def _search_cell(ptq: dict, acaq: dict, *, scene, preset, hw, mode, budget: dict, seed, suffix, runs_root) -> dict:
     """Search under the quality objective, then finalise its best distinct policies (module doc)."""
     import torch
-    from scipy.stats import spearmanr
 
-    from flows.acaq import finalise_run
+    from flows.acaq import finalise_run, require_finished
     from flows.search import candidates, search
 
     b = Budget(**{**budget, "bits": tuple(budget["bits"])})
@@ -190,20 +184,16 @@ def _search_cell(ptq: dict, acaq: dict, *, scene, preset, hw, mode, budget: dict
     for i, c in enumerate(candidates(rows, b.finalise)):
         out = Path(runs_root) / f"final-{scene_name(scene)}-{preset}-{_policy_hash(c['bits'])}{_suffix(b, seed)}"
         with _locked(out):  # the other search may finalise the same policy at the same time
-            f = _finished(finalise_run(scene, preset, c["bits"], out, label=f"ours {mode.upper()} #{i + 1}",
-                                       iterations=b.iterations, seed=seed, **_qat_rays(b.qat_rays),
-                                       runs_root=runs_root, progress=False, handle_signals=False,
-                                       workload_size=b.workload_size))
+            f = require_finished(finalise_run(scene, preset, c["bits"], out, label=f"ours {mode.upper()} #{i + 1}",
+                                              iterations=b.iterations, seed=seed, **_qat_rays(b.qat_rays),
+                                              runs_root=runs_root, progress=False, handle_signals=False,
+                                              workload_size=b.workload_size))
         finals.append({**_keep(f), "group": f"ours ({mode.upper()})", "run": str(out), "proxy_psnr": c["psnr"],
                        "proxy_feasible": bool(c.get("feasible")), "episode": c["episode"]})
-    bound = ptq["fp"]["psnr"] - max_loss
-    rho = spearmanr([f["proxy_psnr"] for f in finals], [f["psnr"] for f in finals]).statistic if len(finals) > 2 \
-        else None
-    return {"mode": mode, "max_loss": round(max_loss, 4), "psnr_bound": round(bound, 4), "finalised": finals,
+    return {"mode": mode, "max_loss": round(max_loss, 4), "psnr_bound": round(fp - max_loss, 4), "finalised": finals,
             "search": {"run": str(Path(runs_root) / f"search-{name}"), "episodes": s["episodes"],
                        "feasible_episodes": s.get("feasible_episodes"), "wall_seconds": s["wall_seconds"],
-                       "best_proxy": s["best"]},
-            "rank_correlation": None if rho is None or math.isnan(rho) else round(float(rho), 4)}
+                       "best_proxy": s["best"]}}
 
 
 # --- the cells of one comparison ------------------------------------------------------------------------------
@@ -258,11 +248,12 @@ def _hw_metrics(row: dict, accel, arch, workload, size: int, family: str, cache_
     """Latency (ms), DRAM bytes per frame, the engine breakdown and the area of ``row``'s policy on ``accel``."""
     from hw.params import ConfigError
     from sim.mapping import engines_for_policy
+    from flows.acaq import frame_samples
     from sim.perf import frame_perf
 
     if row["group"] == "full precision":
         return {"note": "full precision does not run on the integer engines"}
-    samples = max(len(workload), round(len(workload) * 800 * 800 / size**2))
+    samples = frame_samples(len(workload), size)
     try:
         p = frame_perf(accel, arch, row["bits"], samples=samples, workload=workload if accel.memory else None)
         engines = engines_for_policy(accel, arch, row["bits"])
@@ -517,8 +508,28 @@ def _renders(field_, pick: dict, runs_root: str) -> list[tuple[str, Path]]:
     return items
 
 
+def summary_lines(s: dict) -> list[str]:
+    """The console summary of one comparison's ``summary.json``: the ratios against A-CAQ, the picks, the goal."""
+    lines = [f"== {scene_name(s['scene'])} ({s['preset']}), {s['hw']} accelerator, budget {s['budget']['name']}"
+             + (" (SMOKE TEST: not a result)" if s["budget"]["name"] == "smoke" else "")]
+    for x in s["ratios"]:
+        ratio = "n/a (above our best PSNR)" if x["latency_ratio"] is None else (
+            f"{'>= ' if x['kind'] == 'bound' else ''}{x['latency_ratio']:.3f}x lower latency")
+        ce = "" if x["cost_efficiency_ratio"] is None else f", {x['cost_efficiency_ratio']:.3f}x cost efficiency"
+        lines.append(f"   vs {x['acaq']} at {x['psnr']:.2f} dB ({x['acaq_latency_ms']:.1f} ms): {ratio}{ce}")
+    for mode, p in s["picks"].items():
+        lines.append(f"   our {mode.upper()} pick: {p['psnr']:.2f} dB ({s['psnr_change_of_picks_vs_fp'].get(mode, 0):+.2f}"
+                     f" vs full precision), {p['latency_ms']:.1f} ms, FQR {p['fqr']:.2f}"
+                     + ("" if p["within_bound"] else " (NOT within the PSNR bound)"))
+    g = s["goal"]
+    lines.append(f"   goal >= 1.33x at A-CAQ MDL's PSNR: {'met' if g['met'] else 'not met'} (measured {g['measured']})")
+    if s["failed_cells"]:
+        lines.append(f"   cells that did not finish: {s['failed_cells']}")
+    return lines
+
+
 # --- drivers -----------------------------------------------------------------------------------------------------
-def _check(scenes, hws, seeds, budget: str, runs_root) -> Budget:
+def _check(scenes, hws, seeds, budget: str) -> Budget:
     """Every option checked before any work (CompareError naming it): budget, presets, seeds, trained fields."""
     from hw.params import ConfigError
     from sim.perf import load_accelerator
@@ -571,7 +582,7 @@ def grid(scenes: list[str], preset: str = "tiny", *, hws: list[str], budget: str
     Raises:
         CompareError: as ``compare``.
     """
-    b = _check(scenes, hws, list(seeds), budget, runs_root)
+    b = _check(scenes, hws, list(seeds), budget)
     for scene in scenes:
         _trained(scene, preset, runs_root)
     runs_root = str(Path(runs_root).resolve())

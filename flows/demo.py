@@ -161,14 +161,13 @@ def demo(*, runs_root="runs", build_root="build", seed: int = 1, progress: bool 
         print(f"   [{'PASS' if passed else 'FAIL'}] {c['engine']}, {what} ({c['verilog']}): {c['transactions']} "
               f"transactions, {c['mismatches']} mismatches; cycles RTL {c['cycles_rtl']} / TLM {c['cycles_tlm']}")
     if compare_budget is not None:
-        from flows.cli import _print_compare
-        from flows.compare import compare
+        from flows.compare import compare, summary_lines
 
         print("== 5/5 SMOKE TEST of `make compare` (budget smoke: a few iterations and episodes; checks the "
               "machinery, the numbers are not results)", flush=True)
         c = compare("builtin", preset, hw=hw, budget=compare_budget, runs_root=runs_root, build_root=build_root,
                     progress=progress)
-        _print_compare(c)
+        print("\n".join(summary_lines(c)))
         ok &= not c["failed_cells"]
     print(f"== summary: {run_dir / 'summary.json'}, {run_dir / 'pareto.png'}, Verilog in {out}"
           + ("" if compare_budget is None else

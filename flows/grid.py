@@ -104,9 +104,7 @@ def _execute(fn: Callable, kwargs: Mapping, name: str, deps: Sequence[str], cpus
     t0 = time.perf_counter()
     try:
         result = fn(*[rec["result"] for rec in dep_records], **kwargs)
-    except BaseException as exc:  # noqa: BLE001 - the grid records any failure of a cell and goes on
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+    except Exception as exc:  # noqa: BLE001 - the grid records any failure of a cell and goes on
         tb = traceback.format_exc(limit=6)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": tb,
                 "seconds": round(time.perf_counter() - t0, 1)}

@@ -415,8 +415,8 @@ def _write_best(run: _Search, best: dict, title: str) -> None:
 
 
 def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: int = 60, objective: str = "latency",
-           budget: float = 0.5, lam: float = 0.1, max_loss: float = 0.5, b_min: int = 2, b_max: int = 8, val_views: int = 4,
-           warmup: int = 20, seed: int = 0, rays: int = 8192, resume: bool = False, runs_root="runs",
+           budget: float = 0.5, lam: float = 0.1, max_loss: float = 0.5, b_min: int = 2, b_max: int = 8,
+           val_views: int = 4, warmup: int = 20, seed: int = 0, rays: int = 8192, resume: bool = False, runs_root="runs",
            name: str | None = None, progress: bool = True, workload_size: int = 800) -> dict:
     """Run (or resume) a search; returns the summary (also ``summary.json``).
 
@@ -431,8 +431,7 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
 
     # every argument checked before any work starts (ValueError naming the field, range and value)
     SearchSettings(episodes=episodes, warmup=warmup, objective=objective, budget=budget, lam=lam, max_loss=max_loss,
-                   b_min=b_min,
-                   b_max=b_max, val_views=val_views, rays=rays, seed=seed, workload_size=workload_size)
+                   b_min=b_min, b_max=b_max, val_views=val_views, rays=rays, seed=seed, workload_size=workload_size)
     from flows.runs import scene_name
     from sim.perf import load_accelerator
 

@@ -253,14 +253,8 @@ def finetune(field, settings: QATSettings, out_dir: str | Path, *, background: s
     if settings.method == "acaq":
         quantizers, fixed = install_lbq(model), None
     else:  # full-precision components have no quantizer: the history's bits are the whole policy's
-        if settings.policy is not None:
-            names = component_names(levels)
-            if sorted(settings.policy) != sorted(names):
-                raise QATError(f"policy components {sorted(set(settings.policy) ^ set(names))} do not match the "
-                               f"model's {levels} levels")
-            fixed = QuantPolicy(dict(settings.policy), levels).to_dict()
-        else:
-            fixed = baseline_policy(settings.bits, levels).to_dict()
+        fixed = (QuantPolicy(settings.policy, levels) if settings.policy is not None  # validates the components
+                 else baseline_policy(settings.bits, levels)).to_dict()
         quantizers = apply_policy(model, fixed)
     if ckpt is None:
         calibrate_field(model, occupancy, data, rays=settings.calibration_rays, n_samples=n_samples, seed=settings.seed)
