@@ -31,7 +31,51 @@ Interfaces (all in the ``sync`` domain; R = rows, C = cols):
 Write the configuration, weights and biases while the engine is idle (no vector in flight); settings
 written while vectors are in flight take effect at once and corrupt them. Memory read ports are
 non-transparent (a read in the cycle of a write to the same word sees the old word; irrelevant when
-loading while idle, and the TLM assumes loading while idle).
+loading while idle, and the TLM assumes loading while idle). With two weight banks (below) a loader
+instead writes one bank while the engine computes from the other.
+
+TWO WEIGHT BANKS (``weight_banks: 2``; KiloNeRF: one tiny MLP per grid cell, samples grouped by cell).
+The settings (per-layer words and the layer count), the weights and the biases exist once per bank.
+The weight and bias memories hold both banks, the bank being the outermost address digit (word
+``(((bank * max_layers + layer) * RT + rt) * CT + ct) * max_weight_bits + plane``, bias word
+``(bank * max_layers + layer) * RT + rt``): the engine reads one bank at a time through one read port
+and the loader writes through one write port, so a bank costs depth, not ports or a read mux, and
+with a power-of-two depth the bank is the address MSB. The settings are registers, one set per bank.
+Interfaces change as follows:
+
+* ``i`` and ``o`` payloads are structs (``input_layout``, ``output_layout``): ``data`` (the vector, as
+  above) and ``last`` (the bit above it): the vector is the last of its cell group; ``o.last`` is the
+  input's, passed through, so that the consumer sees the group boundaries.
+* ``cfg``, ``weights`` and ``bias`` have a ``bank`` field: the bank each write goes to.
+* ``banks`` (``BankSignature``): in ``commit`` (a one-cycle pulse) and ``commit_bank``; out ``free``
+  (2 bits, bit b high while bank b is EMPTY).
+
+Bank protocol. Each bank is EMPTY, FULL or BUSY; both are EMPTY after reset and the current bank
+(the one loads read) is 0. A loader writes a whole cell (settings, layer count, weights, biases; any
+order, one word per port per cycle) into an EMPTY bank and then pulses ``commit`` with ``commit_bank``
+(in the cycle of the last write at the earliest); the bank is FULL from the next cycle. Cells go into
+banks 0, 1, 0, 1, ... in the order of their groups in the input stream. A vector loads only while the
+current bank is FULL (besides the single-bank conditions); the load of a group's last vector makes the
+bank BUSY and the other bank current. The bank becomes EMPTY when that vector's last row tile leaves
+stage 4, the last stage that reads the bank (stage 0 the settings and the weight memory, stage 1 the
+bias memory, stages 2-4 the settings: the bank travels down the pipeline with each tile): with E the
+vector's last issue cycle, its last tile is in stage 4 in cycle E + 4, and ``free`` is high from cycle
+E + 5 (``MlpEngineParams.BANK_RELEASE``). Writing or committing a bank that is not EMPTY is a driver
+error (it corrupts vectors in flight or a committed cell).
+
+Timing with two banks: per vector as above with its own cell's T; vector k of group (visit) g(k),
+c_g the cycle of group g's commit pulse, m(g) the last vector of group g, and the loader of
+``sim.tlm.mlp_engine`` (part d: it sees the bank free in cycle t_g, writes in t_g + 1 .. t_g + load_g,
+commits in c_g = t_g + 1 + load_g)::
+
+      a_k = max(offer_k, a_{k-1} + 1, l_{k-1})
+      l_k = max(a_k + 1, l_{k-1} + T_{k-1}, o_{k-3} + 1, c_{g(k)} + 1)
+      o_k = min{t >= max(l_k + T_k + 5, o_{k-1} + 1) : ready[t]}
+      t_g = max(c_{g-1} + 1, l_{m(g-2)} + T_{m(g-2)} + 5)     (t_0 = 0; t_1 = c_0 + 1)
+
+At full rate a group of n_g vectors therefore costs max(n_g T_g, load_{g+1} + 2..7) cycles: when
+compute hides the next cell's load, the next group's first vector loads on the last issue cycle of
+this one, with no switch cycle (``sim.tlm.mlp_engine.cell_schedule`` gives the exact sum).
 
 Arithmetic per layer: ``acc = W x + b`` exactly (accumulator ``acc_bits``), then
 ``y = (acc * M + 2^(S-1)) >> S`` (arithmetic shift, round half up; no rounding term for S = 0,

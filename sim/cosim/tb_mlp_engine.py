@@ -29,7 +29,6 @@ import random
 import time
 
 import cocotb
-import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.mlp_engine.params import MlpEngineParams

@@ -377,8 +377,8 @@ def summary_lines(s: dict) -> list[str]:
              f"mult_bits={p['mult_bits']}" + (f" weight_banks={p['weight_banks']}" if "weight_banks" in p else "")]
     if "visits" in s:
         for j, cell in enumerate(s["cells"]):
-            lines.append(f"cell {j}: {_describe_layers(cell['layers'])}, T={cell['cycles_per_vector']} cycles/vector, "
-                         f"{cell['words']} words to load")
+            lines.append(f"cell {j}: {_describe_layers(cell['layers'])}, T={cell['cycles_per_vector']} "
+                         f"cycles/vector, {cell['words']} words to load")
         visits = s["visits"]
         commits = sum(v["commit_rtl"] == v["commit_tlm"] for v in visits)
         lines.append(f"{len(visits)} visits, groups {s['groups']}; load cycles {sum(s['load_cycles'])} "
@@ -386,7 +386,8 @@ def summary_lines(s: dict) -> list[str]:
         return lines
     for k, ph in enumerate(s.get("phases", [])):
         lines.append(f"phase {k}: {_describe_layers(ph['layers'])}, {ph['vectors']} vectors, "
-                     f"T={ph['cycles_per_vector']} cycles/vector; cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
+                     f"T={ph['cycles_per_vector']} cycles/vector; "
+                     f"cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
     return lines
 
 

@@ -491,6 +491,8 @@ def cell_writes(params: MlpEngineParams, layers: Sequence[MlpLayer], weights: Se
 
 def _per_visit(name: str, values, count: int, lo: int) -> np.ndarray:
     a = np.broadcast_to(np.asarray(values), (count,)) if np.ndim(values) == 0 else np.asarray(values)
+    if a.shape == (count,) == (0,):
+        return np.zeros(0, dtype=np.int64)
     if a.shape != (count,) or not np.issubdtype(a.dtype, np.integer):
         raise ValueError(f"{name} must be an integer or {count} integers (one per visit), not {values!r}")
     if count and a.min() < lo:
