@@ -382,9 +382,9 @@ def _step(params: MlpEngineParams, issue: Sequence[Sequence[int]], offers: np.nd
     accept = np.full(n, -1, dtype=np.int64)
     out = np.full(n, -1, dtype=np.int64)
     IDLE, ISSUING, WAITING = 0, 1, 2
-    mode, vec, layer, left, cur_issue = IDLE, -1, 0, 0, ()
+    mode, vec, layer, left, cur_issue, final_layer = IDLE, -1, 0, 0, (), -1
     in_full, in_vec = False, -1
-    ends: deque[tuple] = deque()  # (cycle in stage 4, vector, last layer, bank, ends its group)
+    ends: deque[tuple] = deque()  # (cycle in stage 4, vector, last layer[, bank, ends its group])
     fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector)
     credits = 0
     nxt = done = 0
@@ -417,15 +417,15 @@ def _step(params: MlpEngineParams, issue: Sequence[Sequence[int]], offers: np.nd
                     commit_bank = k_load % 2
                     k_load, look_from, commit_at = k_load + 1, t + 1, -1
         o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
-        vec_last = mode == ISSUING and left == 1 and layer == len(cur_issue) - 1
+        vec_last = mode == ISSUING and left == 1 and layer == final_layer
         load = in_full and (mode == IDLE or vec_last) and credits < depth and (not banked or full[cur])
         in_fire = nxt < n and offers[nxt] <= t and (not in_full or load)
         end = ends[0] if ends and ends[0][0] == t else None
         # --- closing edge of cycle t ---
         if mode == ISSUING:
             if left == 1:
-                final = layer == len(cur_issue) - 1
-                ends.append((t + stages, vec, final, vbank if banked else 0, banked and final and vglast))
+                final = layer == final_layer
+                ends.append((t + stages, vec, final, vbank, final and vglast) if banked else (t + stages, vec, final))
                 mode = IDLE if final else WAITING
             else:
                 left -= 1
@@ -433,7 +433,7 @@ def _step(params: MlpEngineParams, issue: Sequence[Sequence[int]], offers: np.nd
             ends.popleft()
             if end[2]:
                 fifo.append((t + 1, end[1]))
-                if end[4]:  # the group's last vector leaves stage 4: its bank is free from cycle t + 1
+                if banked and end[4]:  # the group's last vector leaves stage 4: its bank is free from cycle t + 1
                     busy[end[3]] = False
                     release[group_of[end[1]]] = t + 1
             else:  # layer outputs now in the activation buffer: issue the next layer
@@ -441,7 +441,7 @@ def _step(params: MlpEngineParams, issue: Sequence[Sequence[int]], offers: np.nd
                 left = cur_issue[layer]
         if load:
             cur_issue = issue[in_vec]
-            mode, vec, layer, left = ISSUING, in_vec, 0, cur_issue[0]
+            mode, vec, layer, left, final_layer = ISSUING, in_vec, 0, cur_issue[0], len(cur_issue) - 1
             in_full = False
             if banked:
                 vbank, vglast = cur, bool(last[in_vec])
