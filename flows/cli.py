@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MLP engine, Hadamard datapath: input vectors over all phases, >= phases (default 30)")
     p.add_argument("--phases", type=option(int, ge=1),
                    help="MLP engine, Hadamard datapath: random configurations, one after the other (default 3, "
-                        "or one per --shapes list)")
+                        "or one per --shapes list); an MLP engine with two weight banks: the distinct cells that "
+                        "random cell visits pick from")
     p.add_argument("--shapes", type=_shapes,
                    help="MLP engine: layer sizes in_0,out_0,...,out_last for every phase, e.g. 32,64,16, or one "
                         "list per phase separated by ';', e.g. '32,64,16;31,64,64,3' (default random within the "

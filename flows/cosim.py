@@ -85,7 +85,9 @@ def run_cosim(
         points: hash encoder: input transactions (random points, with 0 and the largest coordinate).
         vectors: MLP engine and Hadamard datapath: input vectors, split over the phases.
         phases: MLP engine and Hadamard datapath: random configurations written one after the other
-            (each while idle); default 3, or one per size list of ``shapes``.
+            (each while idle); default 3, or one per size list of ``shapes``. An MLP engine with two
+            weight banks runs random cell visits instead (groups of vectors, the next cell's weights
+            loaded while the current one computes): ``phases`` distinct cells, ``shapes`` per cell.
         shapes: MLP engine: layer sizes ``[in_0, out_0, ..., out_last]`` for every phase, or a list of
             them, one per phase (e.g. ``[[32, 64, 16], [31, 64, 64, 3]]``); default random. Other
             engines ignore it.

@@ -29,7 +29,6 @@ log entries (a resource that failed to load, for one).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime
 import fcntl
 import html
@@ -553,7 +552,7 @@ def cosim_section(engines_yaml: str | Path, runs_root: str | Path = "runs", *,
                   caption: str = "Co-simulation of the generated engines") -> Section:
     """For each engine section of ``engines_yaml`` (``hw.params.load_config``): the co-simulation records
     (``<runs_root>/cosim-*/summary.json``) of that engine with exactly its parameters (the record's
-    "params" against ``dataclasses.asdict`` of the section, both as JSON), PASS / FAIL with their counts,
+    "params" against the section's ``to_dict()``, both as JSON), PASS / FAIL with their counts,
     or "not co-simulated (run: make cosim CONFIG=<engines_yaml>)". A table; a text section when the file
     is missing or not a valid engines file. Unreadable records are skipped.
     """
@@ -569,7 +568,7 @@ def cosim_section(engines_yaml: str | Path, runs_root: str | Path = "runs", *,
     records = _cosim_records(runs_root)
     rows = []
     for section, params in engines.items():
-        want = _jsonable(dataclasses.asdict(params))
+        want = _jsonable(params.to_dict())
         found = [(d, r) for d, r in records if r.get("engine") == section and r.get("params") == want]
         for d, r in found:
             ok = bool(r.get("passed")) and r.get("mismatches") == 0  # the rule of flows.cosim.summary_lines

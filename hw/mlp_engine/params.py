@@ -40,6 +40,13 @@ class MlpEngineParams(ParamsMixin):
             ``acc_bits``), so the TLM's reference stays in NumPy int64.
         clock_mhz: clock frequency for converting cycles to time (MHz), in [1, 2000]; it changes no
             hardware.
+        weight_banks: weight banks, in [1, 2]. 1: one set of weights, biases and layer settings,
+            written while the engine is idle. 2 (KiloNeRF, one tiny MLP per grid cell): two banks used
+            ping-pong, so that a loader fills the next cell's weights while the engine computes the
+            current cell (the bank protocol is in ``hw.mlp_engine.rtl``); every write port gets a
+            ``bank`` field, the streams a ``last`` bit, and the engine a ``banks`` port. With 1 the
+            field is left out of ``to_dict`` (hence out of the Verilog parameter line, YAML and
+            summaries), so a single-bank engine's Verilog is byte for byte that of releases before it.
 
     Raises:
         ConfigError: naming the field, the allowed range and the value.
@@ -54,6 +61,7 @@ class MlpEngineParams(ParamsMixin):
     max_act_bits: Annotated[int, Field(ge=2, le=16)] = 8
     mult_bits: Annotated[int, Field(ge=1, le=20)] = 16
     clock_mhz: Annotated[int, Field(ge=1, le=2000)] = 200
+    weight_banks: Annotated[int, Field(ge=1, le=2)] = 1
 
     #: Config-file section, Verilog top module and file stem.
     SECTION = "mlp_engine"
@@ -70,7 +78,22 @@ class MlpEngineParams(ParamsMixin):
     #: Three keep back-to-back vectors from waiting for a credit under no backpressure: a vector's
     #: output is valid 5 cycles after its last issue cycle and every vector issues for >= 4 cycles.
     OUT_FIFO_DEPTH = 3
+    #: Two banks: cycles from the last issue cycle E of a cell group's last vector to the first cycle its
+    #: bank reads as free: the vector's last tile is in stage 4 (the last stage that reads the bank's
+    #: settings) at E + 4, and the bank is released at the edge closing that cycle.
+    BANK_RELEASE = 5
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict; ``weight_banks`` only when it is 2 (see the field's description)."""
+        out = super().to_dict()
+        if self.weight_banks == 1:
+            del out["weight_banks"]
+        return out
+
+    @property
+    def banked(self) -> bool:
+        """Whether the engine has two weight banks (``weight_banks == 2``)."""
+        return self.weight_banks == 2
 
     # --- derived sizes ----------------------------------------------------------------------
     @property
@@ -118,15 +141,17 @@ class MlpEngineParams(ParamsMixin):
 
     @property
     def weight_depth(self) -> int:
-        """Weight-memory words (R * C bits each, one bit-plane of one tile):
-        ``max_layers * RT * CT * max_weight_bits``; word ``((layer * RT + rt) * CT + ct) * max_weight_bits + plane``.
+        """Weight-memory words (R * C bits each, one bit-plane of one tile), all banks:
+        ``weight_banks * max_layers * RT * CT * max_weight_bits``; word
+        ``(((bank * max_layers + layer) * RT + rt) * CT + ct) * max_weight_bits + plane`` (bank 0 with one bank).
         """
-        return self.max_layers * self.row_tiles * self.col_tiles * self.max_weight_bits
+        return self.weight_banks * self.max_layers * self.row_tiles * self.col_tiles * self.max_weight_bits
 
     @property
     def bias_depth(self) -> int:
-        """Bias-memory words (R biases of ``bias_bits`` each): ``max_layers * RT``; word ``layer * RT + rt``."""
-        return self.max_layers * self.row_tiles
+        """Bias-memory words (R biases of ``bias_bits`` each), all banks: ``weight_banks * max_layers * RT``;
+        word ``(bank * max_layers + layer) * RT + rt``."""
+        return self.weight_banks * self.max_layers * self.row_tiles
 
     @property
     def config_fields(self) -> tuple[tuple[str, int], ...]:
@@ -237,15 +262,23 @@ class MlpLayer(ParamsMixin):
 
 
 def verilog_header(params: MlpEngineParams) -> str:
-    """The comment lines after the parameter line of ``mlp_engine.v``: the cycle formula and sizes."""
+    """The comment lines after the parameter line of ``mlp_engine.v``: the cycle formula and sizes (and,
+    with two weight banks, the cost of a cell visit)."""
     p = params
-    return ("// cycles per vector T = sum_l ceil(out_l/R)*ceil(in_l/C)*wbits_l*abits_l + 4*(L-1); latency T + 6 "
+    text = ("// cycles per vector T = sum_l ceil(out_l/R)*ceil(in_l/C)*wbits_l*abits_l + 4*(L-1); latency T + 6 "
             f"cycles; acc {p.acc_bits} bits, bias {p.bias_bits} bits, weight memory {p.weight_depth} x "
             f"{p.rows * p.cols} bits\n")
+    if p.banked:
+        text += ("// 2 weight banks (ping-pong, bank = outer address digit): at full rate a cell visit of n vectors "
+                 "costs max(n*T, load of the next cell + 2..7) cycles (sim.tlm.mlp_engine.cell_stream_cycles); "
+                 f"a bank is free {p.BANK_RELEASE} cycles after its group's last issue cycle\n")
+    return text
 
 
 def verilog_bytes(params: MlpEngineParams) -> int:
     """Estimated size of ``mlp_engine.v`` in bytes: the datapath grows with R x C and the vector widths
-    (no memory contents are written). Calibrated against the presets: within 0.7x to 1.8x."""
+    (no memory contents are written); two weight banks double the settings' multiplexers, about 1.5x
+    in all. Calibrated against the presets: within 0.7x to 1.8x."""
     p = params
-    return 20_000 + 1_000 * p.rows * p.cols + 150 * (p.max_in + p.max_out) * p.max_act_bits
+    single = 20_000 + 1_000 * p.rows * p.cols + 150 * (p.max_in + p.max_out) * p.max_act_bits
+    return single * (1 + p.weight_banks) // 2 if p.banked else single

@@ -31,7 +31,51 @@ Interfaces (all in the ``sync`` domain; R = rows, C = cols):
 Write the configuration, weights and biases while the engine is idle (no vector in flight); settings
 written while vectors are in flight take effect at once and corrupt them. Memory read ports are
 non-transparent (a read in the cycle of a write to the same word sees the old word; irrelevant when
-loading while idle, and the TLM assumes loading while idle).
+loading while idle, and the TLM assumes loading while idle). With two weight banks (below) a loader
+instead writes one bank while the engine computes from the other.
+
+TWO WEIGHT BANKS (``weight_banks: 2``; KiloNeRF: one tiny MLP per grid cell, samples grouped by cell).
+The settings (per-layer words and the layer count), the weights and the biases exist once per bank.
+The weight and bias memories hold both banks, the bank being the outermost address digit (word
+``(((bank * max_layers + layer) * RT + rt) * CT + ct) * max_weight_bits + plane``, bias word
+``(bank * max_layers + layer) * RT + rt``): the engine reads one bank at a time through one read port
+and the loader writes through one write port, so a bank costs depth, not ports or a read mux, and
+with a power-of-two depth the bank is the address MSB. The settings are registers, one set per bank.
+Interfaces change as follows:
+
+* ``i`` and ``o`` payloads are structs (``input_layout``, ``output_layout``): ``data`` (the vector, as
+  above) and ``last`` (the bit above it): the vector is the last of its cell group; ``o.last`` is the
+  input's, passed through, so that the consumer sees the group boundaries.
+* ``cfg``, ``weights`` and ``bias`` have a ``bank`` field: the bank each write goes to.
+* ``banks`` (``BankSignature``): in ``commit`` (a one-cycle pulse) and ``commit_bank``; out ``free``
+  (2 bits, bit b high while bank b is EMPTY).
+
+Bank protocol. Each bank is EMPTY, FULL or BUSY; both are EMPTY after reset and the current bank
+(the one loads read) is 0. A loader writes a whole cell (settings, layer count, weights, biases; any
+order, one word per port per cycle) into an EMPTY bank and then pulses ``commit`` with ``commit_bank``
+(in the cycle of the last write at the earliest); the bank is FULL from the next cycle. Cells go into
+banks 0, 1, 0, 1, ... in the order of their groups in the input stream. A vector loads only while the
+current bank is FULL (besides the single-bank conditions); the load of a group's last vector makes the
+bank BUSY and the other bank current. The bank becomes EMPTY when that vector's last row tile leaves
+stage 4, the last stage that reads the bank (stage 0 the settings and the weight memory, stage 1 the
+bias memory, stages 2-4 the settings: the bank travels down the pipeline with each tile): with E the
+vector's last issue cycle, its last tile is in stage 4 in cycle E + 4, and ``free`` is high from cycle
+E + 5 (``MlpEngineParams.BANK_RELEASE``). Writing or committing a bank that is not EMPTY is a driver
+error (it corrupts vectors in flight or a committed cell).
+
+Timing with two banks: per vector as above with its own cell's T; vector k of group (visit) g(k),
+c_g the cycle of group g's commit pulse, m(g) the last vector of group g, and the loader of
+``sim.tlm.mlp_engine`` (part d: it sees the bank free in cycle t_g, writes in t_g + 1 .. t_g + load_g,
+commits in c_g = t_g + 1 + load_g)::
+
+      a_k = max(offer_k, a_{k-1} + 1, l_{k-1})
+      l_k = max(a_k + 1, l_{k-1} + T_{k-1}, o_{k-3} + 1, c_{g(k)} + 1)
+      o_k = min{t >= max(l_k + T_k + 5, o_{k-1} + 1) : ready[t]}
+      t_g = max(c_{g-1} + 1, l_{m(g-2)} + T_{m(g-2)} + 5)     (t_0 = 0; t_1 = c_0 + 1)
+
+At full rate a group of n_g vectors therefore costs max(n_g T_g, load_{g+1} + 2..7) cycles: when
+compute hides the next cell's load, the next group's first vector loads on the last issue cycle of
+this one, with no switch cycle (``sim.tlm.mlp_engine.cell_schedule`` gives the exact sum).
 
 Arithmetic per layer: ``acc = W x + b`` exactly (accumulator ``acc_bits``), then
 ``y = (acc * M + 2^(S-1)) >> S`` (arithmetic shift, round half up; no rounding term for S = 0,
@@ -89,8 +133,8 @@ from amaranth.lib.wiring import In, Out
 from hw.common import StreamQueue, adder_tree, config_layout, index_range
 from hw.mlp_engine.params import MlpEngineParams
 
-__all__ = ["MlpEngine", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature",
-           "vector_layout", "config_layout", "adder_tree", "index_range"]
+__all__ = ["MlpEngine", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature", "BankSignature",
+           "vector_layout", "input_layout", "output_layout", "config_layout", "adder_tree", "index_range"]
 
 
 def vector_layout(count: int, bits: int) -> data.ArrayLayout:
@@ -98,10 +142,35 @@ def vector_layout(count: int, bits: int) -> data.ArrayLayout:
     return data.ArrayLayout(unsigned(bits), count)
 
 
+def _stream_layout(params: MlpEngineParams, count: int):
+    vector = vector_layout(count, params.max_act_bits)
+    if not params.banked:
+        return vector
+    return data.StructLayout({"data": vector, "last": unsigned(1)})
+
+
+def input_layout(params: MlpEngineParams):
+    """Payload of ``i``: ``vector_layout(max_in, max_act_bits)``; with two weight banks a struct of that
+    (``data``, bits [0, max_in * max_act_bits)) and ``last`` (the bit above: last vector of its cell group)."""
+    return _stream_layout(params, params.max_in)
+
+
+def output_layout(params: MlpEngineParams):
+    """Payload of ``o``: ``vector_layout(max_out, max_act_bits)``; with two weight banks a struct of that
+    (``data``) and ``last``, the input vector's ``last`` passed through."""
+    return _stream_layout(params, params.max_out)
+
+
+
+
+def _bank_field(params: MlpEngineParams) -> dict:
+    # The ``bank`` member exists only with two banks, so that a single-bank engine keeps its ports.
+    return {"bank": Out(1)} if params.banked else {}
 
 
 class ConfigWriteSignature(wiring.Signature):
-    """Configuration port, driver's view: ``en``, ``layer``, ``data`` (``config_layout``); ``layers_en``, ``layers``."""
+    """Configuration port, driver's view: ``en``, ``layer``, ``data`` (``config_layout``); ``layers_en``, ``layers``;
+    with two weight banks also ``bank`` (the bank both writes go to)."""
 
     def __init__(self, params: MlpEngineParams):
         super().__init__({
@@ -110,12 +179,13 @@ class ConfigWriteSignature(wiring.Signature):
             "data": Out(config_layout(params)),
             "layers_en": Out(1),
             "layers": Out(range(params.max_layers + 1)),
+            **_bank_field(params),
         })
 
 
 class WeightWriteSignature(wiring.Signature):
     """Weight-load port, driver's view: ``en``, ``layer``, ``row_tile``, ``col_tile``, ``plane``,
-    ``data`` (R * C bits)."""
+    ``data`` (R * C bits); with two weight banks also ``bank``."""
 
     def __init__(self, params: MlpEngineParams):
         super().__init__({
@@ -125,11 +195,13 @@ class WeightWriteSignature(wiring.Signature):
             "col_tile": Out(index_range(params.col_tiles)),
             "plane": Out(index_range(params.max_weight_bits)),
             "data": Out(params.rows * params.cols),
+            **_bank_field(params),
         })
 
 
 class BiasWriteSignature(wiring.Signature):
-    """Bias-load port, driver's view: ``en``, ``layer``, ``row_tile``, ``data`` (R fields of ``bias_bits``)."""
+    """Bias-load port, driver's view: ``en``, ``layer``, ``row_tile``, ``data`` (R fields of ``bias_bits``);
+    with two weight banks also ``bank``."""
 
     def __init__(self, params: MlpEngineParams):
         super().__init__({
@@ -137,7 +209,25 @@ class BiasWriteSignature(wiring.Signature):
             "layer": Out(index_range(params.max_layers)),
             "row_tile": Out(index_range(params.row_tiles)),
             "data": Out(params.rows * params.bias_bits),
+            **_bank_field(params),
         })
+
+
+class BankSignature(wiring.Signature):
+    """Bank port of an engine with two weight banks, loader's view: ``commit`` (pulse: bank ``commit_bank``
+    now holds a whole cell), ``commit_bank``; ``free`` (2 bits, bit b: bank b is empty and may be written).
+
+    Args:
+        params: ``MlpEngineParams`` with ``weight_banks`` 2.
+
+    Raises:
+        ValueError: the params have one bank.
+    """
+
+    def __init__(self, params: MlpEngineParams):
+        if not params.banked:
+            raise ValueError(f"BankSignature needs weight_banks 2, not {params.weight_banks}")
+        super().__init__({"commit": Out(1), "commit_bank": Out(1), "free": In(2)})
 
 
 
@@ -156,11 +246,12 @@ class MlpEngine(wiring.Component):
             raise TypeError(f"params must be an MlpEngineParams, not {params!r}")
         self._params = params
         super().__init__({
-            "i": In(stream.Signature(vector_layout(params.max_in, params.max_act_bits))),
-            "o": Out(stream.Signature(vector_layout(params.max_out, params.max_act_bits))),
+            "i": In(stream.Signature(input_layout(params))),
+            "o": Out(stream.Signature(output_layout(params))),
             "cfg": In(ConfigWriteSignature(params)),
             "weights": In(WeightWriteSignature(params)),
             "bias": In(BiasWriteSignature(params)),
+            **({"banks": In(BankSignature(params))} if params.banked else {}),
         })
 
     @property
@@ -173,6 +264,9 @@ class MlpEngine(wiring.Component):
         R, C, RT, CT = p.rows, p.cols, p.row_tiles, p.col_tiles
         WB, AB, LMAX = p.max_weight_bits, p.max_act_bits, p.max_layers
         bb, depth = p.bias_bits, p.OUT_FIFO_DEPTH
+        # Two weight banks: every bank-dependent piece below has a banked branch; with one bank the
+        # statements are exactly those of the single-bank engine (its Verilog is unchanged).
+        banked = p.banked
 
         def named(expr, name):
             """A named combinational copy of an expression with several readers, so that it is built
@@ -184,21 +278,40 @@ class MlpEngine(wiring.Component):
 
         # --- configuration registers ------------------------------------------------------------
         layout = config_layout(p)
-        cfg_words = [Signal(layout.size, name=f"cfg{l}_word") for l in range(LMAX)]
-        n_layers = Signal(range(LMAX + 1), init=1)
-        with m.If(self.cfg.en):
-            with m.Switch(self.cfg.layer):
-                for l in range(LMAX):
-                    with m.Case(l):
-                        m.d.sync += cfg_words[l].eq(self.cfg.data.as_value())
-        with m.If(self.cfg.layers_en):
-            m.d.sync += n_layers.eq(self.cfg.layers)
+        if not banked:
+            cfg_words = [Signal(layout.size, name=f"cfg{l}_word") for l in range(LMAX)]
+            n_layers = Signal(range(LMAX + 1), init=1)
+            with m.If(self.cfg.en):
+                with m.Switch(self.cfg.layer):
+                    for l in range(LMAX):
+                        with m.Case(l):
+                            m.d.sync += cfg_words[l].eq(self.cfg.data.as_value())
+            with m.If(self.cfg.layers_en):
+                m.d.sync += n_layers.eq(self.cfg.layers)
+        else:
+            # Word b * LMAX + l: bank b's layer l (the same outer-bank order as the memories).
+            cfg_words = [Signal(layout.size, name=f"bank{b}_cfg{l}_word") for b in range(2) for l in range(LMAX)]
+            bank_layers = [Signal(range(LMAX + 1), init=1, name=f"bank{b}_layers") for b in range(2)]
+            for b in range(2):
+                with m.If(self.cfg.en & (self.cfg.bank == b)):
+                    with m.Switch(self.cfg.layer):
+                        for l in range(LMAX):
+                            with m.Case(l):
+                                m.d.sync += cfg_words[b * LMAX + l].eq(self.cfg.data.as_value())
+                with m.If(self.cfg.layers_en & (self.cfg.bank == b)):
+                    m.d.sync += bank_layers[b].eq(self.cfg.layers)
 
-        def cfg_of(layer_index):
-            """The settings of layer ``layer_index`` (a view; each field read is a small mux)."""
+        def cfg_of(layer_index, bank=None):
+            """The settings of layer ``layer_index`` (of ``bank`` with two banks; a view; each field read
+            is a small mux)."""
+            if banked:
+                return data.View(layout, Array(cfg_words)[bank if LMAX == 1 else bank * LMAX + layer_index])
             return data.View(layout, cfg_words[0] if LMAX == 1 else Array(cfg_words)[layer_index])
 
         # --- weight and bias memories -----------------------------------------------------------
+        # Both banks share one memory of twice the depth, the bank being the outermost digit of the
+        # address: one write port (the loader) and one read port (the issue unit, which reads one bank
+        # at a time) as with one bank, so it maps onto the same simple dual-port RAMs, with no read mux.
         wmem = memory.Memory(shape=unsigned(R * C), depth=p.weight_depth, init=[])
         bmem = memory.Memory(shape=unsigned(R * bb), depth=max(p.bias_depth, 2), init=[])
         m.submodules.weight_mem = wmem
@@ -206,24 +319,49 @@ class MlpEngine(wiring.Component):
         w_wr, w_rd = wmem.write_port(), wmem.read_port()  # read ports: non-transparent
         b_wr, b_rd = bmem.write_port(), bmem.read_port()
 
-        def weight_addr(layer, rt, ct, plane):
-            return ((layer * RT + rt) * CT + ct) * WB + plane
+        if not banked:
+            def weight_addr(layer, rt, ct, plane):
+                return ((layer * RT + rt) * CT + ct) * WB + plane
+        else:
+            def weight_addr(layer, rt, ct, plane, bank):
+                return (((bank * LMAX + layer) * RT + rt) * CT + ct) * WB + plane
 
-        m.d.comb += [
-            w_wr.en.eq(self.weights.en),
-            w_wr.addr.eq(weight_addr(self.weights.layer, self.weights.row_tile, self.weights.col_tile,
-                                     self.weights.plane)),
-            w_wr.data.eq(self.weights.data),
-            b_wr.en.eq(self.bias.en),
-            b_wr.addr.eq(self.bias.layer * RT + self.bias.row_tile),
-            b_wr.data.eq(self.bias.data),
-        ]
+        if not banked:
+            m.d.comb += [
+                w_wr.en.eq(self.weights.en),
+                w_wr.addr.eq(weight_addr(self.weights.layer, self.weights.row_tile, self.weights.col_tile,
+                                         self.weights.plane)),
+                w_wr.data.eq(self.weights.data),
+                b_wr.en.eq(self.bias.en),
+                b_wr.addr.eq(self.bias.layer * RT + self.bias.row_tile),
+                b_wr.data.eq(self.bias.data),
+            ]
+        else:
+            m.d.comb += [
+                w_wr.en.eq(self.weights.en),
+                w_wr.addr.eq(weight_addr(self.weights.layer, self.weights.row_tile, self.weights.col_tile,
+                                         self.weights.plane, self.weights.bank)),
+                w_wr.data.eq(self.weights.data),
+                b_wr.en.eq(self.bias.en),
+                b_wr.addr.eq((self.bias.bank * LMAX + self.bias.layer) * RT + self.bias.row_tile),
+                b_wr.data.eq(self.bias.data),
+            ]
 
         # --- input register, activation buffer (one register per bit-plane, element k at bit k) ---
         in_full = Signal()
         in_buf = Signal(vector_layout(p.max_in, AB))
         act = [Signal(p.max_in, name=f"act_plane{j}") for j in range(AB)]
         credits = Signal(range(depth + 1))
+
+        # --- weight banks: state, the current bank, the issuing vector's bank and group end -----------
+        if banked:
+            in_last = Signal()  # the input register's vector ends its cell group
+            bank_full = [Signal(name=f"bank{b}_full") for b in range(2)]  # committed, group not all loaded
+            bank_busy = [Signal(name=f"bank{b}_busy") for b in range(2)]  # group loaded, not all past stage 4
+            cur_bank = Signal()  # the bank the next load reads
+            s0_bank = Signal(name="s0_bank")  # the issuing vector's bank
+            s0_glast = Signal(name="s0_glast")  # the issuing vector ends its group
+            m.d.comb += self.banks.free.eq(Cat(~bank_full[b] & ~bank_busy[b] for b in range(2)))
 
         # --- issue unit (stage 0) -------------------------------------------------------------------
         issuing = Signal()
@@ -235,11 +373,12 @@ class MlpEngine(wiring.Component):
         col_base = Signal(index_range(p.max_in))  # ct * C
         wi = Signal(index_range(WB))  # weight plane
         aj = Signal(index_range(AB))  # activation plane
-        c0 = cfg_of(lyr)
+        c0 = cfg_of(lyr, s0_bank) if banked else cfg_of(lyr)
         last_j = named(aj + 1 == c0.act_bits, "s0_last_act_plane")
         last_i = named(wi + 1 == c0.weight_bits, "s0_last_weight_plane")
         last_ct = named(col_base + C >= c0.in_size, "s0_last_col_tile")
         last_rt = named(row_base + R >= c0.out_size, "s0_last_row_tile")
+        n_layers = Array(bank_layers)[s0_bank] if banked else n_layers
         last_layer = named(lyr + 1 == n_layers, "s0_last_layer")
         tile_last = last_j & last_i & last_ct
         layer_last = named(tile_last & last_rt, "s0_layer_last")
@@ -250,7 +389,10 @@ class MlpEngine(wiring.Component):
         plane = Array(planes)[aj]
         act_tile = plane.word_select(ct, C) if CT > 1 else plane
 
-        m.d.comb += w_rd.addr.eq(weight_addr(lyr, rt, ct, wi))
+        if banked:
+            m.d.comb += w_rd.addr.eq(weight_addr(lyr, rt, ct, wi, s0_bank))
+        else:
+            m.d.comb += w_rd.addr.eq(weight_addr(lyr, rt, ct, wi))
 
         with m.If(issuing):
             with m.If(~last_j):
@@ -287,6 +429,14 @@ class MlpEngine(wiring.Component):
             m.d.sync += [layer_of[2].eq(s1_lyr), layer_of[3].eq(layer_of[2]), layer_of[4].eq(layer_of[3])]
         if RT > 1:
             m.d.sync += [tile_of[2].eq(s1_rt), tile_of[3].eq(tile_of[2]), tile_of[4].eq(tile_of[3])]
+        if banked:
+            # The bank travels with each pair down the pipeline (stage 1 reads the bias, stages 2-4 the
+            # settings); ``gend``: this is the last row tile of the last layer of its group's last vector.
+            bank_of = {s: Signal(name=f"s{s}_bank") for s in (1, 2, 3, 4)}
+            gend_of = {s: Signal(name=f"s{s}_gend") for s in (1, 2, 3, 4)}
+            m.d.sync += [bank_of[1].eq(s0_bank), gend_of[1].eq(layer_last & last_layer & s0_glast)]
+            m.d.sync += [bank_of[s].eq(bank_of[s - 1]) for s in (2, 3, 4)]
+            m.d.sync += [gend_of[s].eq(gend_of[s - 1]) for s in (2, 3, 4)]
 
         # --- stage 0 -> 1 ---------------------------------------------------------------------------
         m.d.sync += [
@@ -302,7 +452,10 @@ class MlpEngine(wiring.Component):
             s1_rt.eq(rt),
         ]
         # The bias of a row tile is read alongside, so that it arrives with stage 2.
-        m.d.comb += b_rd.addr.eq(s1_lyr * RT + s1_rt)
+        if banked:
+            m.d.comb += b_rd.addr.eq((bank_of[1] * LMAX + s1_lyr) * RT + s1_rt)
+        else:
+            m.d.comb += b_rd.addr.eq(s1_lyr * RT + s1_rt)
 
         # --- stage 1: the weight plane arrives; AND + popcount per row -----------------------------
         s2_pop = [Signal(range(C + 1), name=f"s2_pop{r}") for r in range(R)]
@@ -311,7 +464,7 @@ class MlpEngine(wiring.Component):
         m.d.sync += [s2[n].eq(s1[n]) for n in s1] + [s2_shift.eq(s1_shift)]
 
         # --- stage 2: accumulate (modular in acc_bits; the final sum fits, so it is exact) ----------
-        c2 = cfg_of(layer_of[2])
+        c2 = cfg_of(layer_of[2], bank_of[2]) if banked else cfg_of(layer_of[2])
         acc = [Signal(signed(p.acc_bits), name=f"acc{r}") for r in range(R)]
         for r in range(R):
             mag = s2_pop[r] << s2_shift
@@ -325,14 +478,14 @@ class MlpEngine(wiring.Component):
                      s3["layer_end"].eq(s2["layer_end"]), s3["vec_end"].eq(s2["vec_end"])]
 
         # --- stage 3: acc * M (the accumulators hold the finished row tile this cycle) --------------
-        c3 = cfg_of(layer_of[3])
+        c3 = cfg_of(layer_of[3], bank_of[3]) if banked else cfg_of(layer_of[3])
         s4 = {n: Signal(name=f"s4_{n}") for n in ("valid", "layer_end", "vec_end")}
         s4_prod = [Signal(signed(p.prod_bits), name=f"s4_prod{r}") for r in range(R)]
         m.d.sync += [s4_prod[r].eq(acc[r] * c3.mult) for r in range(R)]
         m.d.sync += [s4[n].eq(s3[n]) for n in s3]
 
         # --- stage 4: round, shift, ReLU, clamp; merge into the result buffer -----------------------
-        c4 = cfg_of(layer_of[4])
+        c4 = cfg_of(layer_of[4], bank_of[4]) if banked else cfg_of(layer_of[4])
         # 2^out_bits after ReLU, 2^(out_bits - 1) otherwise: the clamp is [lo, hi] = [0 or -limit, limit - 1]
         limit = (Const(1, AB + 1) << c4.out_bits) >> ~c4.relu
         hi = named(limit - 1, "s4_hi")
@@ -368,23 +521,53 @@ class MlpEngine(wiring.Component):
             m.d.sync += [waiting.eq(0), issuing.eq(1), lyr.eq(lyr + 1)]
 
         # --- load: input register -> activation buffer, start a vector ------------------------------
-        load = named(in_full & ((~issuing & ~waiting) | vec_last) & (credits < depth), "load")
-        first_in = data.View(layout, cfg_words[0]).in_size
+        if not banked:
+            load = named(in_full & ((~issuing & ~waiting) | vec_last) & (credits < depth), "load")
+            first_in = data.View(layout, cfg_words[0]).in_size
+        else:
+            # A vector loads only from a full (committed) bank; the bank is then known, so elements past
+            # its layer 0's in_size are zeroed here rather than at the input transfer.
+            cur_full = named(Mux(cur_bank, bank_full[1], bank_full[0]), "cur_bank_full")
+            load = named(in_full & ((~issuing & ~waiting) | vec_last) & (credits < depth) & cur_full, "load")
+            first_in = cfg_of(0, cur_bank).in_size
         m.d.comb += self.i.ready.eq(~in_full | load)
         in_fire = self.i.valid & self.i.ready
-        with m.If(load):
-            m.d.sync += [in_full.eq(0), issuing.eq(1), lyr.eq(0)]
-            m.d.sync += [act[j].eq(Cat(in_buf[k][j] for k in range(p.max_in))) for j in range(AB)]
-        with m.If(in_fire):
-            # Elements past layer 0's in_size are stored as 0, so they add nothing.
-            m.d.sync += in_full.eq(1)
-            m.d.sync += [in_buf[k].eq(Mux(k < first_in, self.i.payload[k], 0)) for k in range(p.max_in)]
+        if not banked:
+            with m.If(load):
+                m.d.sync += [in_full.eq(0), issuing.eq(1), lyr.eq(0)]
+                m.d.sync += [act[j].eq(Cat(in_buf[k][j] for k in range(p.max_in))) for j in range(AB)]
+            with m.If(in_fire):
+                # Elements past layer 0's in_size are stored as 0, so they add nothing.
+                m.d.sync += in_full.eq(1)
+                m.d.sync += [in_buf[k].eq(Mux(k < first_in, self.i.payload[k], 0)) for k in range(p.max_in)]
+        else:
+            kept = [named(Mux(k < first_in, in_buf[k], 0), f"in_kept{k}") for k in range(p.max_in)]
+            with m.If(load):
+                m.d.sync += [in_full.eq(0), issuing.eq(1), lyr.eq(0), s0_bank.eq(cur_bank), s0_glast.eq(in_last)]
+                m.d.sync += [act[j].eq(Cat(kept[k][j] for k in range(p.max_in))) for j in range(AB)]
+                with m.If(in_last):  # the group's last vector: the next load reads the other bank
+                    m.d.sync += cur_bank.eq(~cur_bank)
+            with m.If(in_fire):
+                m.d.sync += [in_full.eq(1), in_last.eq(self.i.payload.last), in_buf.eq(self.i.payload.data)]
 
         # --- output queue and credits --------------------------------------------------------------
         push = s4["valid"] & s4["layer_end"] & s4["vec_end"]
-        m.submodules.out_queue = queue = StreamQueue(shape=vector_layout(p.max_out, AB), depth=depth)
-        m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(merged)]
+        m.submodules.out_queue = queue = StreamQueue(shape=output_layout(p), depth=depth)
+        if banked:
+            m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(Cat(merged, gend_of[4]))]
+        else:
+            m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(merged)]
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         pop = self.o.valid & self.o.ready
         m.d.sync += credits.eq(credits + load - pop)
+
+        # --- bank states: EMPTY -> commit -> FULL -> group's last load -> BUSY -> its last push -> EMPTY
+        if banked:
+            for b in range(2):
+                with m.If(self.banks.commit & (self.banks.commit_bank == b)):
+                    m.d.sync += bank_full[b].eq(1)
+                with m.If(load & in_last & (cur_bank == b)):
+                    m.d.sync += [bank_full[b].eq(0), bank_busy[b].eq(1)]
+                with m.If(push & gend_of[4] & (bank_of[4] == b)):
+                    m.d.sync += bank_busy[b].eq(0)
         return m

@@ -63,14 +63,15 @@ def write_result(job: dict, result: dict) -> None:
 
 async def stream_and_check(dut, *, items: Sequence[int], offer_cycles: Sequence[int], ready: Sequence[bool],
                            board_in: Scoreboard, board_out: Scoreboard, limit: int,
-                           i_bus: str = "i", o_bus: str = "o") -> tuple[int, int, int]:
+                           i_bus: str = "i", o_bus: str = "o", components: Sequence = ()) -> tuple[int, int, int]:
     """Stream ``items`` into an engine with one output per input and check every transfer.
 
     Starts a source on ``i_bus`` (item i offered from ``offer_cycles[i]``), a sink on ``o_bus``
-    (``ready[t]`` in cycle t, ready past the end) and a monitor on each at the current edge, so
-    cycle 0 is the cycle after it. Each observed transfer ``(cycle, payload)`` goes to the
-    scoreboard of its stream. Returns once ``len(items)`` outputs have transferred or after
-    ``limit`` cycles, with the source, sink and monitors stopped and the output not ready.
+    (``ready[t]`` in cycle t, ready past the end), a monitor on each and ``components`` (more drivers
+    or monitors with a ``start()`` that counts cycles the same way, e.g. a weight loader) at the
+    current edge, so cycle 0 is the cycle after it. Each observed transfer ``(cycle, payload)`` goes
+    to the scoreboard of its stream. Returns once ``len(items)`` outputs have transferred or after
+    ``limit`` cycles, with every component stopped and the output not ready.
 
     Returns:
         ``(input transfers, output transfers, cycles)``, cycles = last output transfer cycle + 1
@@ -81,7 +82,7 @@ async def stream_and_check(dut, *, items: Sequence[int], offer_cycles: Sequence[
     sink = StreamSink(clk, o_bus, dut, ready)
     mon_in = StreamMonitor(clk, i_bus, dut)
     mon_out = StreamMonitor(clk, o_bus, dut)
-    tasks = [component.start() for component in (source, sink, mon_in, mon_out)]
+    tasks = [component.start() for component in (source, sink, mon_in, mon_out, *components)]
     n = len(items)
     cycles = 0
     for _ in range(limit):

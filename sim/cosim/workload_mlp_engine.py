@@ -1,5 +1,6 @@
-"""The MLP engine's co-simulation workload: random configurations, vectors, gaps and output stalls; the
-workload part of a co-simulation job and the engine's summary lines (pure NumPy, no simulator needed)."""
+"""The MLP engine's co-simulation workload: random configurations, vectors, gaps and output stalls; with two
+weight banks random cell visits and the loader's timing; the workload part of a co-simulation job and the
+engine's summary lines (pure NumPy, no simulator needed)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 from hw.config import check_int
 from hw.mlp_engine.params import MlpEngineParams, MlpLayer
 from sim.cosim.traffic import offer_cycles, pick as _pick, ready_pattern
-from sim.tlm.mlp_engine import bias_writes, pack_vector, reference_forward, vector_cycles, weight_writes
+from sim.tlm.mlp_engine import (bias_writes, cell_words, cell_writes, pack_vector, reference_forward, vector_cycles,
+                                 weight_writes)
 
-__all__ = ["MlpPhase", "random_mlp_workload", "check_shapes", "phase_shapes", "job_workload", "summary_lines"]
+__all__ = ["MlpPhase", "random_mlp_workload", "MlpCell", "MlpCellRun", "random_cell_workload", "check_shapes",
+           "phase_shapes", "job_workload", "summary_lines"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,22 @@ def _random_layers(params: MlpEngineParams, rng, sizes: list[int], x: np.ndarray
     return tuple(layers), weights, biases
 
 
+def _in_payloads(params: MlpEngineParams, rng, x: np.ndarray, ab: int) -> list[int]:
+    """Input payloads of codes ``x`` (ab-bit): the codes in the low bits of each element and, in half of
+    them, random bits everywhere the engine must ignore (elements past in_size, bits above ab)."""
+    ab_max = params.max_act_bits
+    payloads = []
+    full = (1 << (params.max_in * ab_max)) - 1
+    for row in x:
+        code = pack_vector(row & ((1 << ab) - 1), ab_max)  # the layer-0 codes in the low bits ...
+        if rng.random() < 0.5:  # ... and random bits everywhere the engine must ignore
+            noise = int.from_bytes(rng.bytes((params.max_in * ab_max + 7) // 8), "little") & full
+            keep = pack_vector([(1 << ab) - 1] * x.shape[1], ab_max)
+            code |= noise & ~keep
+        payloads.append(code)
+    return payloads
+
+
 def random_mlp_workload(
     params: MlpEngineParams,
     vectors: int,
@@ -187,15 +206,7 @@ def random_mlp_workload(
         if n > 1:
             x[1] = lo
         layers, weights, biases = _random_layers(params, rng, sizes, x, ab, signed)
-        payloads = []
-        full = (1 << (params.max_in * ab_max)) - 1
-        for row in x:
-            code = pack_vector(row & ((1 << ab) - 1), ab_max)  # the layer-0 codes in the low bits ...
-            if rng.random() < 0.5:  # ... and random bits everywhere the engine must ignore
-                noise = int.from_bytes(rng.bytes((params.max_in * ab_max + 7) // 8), "little") & full
-                keep = pack_vector([(1 << ab) - 1] * sizes[0], ab_max)
-                code |= noise & ~keep
-            payloads.append(code)
+        payloads = _in_payloads(params, rng, x, ab)
         T = vector_cycles(params, layers)
         offers = offer_cycles(rng, n, 2 * T) if idle else np.zeros(n, dtype=np.int64)
         horizon = int(offers[-1]) + (n + 4) * (T + 8) * 3
@@ -209,32 +220,179 @@ def random_mlp_workload(
     return out
 
 
+@dataclass(frozen=True)
+class MlpCell:
+    """One cell's MLP for an engine with two weight banks: settings, weights, biases and the loader's writes.
+
+    Attributes:
+        layers, weights, biases: as in ``MlpPhase``.
+        writes: ``sim.tlm.mlp_engine.cell_writes`` (``cell_words`` of them; in some cells with random
+            bits outside the weight matrices).
+    """
+
+    layers: tuple[MlpLayer, ...]
+    weights: list[np.ndarray]
+    biases: list[np.ndarray | None]
+    writes: list[tuple]
+
+
+@dataclass(frozen=True)
+class MlpCellRun:
+    """A run of cell visits through an engine with two weight banks, from reset (both banks empty).
+
+    Attributes:
+        cells: the distinct cells.
+        visits: int64 (K,), the cell of each visit (visit k is loaded into bank k % 2).
+        inputs: per visit int64 (n_k, in_size of its cell's layer 0), input codes.
+        in_payloads: N = sum n_k input payloads in visit order: the codes (with random bits where the
+            engine must ignore them, as ``MlpPhase``) and, above them, ``last`` (the visit's last vector).
+        offer_cycles: int64 (N,), earliest offer cycle of each vector (non-decreasing).
+        ready: bool (R,), output ready per cycle; ready past the end.
+        load_cycles: int64 (K,), each visit's loader window (>= its cell's words; module docstring of
+            ``sim.tlm.mlp_engine``, part d).
+        slots: per visit the sorted offsets in [0, load_cycles[k]) of the cycles that carry its words
+            (offset 0 is the cycle after the loader saw the bank free).
+    """
+
+    cells: list[MlpCell]
+    visits: np.ndarray
+    inputs: list[np.ndarray]
+    in_payloads: list[int]
+    offer_cycles: np.ndarray
+    ready: np.ndarray
+    load_cycles: np.ndarray
+    slots: list[np.ndarray]
+
+    @property
+    def counts(self) -> list[int]:
+        """n_k, the vectors of each visit."""
+        return [len(x) for x in self.inputs]
+
+
+def random_cell_workload(
+    params: MlpEngineParams,
+    vectors: int,
+    seed: int,
+    *,
+    cells: int = 3,
+    shapes=None,
+    idle: bool = True,
+    backpressure: bool = True,
+) -> MlpCellRun:
+    """Random cell visits for an engine with two weight banks (KiloNeRF: samples grouped by grid cell).
+
+    ``cells`` distinct cells, each with its own random layers as ``random_mlp_workload`` makes them (sizes
+    from ``shapes``, one list for all or one per cell, or random; cell 0 has ``max_layers`` layers when
+    random), bitwidths, ReLU, bias, M and S, weights with random padding in every other cell. Visits pick
+    cells at random (the same cell may come twice in a row; it is loaded again); group sizes are 1
+    (35 %) or 2..6, the last group takes what is left. Each visit's loader window is its cell's words
+    plus nothing (20 %), up to as many again (40 %), or up to twice the visit's compute (40 %), so both
+    loads and compute bind; the words sit in random cycles of the window. Input gaps and output
+    stalls as in ``random_mlp_workload`` (T: the slowest cell's cycles per vector).
+
+    Args:
+        params: engine parameters with ``weight_banks`` 2.
+        vectors: N >= 1 vectors over all visits.
+        seed: NumPy seed; the same seed gives the same workload.
+        cells: distinct cells, >= 1.
+        shapes, idle, backpressure: as in ``random_mlp_workload`` (shapes per cell instead of per phase).
+
+    Raises:
+        ValueError: one weight bank, bad counts or shapes.
+    """
+    if not params.banked:
+        raise ValueError(f"cell visits need weight_banks 2, not {params.weight_banks}")
+    vectors = check_int("vectors", vectors, 1)
+    fixed, cells = phase_shapes(params, shapes, cells)
+    rng = np.random.default_rng(seed)
+    made, codes = [], []
+    for j in range(cells):
+        if fixed is not None:
+            sizes = fixed[j]
+        else:
+            count = params.max_layers if j == 0 else int(rng.integers(1, params.max_layers + 1))
+            inner = min(params.max_in, params.max_out)
+            sizes = ([_pick(rng, 1, params.max_in)] + [_pick(rng, 1, inner) for _ in range(count - 1)]
+                     + [_pick(rng, 1, params.max_out)])
+        ab = _pick(rng, 2, params.max_act_bits)
+        signed = bool(rng.random() < 0.5)
+        lo, hi = (-(1 << (ab - 1)), (1 << (ab - 1)) - 1) if signed else (0, (1 << ab) - 1)
+        x = rng.integers(lo, hi + 1, size=(16, sizes[0]), dtype=np.int64)  # M and S are chosen on these
+        x[0], x[1] = hi, lo
+        layers, weights, biases = _random_layers(params, rng, sizes, x, ab, signed)
+        writes = cell_writes(params, layers, weights, biases, padding=rng if j % 2 else None)
+        made.append(MlpCell(layers, weights, biases, writes))
+        codes.append((ab, lo, hi))
+    counts = []
+    while sum(counts) < vectors:
+        counts.append(min(1 if rng.random() < 0.35 else int(rng.integers(2, 7)), vectors - sum(counts)))
+    visits = rng.integers(0, cells, size=len(counts)).astype(np.int64)
+    inputs, payloads, loads, slots = [], [], [], []
+    T = {j: vector_cycles(params, cell.layers) for j, cell in enumerate(made)}
+    for k, (v, n) in enumerate(zip(visits.tolist(), counts)):
+        ab, lo, hi = codes[v]
+        x = rng.integers(lo, hi + 1, size=(n, made[v].layers[0].in_size), dtype=np.int64)
+        if k == 0:
+            x[0] = hi
+        inputs.append(x)
+        group = _in_payloads(params, rng, x, ab)
+        group[-1] |= 1 << (params.max_in * params.max_act_bits)  # last
+        payloads += group
+        words = cell_words(params, made[v].layers)
+        u = rng.random()
+        extra = 0 if u < 0.2 else int(rng.integers(1, words + 1)) if u < 0.6 else int(rng.integers(1, 2 * n * T[v] + 2))
+        loads.append(words + extra)
+        slots.append(np.sort(rng.choice(words + extra, size=words, replace=False)).astype(np.int64))
+    t_max = max(T.values())
+    offers = offer_cycles(rng, vectors, 2 * t_max) if idle else np.zeros(vectors, dtype=np.int64)
+    horizon = int(offers[-1]) + sum(loads) + 2 * len(loads) + (vectors + 4) * (t_max + 8) * 3
+    ready = ready_pattern(rng, horizon, 1, 3 * t_max) if backpressure else np.ones(0, dtype=bool)
+    return MlpCellRun(made, visits, inputs, payloads, offers, ready, np.array(loads, dtype=np.int64), slots)
+
+
 def job_workload(params: MlpEngineParams, *, vectors: int = 30, phases: int | None = None, shapes=None,
                  **_other) -> dict:
     """The workload part of a co-simulation job: vectors, phases and the layer sizes per phase (None:
-    random), validated (``phase_shapes``); other engines' options are ignored.
+    random), validated (``phase_shapes``); other engines' options are ignored. With two weight banks the
+    phases are the distinct cells that random visits pick from (``random_cell_workload``), and the
+    shapes are per cell.
 
     Raises:
-        ValueError: fewer vectors than phases, a bad phase count or size.
+        ValueError: fewer vectors than phases (one bank), a bad phase count or size.
     """
     per_phase, phases = phase_shapes(params, shapes, phases)
     vectors = check_int("vectors", vectors, 1)
-    if vectors < phases:
+    if vectors < phases and not params.banked:
         raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
     return {"vectors": vectors, "phases": phases, "shapes": per_phase}
 
 
 def summary_lines(s: dict) -> list[str]:
     """The engine's lines of a printed co-simulation summary: its maxima, then per phase the layer
-    sizes and bitwidths, the cycles per vector and the cycles."""
+    sizes and bitwidths, the cycles per vector and the cycles; with two weight banks per cell the same,
+    then the visits: group sizes and the loader's cycles."""
     p = s["params"]
     lines = [f"R={p['rows']} C={p['cols']} max_in={p['max_in']} max_out={p['max_out']} "
              f"max_layers={p['max_layers']} max bits w{p['max_weight_bits']}/a{p['max_act_bits']} "
-             f"mult_bits={p['mult_bits']}"]
+             f"mult_bits={p['mult_bits']}" + (f" weight_banks={p['weight_banks']}" if "weight_banks" in p else "")]
+    if "visits" in s:
+        for j, cell in enumerate(s["cells"]):
+            lines.append(f"cell {j}: {_describe_layers(cell['layers'])}, T={cell['cycles_per_vector']} "
+                         f"cycles/vector, {cell['words']} words to load")
+        visits = s["visits"]
+        commits = sum(v["commit_rtl"] == v["commit_tlm"] for v in visits)
+        lines.append(f"{len(visits)} visits, groups {s['groups']}; load cycles {sum(s['load_cycles'])} "
+                     f"({sum(s['load_words'])} words); commit cycles RTL = TLM for {commits} of {len(visits)}")
+        return lines
     for k, ph in enumerate(s.get("phases", [])):
-        layers = ph["layers"]
-        sizes = "->".join(str(x) for x in [layers[0]["in_size"]] + [x["out_size"] for x in layers])
-        bits = " ".join(f"w{x['weight_bits']}a{x['act_bits']}" for x in layers)
-        lines.append(f"phase {k}: {sizes} ({bits}), {ph['vectors']} vectors, T={ph['cycles_per_vector']} "
-                     f"cycles/vector; cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
+        lines.append(f"phase {k}: {_describe_layers(ph['layers'])}, {ph['vectors']} vectors, "
+                     f"T={ph['cycles_per_vector']} cycles/vector; "
+                     f"cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
     return lines
+
+
+def _describe_layers(layers: list[dict]) -> str:
+    """``in->out->...`` and the weight/activation bits of each layer, e.g. ``13->5->11 (w4a5 w2a3)``."""
+    sizes = "->".join(str(x) for x in [layers[0]["in_size"]] + [x["out_size"] for x in layers])
+    bits = " ".join(f"w{x['weight_bits']}a{x['act_bits']}" for x in layers)
+    return f"{sizes} ({bits})"

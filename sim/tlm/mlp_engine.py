@@ -1,6 +1,6 @@
 """Cycle-for-cycle transaction-level model of ``hw.mlp_engine.MlpEngine``, plus its closed-form timing.
 
-Imports the engine's params (``hw.mlp_engine.params``) and NumPy only (no Amaranth). Three parts:
+Imports the engine's params (``hw.mlp_engine.params``) and NumPy only (no Amaranth). Four parts:
 
 (a) ``reference_forward``: the bit-exact integer forward pass of the quantized MLP, in NumPy int64.
     Per layer (``hw.mlp_engine.params.MlpLayer``), with ``x`` the layer's input codes as integers (signed or
@@ -38,6 +38,25 @@ Imports the engine's params (``hw.mlp_engine.params``) and NumPy only (no Amaran
         a_k = max(offer_k, a_{k-1} + 1, l_{k-1})            input transfer
         l_k = max(a_k + 1, l_{k-1} + T, o_{k-3} + 1)         load cycle; issues l_k + 1 .. l_k + T
         o_k = min{t >= max(l_k + T + 5, o_{k-1} + 1) : ready[t]}   output transfer
+
+(d) Two weight banks (``weight_banks: 2``, KiloNeRF: one tiny MLP per grid cell): ``MlpCellsTLM`` runs a
+    sequence of cell *visits*, visit k a group of n_k >= 1 vectors of one cell (its own layers, weights
+    and biases; the input's ``last`` bit marks each group's last vector), with the same stepping
+    (``_step``) as ``MlpEngineTLM`` plus the bank states and the loader. Bank b is EMPTY (``banks.free``
+    bit b high), FULL from the cycle after a commit to it, BUSY from the cycle after its group's last
+    vector loads, and EMPTY again from E + ``BANK_RELEASE`` (E + 5), E that vector's last issue cycle:
+    its last tile is then past stage 4, the last reader of the bank's settings. A vector loads (the
+    single-bank condition) only while the current bank is FULL; the current bank starts at 0 and
+    flips with each group's last load. The loader, deterministic given ``load_cycles`` (so that the
+    testbench's loader and this model agree), fills visit k into bank k % 2::
+
+        t_k = min{t >= c_{k-1} + 1 : banks.free bit (k % 2) high in cycle t}   (c_{-1} = -1)
+        writes of cell k's ``cell_words`` in distinct cycles of t_k + 1 .. t_k + load_cycles[k]
+        c_k = t_k + 1 + load_cycles[k]             the commit pulse (commit, commit_bank = k % 2)
+
+    ``load_cycles[k]`` >= the words: the extra cycles stand for the memory system's latency and gaps.
+    At full rate (``cell_schedule``, ``cell_stream_cycles``) a visit costs
+    ``max(n_k T_k, load_{k+1} + 2..7)`` cycles: exactly, by a max-plus recurrence over the visits.
 """
 
 from __future__ import annotations
@@ -55,6 +74,7 @@ from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_wo
 __all__ = [
     "MlpEngineTLM", "MlpResult", "reference_forward", "layer_cycles", "vector_cycles", "vector_latency",
     "stream_cycles", "pack_vector", "unpack_vector", "config_word", "weight_writes", "bias_writes", "check_range",
+    "MlpCellsTLM", "CellsResult", "CellTimes", "cell_words", "cell_writes", "cell_schedule", "cell_stream_cycles",
 ]
 
 
@@ -299,57 +319,17 @@ class MlpEngineTLM:
         State mirrored from ``hw.mlp_engine``: the input register (full / empty), the issue unit
         (idle, issuing layer l with its remaining issue cycles, or waiting for layer l's last tile
         to leave the pipeline), the layer ends travelling down the PIPELINE_STAGES registers, the
-        output FIFO and its credits (vectors loaded whose output has not transferred yet).
+        output FIFO and its credits (vectors loaded whose output has not transferred yet); the
+        stepping is ``_step``, which ``MlpCellsTLM`` shares.
+
+        Raises:
+            ValueError: the engine has two weight banks (``MlpCellsTLM`` models those).
         """
-        p = self.params
+        if self.params.banked:
+            raise ValueError("an engine with weight_banks 2 runs cell visits: use MlpCellsTLM")
         offers = check_offers(offer_cycles)
-        ready_at = ReadyPattern(ready)
-        n = len(offers)
-        last_layer = len(self.layers) - 1
-        stages, depth = p.PIPELINE_STAGES, p.OUT_FIFO_DEPTH
-        accept = np.full(n, -1, dtype=np.int64)
-        out = np.full(n, -1, dtype=np.int64)
-        IDLE, ISSUING, WAITING = 0, 1, 2
-        mode, vec, layer, left = IDLE, -1, 0, 0
-        in_full, in_vec = False, -1
-        ends: deque[tuple[int, int, bool]] = deque()  # (cycle in stage 4, vector, last layer)
-        fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector)
-        credits = 0
-        nxt = done = 0
-        t = 0
-        while done < n:
-            o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
-            vec_last = mode == ISSUING and left == 1 and layer == last_layer
-            load = in_full and (mode == IDLE or vec_last) and credits < depth
-            in_fire = nxt < n and offers[nxt] <= t and (not in_full or load)
-            end = ends[0] if ends and ends[0][0] == t else None
-            # --- closing edge of cycle t ---
-            if mode == ISSUING:
-                if left == 1:
-                    ends.append((t + stages, vec, layer == last_layer))
-                    mode = IDLE if layer == last_layer else WAITING
-                else:
-                    left -= 1
-            if end is not None:
-                ends.popleft()
-                if end[2]:
-                    fifo.append((t + 1, end[1]))
-                else:  # layer outputs now in the activation buffer: issue the next layer
-                    mode, layer = ISSUING, layer + 1
-                    left = self._issue[layer]
-            if load:
-                mode, vec, layer, left = ISSUING, in_vec, 0, self._issue[0]
-                in_full = False
-            if in_fire:
-                accept[nxt] = t
-                in_full, in_vec = True, nxt
-                nxt += 1
-            if o_fire:
-                out[fifo.popleft()[1]] = t
-                done += 1
-            credits += int(load) - int(o_fire)
-            t += 1
-        return accept, out
+        steps = _step(self.params, [self._issue] * len(offers), offers, ready)
+        return steps.accept, steps.out
 
     def run(self, vectors, offer_cycles=None, ready=None) -> MlpResult:
         """Predict a whole run: outputs (``forward``) and transfer cycles (``schedule``).
@@ -366,3 +346,338 @@ class MlpEngineTLM:
         accept, out = self.schedule(offer_cycles, ready)
         payloads = [self.payload(row) for row in y]
         return MlpResult(accept, out, y, payloads, int(out.max()) + 1 if n else 0)
+
+
+# --- the control state, stepped one cycle at a time (one bank or two) -------------------------------
+@dataclass
+class _Steps:
+    """What ``_step`` returns: transfer cycles, and with two banks the loader's and the banks' cycles."""
+
+    accept: np.ndarray
+    out: np.ndarray
+    seen: np.ndarray | None = None
+    commit: np.ndarray | None = None
+    release: np.ndarray | None = None
+    free_trace: list[tuple[int, int]] | None = None
+
+
+def _step(params: MlpEngineParams, issue: Sequence[Sequence[int]], offers: np.ndarray, ready, *,
+          last: Sequence[bool] | None = None, loads: Sequence[int] | None = None) -> _Steps:
+    """Step the RTL's control state (``hw.mlp_engine.rtl``) from cycle 0 until every output has transferred.
+
+    Args:
+        issue: per vector, the issue cycles of each of its layers (N_l).
+        offers: int64 (N,), the first cycle each vector may be offered.
+        ready: output ready per cycle (``ReadyPattern``'s argument).
+        last: two banks: per vector, whether it ends its cell group (the input's ``last`` bit); None:
+            one bank (loads wait for nothing but the issue unit and a credit).
+        loads: two banks: per visit (cell group), the loader's ``load_cycles`` (module docstring, part d).
+
+    The loader of part (d) is modelled here too: it is deterministic given ``loads`` and the banks' states.
+    """
+    ready_at = ReadyPattern(ready)
+    n = len(offers)
+    banked = last is not None
+    stages, depth = params.PIPELINE_STAGES, params.OUT_FIFO_DEPTH
+    accept = np.full(n, -1, dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    IDLE, ISSUING, WAITING = 0, 1, 2
+    mode, vec, layer, left, cur_issue, final_layer = IDLE, -1, 0, 0, (), -1
+    in_full, in_vec = False, -1
+    ends: deque[tuple] = deque()  # (cycle in stage 4, vector, last layer[, bank, ends its group])
+    fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector)
+    credits = 0
+    nxt = done = 0
+    if banked:
+        visits = len(loads)
+        seen = np.full(visits, -1, dtype=np.int64)
+        commit = np.full(visits, -1, dtype=np.int64)
+        release = np.full(visits, -1, dtype=np.int64)
+        full, busy, cur = [False, False], [False, False], 0
+        vbank, vglast = 0, False  # the issuing vector's bank and group end
+        group_of = np.cumsum([0] + [int(x) for x in last[:-1]])  # visit of each vector
+        k_load, look_from, commit_at = 0, 0, -1  # loader: visit being loaded, ...
+        free_trace: list[tuple[int, int]] = []
+        free_prev = -1
+    t = 0
+    while done < n:
+        commit_bank = -1
+        if banked:
+            free = sum(1 << b for b in range(2) if not full[b] and not busy[b])
+            if free != free_prev:
+                free_trace.append((t, free))
+                free_prev = free
+            if k_load < visits:
+                if commit_at < 0:
+                    if t >= look_from and free >> (k_load % 2) & 1:
+                        seen[k_load] = t  # writes in cycles t + 1 .. t + loads[k], then the commit
+                        commit_at = t + 1 + int(loads[k_load])
+                elif t == commit_at:
+                    commit[k_load] = t
+                    commit_bank = k_load % 2
+                    k_load, look_from, commit_at = k_load + 1, t + 1, -1
+        o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
+        vec_last = mode == ISSUING and left == 1 and layer == final_layer
+        load = in_full and (mode == IDLE or vec_last) and credits < depth and (not banked or full[cur])
+        in_fire = nxt < n and offers[nxt] <= t and (not in_full or load)
+        end = ends[0] if ends and ends[0][0] == t else None
+        # --- closing edge of cycle t ---
+        if mode == ISSUING:
+            if left == 1:
+                final = layer == final_layer
+                ends.append((t + stages, vec, final, vbank, final and vglast) if banked else (t + stages, vec, final))
+                mode = IDLE if final else WAITING
+            else:
+                left -= 1
+        if end is not None:
+            ends.popleft()
+            if end[2]:
+                fifo.append((t + 1, end[1]))
+                if banked and end[4]:  # the group's last vector leaves stage 4: its bank is free from cycle t + 1
+                    busy[end[3]] = False
+                    release[group_of[end[1]]] = t + 1
+            else:  # layer outputs now in the activation buffer: issue the next layer
+                mode, layer = ISSUING, layer + 1
+                left = cur_issue[layer]
+        if load:
+            cur_issue = issue[in_vec]
+            mode, vec, layer, left, final_layer = ISSUING, in_vec, 0, cur_issue[0], len(cur_issue) - 1
+            in_full = False
+            if banked:
+                vbank, vglast = cur, bool(last[in_vec])
+                if vglast:
+                    full[cur], busy[cur], cur = False, True, cur ^ 1
+        if commit_bank >= 0:
+            full[commit_bank] = True
+        if in_fire:
+            accept[nxt] = t
+            in_full, in_vec = True, nxt
+            nxt += 1
+        if o_fire:
+            out[fifo.popleft()[1]] = t
+            done += 1
+        credits += int(load) - int(o_fire)
+        t += 1
+    if not banked:
+        return _Steps(accept, out)
+    return _Steps(accept, out, seen, commit, release, free_trace)
+
+
+# --- two weight banks: the loader's words, the closed form, the model ------------------------------
+def cell_words(params: MlpEngineParams, layers: Sequence[MlpLayer]) -> int:
+    """Words a loader writes for one cell (one per cycle at most): one ``cfg`` word per layer, the layer
+    count, ``sum_l ceil(out_l / R) * ceil(in_l / C) * weight_bits_l`` weight bit-planes and
+    ``ceil(out_l / R)`` bias words per layer with a bias (``cell_writes`` lists them)."""
+    R, C = params.rows, params.cols
+    weights = sum(-(-x.out_size // R) * -(-x.in_size // C) * x.weight_bits for x in layers)
+    return len(layers) + 1 + weights + sum(-(-x.out_size // R) for x in layers if x.bias)
+
+
+def cell_writes(params: MlpEngineParams, layers: Sequence[MlpLayer], weights: Sequence, biases: Sequence | None,
+                *, padding: np.random.Generator | None = None) -> list[tuple]:
+    """The writes that load one cell into a bank, ``cell_words`` of them, in the order a loader issues them:
+    ``("cfg", layer, config_word)`` per layer, ``("layers", L)``, ``("weights", layer, row_tile, col_tile,
+    plane, data)`` (``weight_writes``; ``padding`` as there), ``("bias", layer, row_tile, data)`` per layer
+    with a bias. The bank is the loader's (``bank`` field of each port)."""
+    out: list[tuple] = [("cfg", l, config_word(params, x)) for l, x in enumerate(layers)]
+    out.append(("layers", len(layers)))
+    for l, x in enumerate(layers):
+        out += [("weights", *w) for w in weight_writes(params, l, weights[l], x.weight_bits, padding=padding)]
+    for l, x in enumerate(layers):
+        if x.bias:
+            out += [("bias", *b) for b in bias_writes(params, l, biases[l])]
+    return out
+
+
+def _per_visit(name: str, values, count: int, lo: int) -> np.ndarray:
+    a = np.broadcast_to(np.asarray(values), (count,)) if np.ndim(values) == 0 else np.asarray(values)
+    if a.shape == (count,) == (0,):
+        return np.zeros(0, dtype=np.int64)
+    if a.shape != (count,) or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be an integer or {count} integers (one per visit), not {values!r}")
+    if count and a.min() < lo:
+        k = int(np.argmin(a))
+        raise ValueError(f"{name}[{k}] must be an integer >= {lo}, not {int(a[k])}")
+    return a.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class CellTimes:
+    """The closed form's cycles of each cell visit k (``cell_schedule``), int64 (K,) each.
+
+    Attributes:
+        seen: t_k, the cycle the loader sees visit k's bank free.
+        commit: c_k, its commit pulse (writes in cycles t_k + 1 .. t_k + load_k).
+        first_load: F_k, the load (start) of its first vector.
+        last_issue: E_k, the last issue cycle of its last vector.
+        cycles: last output transfer + 1: E_{K-1} + 6.
+    """
+
+    seen: np.ndarray
+    commit: np.ndarray
+    first_load: np.ndarray
+    last_issue: np.ndarray
+    cycles: int
+
+
+def cell_schedule(params: MlpEngineParams, counts, T, loads) -> CellTimes:
+    """Cycles of a sequence of cell visits at full rate on an engine with two weight banks, no simulation.
+
+    Full rate: every vector offered from cycle 0 (back to back, each cell group's last one with ``last``),
+    the output always ready, both banks empty at cycle 0, the loader of the module docstring (part d).
+    With R = ``BANK_RELEASE`` = 5 and terms with a negative index left out::
+
+        t_k = max(c_{k-1} + 1, E_{k-2} + R)      (t_0 = 0)   the loader sees bank k % 2 free
+        c_k = t_k + 1 + load_k                               commit
+        F_k = max(E_{k-1}, c_k + 1)                          first vector of visit k loads
+        E_k = F_k + n_k * T_k                                its last vector's last issue cycle
+        cycles = E_{K-1} + 6
+
+    A visit therefore costs ``V_k = F_{k+1} - F_k = max(n_k T_k, c_{k+1} + 1 - F_k)`` with
+    ``max(n_k T_k, load_{k+1} + 2) <= V_k <= max(n_k T_k, load_{k+1} + 7)``: no switch cycle while
+    compute hides the next load (the next cell's first vector loads on the last issue cycle), otherwise
+    the load plus 2 (loader ahead) to 7 (loader waited for the bank of visit k - 1 to drain) cycles.
+
+    Args:
+        counts: n_k >= 1 vectors per visit, (K,).
+        T: cycles per vector of each visit's cell (``vector_cycles``), one integer or (K,).
+        loads: ``load_cycles`` of each visit (>= ``cell_words`` of its cell), one integer or (K,).
+
+    Raises:
+        ValueError: an argument of the wrong length or below its minimum, naming it; one weight bank.
+    """
+    if not params.banked:
+        raise ValueError(f"cell visits need weight_banks 2, not {params.weight_banks}")
+    n = _per_visit("counts", counts, len(np.atleast_1d(counts)), 1)
+    K = len(n)
+    T, loads = _per_visit("T", T, K, 1), _per_visit("loads", loads, K, 1)
+    seen, commit, first, last = (np.zeros(K, dtype=np.int64) for _ in range(4))
+    R = params.BANK_RELEASE
+    for k in range(K):
+        t = 0 if k == 0 else int(commit[k - 1]) + 1
+        if k >= 2:
+            t = max(t, int(last[k - 2]) + R)
+        seen[k], commit[k] = t, t + 1 + int(loads[k])
+        first[k] = max(int(last[k - 1]) if k else 0, int(commit[k]) + 1)
+        last[k] = first[k] + int(n[k]) * int(T[k])
+    cycles = int(last[-1]) + params.START_CYCLES + params.PIPELINE_STAGES if K else 0
+    return CellTimes(seen, commit, first, last, cycles)
+
+
+def cell_stream_cycles(params: MlpEngineParams, counts, T, loads) -> int:
+    """Total cycles (last output transfer + 1) of cell visits at full rate: ``cell_schedule(...).cycles``.
+
+    ``counts`` (n_k), ``T`` (T_k) and ``loads`` (load_k) per visit as in ``cell_schedule``; 0 for no visits.
+    """
+    return cell_schedule(params, counts, T, loads).cycles
+
+
+@dataclass(frozen=True)
+class CellsResult:
+    """What ``MlpCellsTLM.run`` predicts for K cell visits of N vectors in all (vectors in visit order).
+
+    Attributes:
+        accept_cycles, out_cycles: int64 (N,), input and output transfer cycles.
+        outputs: per visit int64 (n_k, out_size of its cell's last layer).
+        last: bool (N,), the ``last`` bit of each vector (True for each visit's last vector).
+        payloads: N output payloads (``MlpCellsTLM.payload``: the vector, ``last`` above it).
+        cycles: last output transfer cycle + 1.
+        seen, commit: int64 (K,), the cycle the loader saw visit k's bank free, and its commit pulse.
+        release: int64 (K,), the first cycle visit k's bank reads free again (its group's last vector's
+            last issue cycle + ``BANK_RELEASE``).
+        free_trace: ``[(cycle, banks.free), ...]`` at cycle 0 and every change, up to the last output.
+    """
+
+    accept_cycles: np.ndarray
+    out_cycles: np.ndarray
+    outputs: list[np.ndarray]
+    last: np.ndarray
+    payloads: list[int]
+    cycles: int
+    seen: np.ndarray
+    commit: np.ndarray
+    release: np.ndarray
+    free_trace: list[tuple[int, int]]
+
+
+class MlpCellsTLM:
+    """Model of an ``MlpEngine`` with two weight banks running a sequence of cell visits (KiloNeRF).
+
+    Args:
+        params: engine parameters with ``weight_banks`` 2.
+        cells: one ``MlpEngineTLM`` per distinct cell (its layers, weights and biases; built on ``params``);
+            visits name cells by index, so a cell visited twice is loaded twice.
+
+    Raises:
+        ValueError: one weight bank, or a cell built on other params.
+    """
+
+    def __init__(self, params: MlpEngineParams, cells: Sequence[MlpEngineTLM]):
+        if not params.banked:
+            raise ValueError(f"MlpCellsTLM needs weight_banks 2, not {params.weight_banks}")
+        self.params = params
+        self.cells = list(cells)
+        for j, cell in enumerate(self.cells):
+            if not isinstance(cell, MlpEngineTLM) or cell.params != params:
+                raise ValueError(f"cells[{j}] must be an MlpEngineTLM on the same params, not {cell!r}")
+        self.words = [cell_words(params, cell.layers) for cell in self.cells]
+
+    def _visits(self, visits) -> list[int]:
+        return [check_int(f"visits[{k}]", v, 0, len(self.cells) - 1) for k, v in enumerate(visits)]
+
+    def load_cycles(self, visits, load_cycles=None) -> np.ndarray:
+        """Each visit's ``load_cycles``, checked to be at least its cell's ``cell_words`` (one word per
+        cycle); None: exactly the words (a loader with no memory latency or gaps)."""
+        visits = self._visits(visits)
+        words = np.array([self.words[v] for v in visits], dtype=np.int64)
+        if load_cycles is None:
+            return words
+        loads = _per_visit("load_cycles", load_cycles, len(visits), 1)
+        short = np.flatnonzero(loads < words)
+        if len(short):
+            k = int(short[0])
+            raise ValueError(f"load_cycles[{k}] must be an integer >= {int(words[k])} (the words of cell "
+                             f"{visits[k]}), not {int(loads[k])}")
+        return loads
+
+    def payload(self, output, last: bool) -> int:
+        """Output payload: ``max_out`` elements of ``max_act_bits`` (0 past the end), ``last`` above them."""
+        p = self.params
+        return pack_vector(output, p.max_act_bits) | (int(last) << (p.max_out * p.max_act_bits))
+
+    def schedule(self, visits, counts, offer_cycles=None, ready=None, load_cycles=None) -> _Steps:
+        """Transfer cycles (and the loader's and banks' cycles) of the visits, by ``_step``.
+
+        Args:
+            visits: cell index per visit, (K,); counts: n_k >= 1 vectors per visit, (K,).
+            offer_cycles: int (N,) over all vectors in visit order, N = sum n_k; default all 0.
+            ready: bool output ready per cycle; default always ready.
+            load_cycles: per visit (see ``load_cycles``).
+        """
+        visits = self._visits(visits)
+        counts = _per_visit("counts", counts, len(visits), 1)
+        loads = self.load_cycles(visits, load_cycles)
+        n = int(counts.sum())
+        offers = check_offers(offer_cycles, n, "vectors")
+        issue = [self.cells[v]._issue for v, c in zip(visits, counts) for _ in range(int(c))]
+        last = [i == c - 1 for c in counts for i in range(int(c))]
+        return _step(self.params, issue, offers, ready, last=last, loads=loads)
+
+    def run(self, visits, vectors, offer_cycles=None, ready=None, load_cycles=None) -> CellsResult:
+        """Predict a whole run: payloads and every transfer cycle.
+
+        Args:
+            visits: cell index per visit, (K,).
+            vectors: per visit an int array (n_k >= 1, in_size of its cell's layer 0) of input codes.
+            offer_cycles, ready, load_cycles: as in ``schedule``.
+        """
+        visits = self._visits(visits)
+        if len(vectors) != len(visits):
+            raise ValueError(f"vectors has {len(vectors)} groups for {len(visits)} visits")
+        outputs = [self.cells[v].forward(x) for v, x in zip(visits, vectors)]
+        counts = [len(y) for y in outputs]
+        steps = self.schedule(visits, counts, offer_cycles, ready, load_cycles)
+        last = np.array([i == c - 1 for c in counts for i in range(c)], dtype=bool)
+        payloads = [self.payload(row, i == len(y) - 1) for y in outputs for i, row in enumerate(y)]
+        return CellsResult(steps.accept, steps.out, outputs, last, payloads, int(steps.out.max()) + 1, steps.seen,
+                           steps.commit, steps.release, steps.free_trace)
