@@ -31,7 +31,7 @@ WORK ?=
 RUN ?=
 MAX_LOSS ?=
 
-.PHONY: setup demo test verilog lint cosim bench train quantize sweep search memory inr acaq acaq-table compare grid \
+.PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr acaq acaq-table compare grid \
 	report clean help
 
 help:
@@ -42,6 +42,8 @@ help:
 	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  every engine of every preset; writes runs/cosim-<name>/summary.json"
 	@echo "make bench   Verilator vs TLM simulated cycles/s, and the frame model's time per 800x800 frame; writes runs/bench/*.json"
 	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full]  writes runs/train-<scene>-<preset>/"
+	@echo "make kilo-compare SCENE=.. [PRESET=tiny] [HW=default]  Instant-NGP vs KiloNeRF; runs/kilo-compare-<scene>-<preset>-<hw>/"
+	@echo "make kilonerf SCENE=.. [PRESET=tiny] [KILO=tiny|smoke] [CELLS=16]  distil the trained field into KiloNeRF; runs/kilonerf-<scene>-<preset>/"
 	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
 	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff|quality]"
@@ -93,6 +95,12 @@ bench: $(STAMP)
 
 train: $(STAMP)
 	$(CLI) train --scene $(SCENE) --preset $(PRESET) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+
+kilonerf: $(STAMP)
+	$(CLI) kilonerf --scene $(SCENE) --preset $(PRESET) $(if $(KILO),--kilo $(KILO)) $(if $(CELLS),--cells $(CELLS))
+
+kilo-compare: $(STAMP)
+	$(CLI) kilo-compare --scene $(SCENE) --preset $(PRESET) --hw $(HW)
 
 quantize: $(STAMP)
 	$(CLI) quantize --scene $(SCENE) --preset $(PRESET) --policy $(or $(POLICY),uniform-8)

@@ -186,6 +186,33 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_kilonerf(args) -> int:
+    from flows.kilonerf import kilo_dir, kilonerf
+
+    out = kilo_dir(args.scene, args.preset, args.runs)
+    s = kilonerf(args.scene, args.preset, kilo=args.kilo, cells=args.cells, distill_iterations=args.distill_iterations,
+                 finetune_iterations=args.finetune_iterations, until=args.until, seed=args.seed, runs_root=args.runs)
+    code = _stopped_early(s, out)
+    if code is not None:
+        return code
+    print(f"KiloNeRF {'x'.join(map(str, s['grid']))} = {s['networks']:,} networks ({s['networks_trained']:,} trained), "
+          f"PSNR {s['psnr_test']:.2f} dB, SSIM {s['ssim_test']:.4f} on {s['test_views']} test views; teacher "
+          f"{s['teacher_psnr_test']:.2f} dB ({s['psnr_vs_teacher']:+.2f}); {s['train_seconds_total']:.0f} s "
+          f"-> {out / 'summary.json'}")
+    return 0
+
+
+def cmd_kilo_compare(args) -> int:
+    from flows.kilo_compare import kilo_compare
+    from flows.runs import scene_name
+
+    s = kilo_compare(args.scene, args.preset, hw=args.hw, bits=tuple(args.bits), runs_root=args.runs, area=args.area)
+    out = Path(args.runs) / f"kilo-compare-{scene_name(args.scene)}-{args.preset}-{args.hw}"
+    print((out / "table.md").read_text(), end="")
+    print(f"-> {out}/{{summary.json,table.md,table.csv}}")
+    return 0
+
+
 def cmd_quantize(args) -> int:
     from flows.quantize import quantize
 
@@ -443,6 +470,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="run the field through torch.compile (default on; --no-compile for plain eager PyTorch)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("kilonerf", help="distil a trained field into KiloNeRF; writes runs/kilonerf-<scene>-<preset>/ "
+                                        "(resumable)",
+                       description="Distil the Instant-NGP field of `make train` (same SCENE and PRESET) into a grid "
+                                   "of tiny MLPs (KiloNeRF), fine-tune it on the training images and evaluate both on "
+                                   "the same test views. Re-running the same command resumes.")
+    p.add_argument("--scene", default="builtin", help="the scene the teacher was trained on (default builtin)")
+    p.add_argument("--preset", default="tiny", help="the teacher's training preset (default tiny)")
+    p.add_argument("--kilo", help="KiloNeRF preset: tiny | smoke (default: the one named like --preset, else tiny)")
+    p.add_argument("--cells", type=option(int, ge=1), help="networks along the box's longest side (default 16)")
+    p.add_argument("--distill-iterations", type=option(int, ge=0), help="override the preset's distillation iterations")
+    p.add_argument("--finetune-iterations", type=option(int, ge=0), help="override the preset's fine-tuning iterations")
+    p.add_argument("--until", choices=("prepare", "distill"), help="stop after this stage (checkpointed)")
+    p.add_argument("--seed", type=option(int, ge=0), default=0)
+    p.set_defaults(func=cmd_kilonerf)
+    p = sub.add_parser("kilo-compare", help="Instant-NGP vs KiloNeRF on one scene and accelerator preset; writes "
+                                            "runs/kilo-compare-<scene>-<preset>-<hw>/",
+                       description="PSNR, frame latency (compute, weight switching, memory stalls), model bytes and "
+                                   "area of Instant-NGP (from `make compare`) and KiloNeRF (from `make kilonerf`) at "
+                                   "full precision, uniform PTQ and the searched policy.")
+    p.add_argument("--scene", default="builtin", help="the scene (default builtin)")
+    p.add_argument("--preset", default="tiny", help="the training preset (default tiny)")
+    p.add_argument("--hw", default="default", help="hardware preset: flows/accel/<name>.yaml (default default)")
+    p.add_argument("--bits", type=bits_list(2, 16), default="8,6,4",
+                   help="KiloNeRF's uniform PTQ widths, comma-separated, each in [2, 16] (default 8,6,4)")
+    p.add_argument("--area", action=argparse.BooleanOptionalAction, default=True,
+                   help="synthesise the engines' area (hw.array_area, cached in build/area; default on)")
+    p.set_defaults(func=cmd_kilo_compare)
     for name, func, help in (
             ("quantize", cmd_quantize, "PTQ-evaluate one policy on a trained field; writes "
                                        "runs/quantize-<scene>-<preset>-<policy>/summary.json"),

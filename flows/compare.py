@@ -52,7 +52,7 @@ from flows.report import Column, pyplot, save_figure, write_json, write_table
 from flows.runs import scene_name
 
 __all__ = ["Budget", "BUDGETS", "MIN_LOSS", "compare", "grid", "equal_psnr", "pareto_front", "summary_lines",
-           "CompareError"]
+           "mlp_area", "CompareError"]
 
 #: Smallest PSNR loss the MDL-matched search is given, dB: A-CAQ MDL can lose almost nothing (lego: 0.01 dB),
 #: a bound no PTQ proxy resolves.
@@ -259,7 +259,7 @@ def _hw_metrics(row: dict, accel, arch, workload, size: int, family: str, cache_
         engines = engines_for_policy(accel, arch, row["bits"])
     except ConfigError as exc:
         return {"note": f"the {accel.name} engines cannot run it: {exc}"}
-    area = _area(engines["mlp_engine"], family, cache_dir) if area_on else None
+    area = mlp_area(engines["mlp_engine"], family, cache_dir) if area_on else None
     seconds = p.latency_ms / 1e3
     out = {"latency_ms": round(p.latency_ms, 3), "cycles": p.cycles, "bottleneck": p.bottleneck,
            "dram_bytes": p.dram.get("bytes") if p.dram else None,
@@ -277,7 +277,7 @@ AREA_UNITS = ("generic cells (Yosys synth: gates and flip-flops, memories apart)
               "(hw.array_area); the hash encoder is not included. xc7 LUT/FF/BRAM/DSP are in area_detail")
 
 
-def _area(mlp, family: str, cache_dir: Path) -> dict:
+def mlp_area(mlp, family: str, cache_dir: Path) -> dict:
     """Both MLP engines' xc7 figures (``hw.array_area``): {"lut", "ff", "bram18", "dsp", "cells"}."""
     from hw.array_area import array_area
 
@@ -518,8 +518,9 @@ def summary_lines(s: dict) -> list[str]:
         ce = "" if x["cost_efficiency_ratio"] is None else f", {x['cost_efficiency_ratio']:.3f}x cost efficiency"
         lines.append(f"   vs {x['acaq']} at {x['psnr']:.2f} dB ({x['acaq_latency_ms']:.1f} ms): {ratio}{ce}")
     for mode, p in s["picks"].items():
-        lines.append(f"   our {mode.upper()} pick: {p['psnr']:.2f} dB ({s['psnr_change_of_picks_vs_fp'].get(mode, 0):+.2f}"
-                     f" vs full precision), {p['latency_ms']:.1f} ms, FQR {p['fqr']:.2f}"
+        change = s["psnr_change_of_picks_vs_fp"].get(mode, 0)
+        lines.append(f"   our {mode.upper()} pick: {p['psnr']:.2f} dB ({change:+.2f} vs full precision)"
+                     f", {p['latency_ms']:.1f} ms, FQR {p['fqr']:.2f}"
                      + ("" if p["within_bound"] else " (NOT within the PSNR bound)"))
     g = s["goal"]
     lines.append(f"   goal >= 1.33x at A-CAQ MDL's PSNR: {'met' if g['met'] else 'not met'} (measured {g['measured']})")

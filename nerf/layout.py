@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ARCH_KEYS", "SH_FEATURES", "LayerShape", "ModelLayout", "model_layout"]
+__all__ = ["ARCH_KEYS", "SH_FEATURES", "LayerShape", "ModelLayout", "model_layout", "kilonerf_layers", "encoded_size"]
 
 #: Constructor arguments that define the architecture (checked when a checkpoint is loaded).
 ARCH_KEYS = ("levels", "log2_table_size", "features", "n_min", "n_max", "hidden", "geo_features", "bbox")
@@ -147,3 +147,35 @@ def model_layout(arch: Mapping) -> ModelLayout:
                    "color.l2.out": RGB, "color.out": RGB}
     return ModelLayout(levels=levels, features=features, encoder_out=enc,
                        layers={ly.name: ly for ly in layers}, activations=activations)
+
+
+def encoded_size(freqs: int) -> int:
+    """Elements of NeRF's positional encoding of a 3-vector with ``freqs`` frequencies: 3 + 6 * freqs."""
+    return 3 + 6 * freqs
+
+
+def kilonerf_layers(arch: Mapping) -> dict[str, LayerShape]:
+    """One KiloNeRF tiny network's layers (``nerf.kilonerf``), in data-flow order, from its ``arch``
+    (``hidden`` H, ``pos_freqs``, ``dir_freqs``; the reference code's H = 32, 10, 4)::
+
+        layer        in                        out      input components
+        density.l0   3 + 6 * pos_freqs = 63    H        pe.out
+        density.l1   H                         H        density.l1.act_in
+        density.l2   H                         1 + H    density.l2.act_in
+        color.l0     H + 3 + 6 * dir_freqs     H        density.l2.out (its H features), dir.out
+        color.l1     H                         3        color.l1.act_in
+
+    Every layer has a bias (stored per network at full precision). Raises KeyError: a key is missing.
+    """
+    h, pe, de = arch["hidden"], encoded_size(arch["pos_freqs"]), encoded_size(arch["dir_freqs"])
+
+    def layer(mlp: str, index: int, inputs: dict[str, int], n_out: int) -> LayerShape:
+        name = f"{mlp}.l{index}"
+        return LayerShape(name, mlp, index, sum(inputs.values()), n_out, f"{name}.weight", tuple(inputs),
+                          tuple(inputs.values()))
+
+    layers = [layer("density", 0, {"pe.out": pe}, h), layer("density", 1, {"density.l1.act_in": h}, h),
+              layer("density", 2, {"density.l2.act_in": h}, 1 + h),
+              layer("color", 0, {"density.l2.out": h, "dir.out": de}, h),
+              layer("color", 1, {"color.l1.act_in": h}, RGB)]
+    return {ly.name: ly for ly in layers}

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ray_aabb", "render_rays", "RenderStats", "render_image", "evaluate", "sample_positions"]
+__all__ = ["ray_aabb", "render_rays", "RenderStats", "render_image", "evaluate", "sample_positions", "model_t_min",
+           "T_MIN_DEFAULT"]
+
+#: Early ray termination of whole-view renders: transmittance below which a ray stops (Instant-NGP's 1e-4).
+T_MIN_DEFAULT = 1e-4
+
+
+def model_t_min(model, t_min: float | None = None) -> float:
+    """``t_min`` if given, else the model's own threshold (its ``t_min`` attribute: KiloNeRF's 0.01), else 1e-4."""
+    return float(t_min if t_min is not None else getattr(model, "t_min", T_MIN_DEFAULT))
 
 
 def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
@@ -113,11 +122,13 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: 
 
 
 @torch.no_grad()
-def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: int = 8192, device="cpu"):
+def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: int = 8192, device="cpu",
+                 t_min: float | None = None):
     """Render view ``index`` of ``data`` (a ``nerf.data`` split: height, width, focal, poses).
 
     Rays go through ``render_rays`` in chunks of ``chunk`` rays with the occupancy grid and early ray
-    termination at transmittance 1e-4. Returns ``(image, stats)``: float32 (H, W, 3) numpy in [0, 1]
+    termination at transmittance ``t_min`` (default ``model_t_min(model)``). Returns ``(image, stats)``:
+    float32 (H, W, 3) numpy in [0, 1]
     and the summed ``RenderStats``.
     """
     from nerf.data import get_rays
@@ -127,7 +138,7 @@ def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: i
     out, total = [], RenderStats()
     for a in range(0, o.shape[0], chunk):
         rgb, _, stats = render_rays(model, o[a:a + chunk], d[a:a + chunk], n_samples=n_samples,
-                                    occupancy=occupancy, t_min=1e-4, chunks=4)
+                                    occupancy=occupancy, t_min=model_t_min(model, t_min), chunks=4)
         out.append(rgb.clamp(0, 1).cpu())
         total.add(stats)
     return torch.cat(out).reshape(data.height, data.width, 3).numpy(), total
@@ -135,11 +146,11 @@ def render_image(model, occupancy, data, index: int, *, n_samples: int, chunk: i
 
 @torch.no_grad()
 def sample_positions(model, occupancy, data, views, *, n_samples: int, height: int | None = None,
-                     width: int | None = None, chunk: int = 8192) -> np.ndarray:
+                     width: int | None = None, chunk: int = 8192, with_rays: bool = False):
     """The sample positions the accelerator processes for ``views`` of ``data``: float64 (N, 3) in [0, 1)^3.
 
     Each view is rendered as ``render_image`` does (``render_rays`` with the occupancy grid and early ray
-    termination at transmittance 1e-4, 4 segments), at ``height`` x ``width`` pixels (default: the
+    termination at the model's ``model_t_min``, 4 segments), at ``height`` x ``width`` pixels (default: the
     split's; another size scales the focal length and principal point with the width and height, so
     the same field of view is sampled more or less densely). Kept are the samples the field evaluates,
     i.e. after empty-space skipping and early ray termination.
@@ -148,7 +159,8 @@ def sample_positions(model, occupancy, data, views, *, n_samples: int, height: i
     order (pixel rows top to bottom, each row left to right); within a ray its samples near to far.
     Positions are normalised by the model's bounding box, ``(p - lo) / (hi - lo)``, clipped below 1
     (``sim.tlm.hash_encoder.to_fixed`` turns them into fixed-point codes). Plain numpy, so ``sim``
-    needs no torch.
+    needs no torch. ``with_rays``: also return each sample's ray, int64 (N,), numbered across the views
+    (view v's ray r is ``v * height * width + r``, ``r`` in scanline order).
     """
     from nerf.cameras import get_rays
 
@@ -163,15 +175,15 @@ def sample_positions(model, occupancy, data, views, *, n_samples: int, height: i
         intr["cx"] = intr["cx"] * sx
     if intr.get("cy") is not None:
         intr["cy"] = intr["cy"] * sy
-    out = []
-    for index in views:
+    out, ray_ids = [], []
+    for v, index in enumerate(views):
         o, d = get_rays(h, w, focal, data.poses[index], **intr)
         o, d = torch.from_numpy(np.asarray(o, np.float32)), torch.from_numpy(np.asarray(d, np.float32))
         keys, pts = [], []
         for a in range(0, o.shape[0], chunk):
             rec: list = []
             render_rays(model, o[a:a + chunk], d[a:a + chunk], n_samples=n_samples, occupancy=occupancy,
-                        t_min=1e-4, chunks=4, record=rec)
+                        t_min=model_t_min(model), chunks=4, record=rec)
             for k, p in rec:
                 keys.append(k + a * n_samples)
                 pts.append(p)
@@ -180,15 +192,17 @@ def sample_positions(model, occupancy, data, views, *, n_samples: int, height: i
         key, p = torch.cat(keys), torch.cat(pts).double()
         order = torch.argsort(key, stable=True)
         out.append(((p[order] - lo) / (hi - lo)).numpy())
-    if not out:
-        return np.zeros((0, 3), np.float64)
-    u = np.concatenate(out)
-    return np.clip(u, 0.0, np.nextafter(1.0, 0.0))
+        ray_ids.append((key[order] // n_samples).numpy() + v * h * w)
+    u = np.clip(np.concatenate(out), 0.0, np.nextafter(1.0, 0.0)) if out else np.zeros((0, 3), np.float64)
+    if with_rays:
+        return u, (np.concatenate(ray_ids) if ray_ids else np.zeros(0, np.int64))
+    return u
 
 
 def evaluate(model, occupancy, data, *, n_samples: int, every: int = 1, out_dir: Path | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, t_min: float | None = None) -> dict:
     """PSNR (dB) and SSIM over every ``every``-th view of ``data``; with ``out_dir``, ``NNN.png`` per view.
+    ``t_min``: early ray termination (``render_image``).
 
     Returns ``{"psnr", "ssim", "views", "samples_evaluated_per_view", "samples_in_box_per_view"}``
     (means over the views; samples are field evaluations and samples inside the scene box).
@@ -203,7 +217,7 @@ def evaluate(model, occupancy, data, *, n_samples: int, every: int = 1, out_dir:
     views = list(range(0, len(data.images), every))
     ps, ss, evaluated, in_box = [], [], 0, 0
     for i in tqdm(views, desc="evaluate", unit="view", disable=not progress, leave=False):
-        img, stats = render_image(model, occupancy, data, i, n_samples=n_samples)
+        img, stats = render_image(model, occupancy, data, i, n_samples=n_samples, t_min=t_min)
         ps.append(psnr(img, data.images[i]))
         ss.append(ssim(img, data.images[i]))
         evaluated += stats.samples_evaluated

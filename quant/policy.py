@@ -76,6 +76,8 @@ __all__ = [
     "component_names",
     "scheme_of",
     "QuantPolicy",
+    "KiloPolicy",
+    "KILONERF_COMPONENTS",
     "fqr",
 ]
 
@@ -105,7 +107,26 @@ _FIXED: tuple[tuple[str, str], ...] = (
     ("color.l2.out", "asymmetric"),
     ("color.out", "asymmetric"),
 )
-_FIXED_SCHEME = MappingProxyType(dict(_FIXED))
+#: KiloNeRF's components (``nerf.kilonerf``), in data-flow order, with their scheme; one quantizer per
+#: component is shared by every tiny network. Biases stay at full precision (the MLP engine adds them at
+#: its accumulator width).
+KILONERF_COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("pe.out", "asymmetric"),
+    ("density.l0.weight", "symmetric"),
+    ("density.l1.act_in", "unsigned"),
+    ("density.l1.weight", "symmetric"),
+    ("density.l2.act_in", "unsigned"),
+    ("density.l2.weight", "symmetric"),
+    ("density.l2.out", "asymmetric"),
+    ("density.out", "unsigned"),
+    ("dir.out", "asymmetric"),
+    ("color.l0.weight", "symmetric"),
+    ("color.l1.act_in", "unsigned"),
+    ("color.l1.weight", "symmetric"),
+    ("color.l1.out", "asymmetric"),
+    ("color.out", "asymmetric"),
+)
+_FIXED_SCHEME = MappingProxyType({**dict(KILONERF_COMPONENTS), **dict(_FIXED)})  # shared names: same scheme
 _HASH_LEVEL = re.compile(r"hash\.level(\d\d)")
 
 
@@ -173,17 +194,15 @@ class QuantPolicy(Mapping[str, int]):
 
     def __init__(self, bits: Mapping[str, int], levels: int, *, source: str | None = None) -> None:
         where = f"{source}: " if source else ""
-        names = component_names(levels)
+        names = self._names(levels)
         if not isinstance(bits, Mapping):
             raise PolicyError(f"{where}a policy must be a mapping of component -> bits, not {type(bits).__name__}")
         known = set(names)
         unknown = [k for k in bits if k not in known]
         if unknown:
             label = "component" if len(unknown) == 1 else "components"
-            raise PolicyError(
-                f"{where}unknown {label} {', '.join(map(repr, unknown))} "
-                f"(a policy for {levels} hash levels has: {_summary(levels)})"
-            )
+            raise PolicyError(f"{where}unknown {label} {', '.join(map(repr, unknown))} ({self._other_family(bits)}"
+                              f"{self._describe(levels)})")
         missing = [n for n in names if n not in bits]
         if missing:
             raise PolicyError(f"{where}missing components: {', '.join(missing)}")
@@ -193,11 +212,26 @@ class QuantPolicy(Mapping[str, int]):
             raise PolicyError(f"{where}{exc}") from None
         self._levels = levels
 
+    @staticmethod
+    def _names(levels: int) -> list[str]:
+        return component_names(levels)
+
+    @staticmethod
+    def _describe(levels: int) -> str:
+        return f"a policy for {levels} hash levels has: {_summary(levels)}"
+
+    @staticmethod
+    def _other_family(bits: Mapping) -> str:
+        kilo_only = dict(KILONERF_COMPONENTS).keys() - dict(_FIXED).keys()
+        if any(k in kilo_only for k in bits):
+            return "this is a KiloNeRF policy, the model is an Instant-NGP field; "
+        return ""
+
     # --- constructors -------------------------------------------------------------------------
     @classmethod
     def uniform(cls, bits: int, levels: int) -> QuantPolicy:
         """Every component at ``bits``."""
-        return cls(dict.fromkeys(component_names(levels), bits), levels)
+        return cls(dict.fromkeys(cls._names(levels), bits), levels)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, int], levels: int, *, source: str | None = None) -> QuantPolicy:
@@ -252,6 +286,49 @@ class QuantPolicy(Mapping[str, int]):
 
     def __repr__(self) -> str:
         return f"QuantPolicy(levels={self._levels}, fqr={fqr(self):.3g}, bits={dict(self._bits)})"
+
+
+class KiloPolicy(QuantPolicy):
+    """A KiloNeRF policy: component -> bits for exactly the ``KILONERF_COMPONENTS`` (``levels`` is 0).
+
+    Raises:
+        PolicyError: as ``QuantPolicy``; a policy of the Instant-NGP family (``hash.levelNN``, ``enc.out``,
+            ``sh.out`` ...) is named as such.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, bits: Mapping[str, int], levels: int = 0, *, source: str | None = None) -> None:
+        super().__init__(bits, 0, source=source)
+
+    @staticmethod
+    def _names(levels: int) -> list[str]:
+        return [name for name, _ in KILONERF_COMPONENTS]
+
+    @staticmethod
+    def _describe(levels: int) -> str:
+        return "a KiloNeRF policy has: " + ", ".join(name for name, _ in KILONERF_COMPONENTS)
+
+    @staticmethod
+    def _other_family(bits: Mapping) -> str:
+        if any(isinstance(k, str) and (_HASH_LEVEL.fullmatch(k) or k in ("enc.out", "sh.out")) for k in bits):
+            return "this is an Instant-NGP policy, the model is KiloNeRF; "
+        return ""
+
+    @classmethod
+    def uniform(cls, bits: int, levels: int = 0) -> "KiloPolicy":
+        return cls(dict.fromkeys(cls._names(0), bits))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, levels: int | None = None) -> "KiloPolicy":
+        path = Path(path)
+        return cls(read_yaml(path, error=PolicyError, what="policy"), source=str(path))
+
+    def replace(self, changes: Mapping[str, int]) -> "KiloPolicy":
+        return type(self)({**self.to_dict(), **changes})
+
+    def __repr__(self) -> str:
+        return f"KiloPolicy(fqr={fqr(self):.3g}, bits={self.to_dict()})"
 
 
 def fqr(policy: Mapping[str, int]) -> float:

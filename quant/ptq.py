@@ -14,10 +14,18 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from quant.policy import FULL_PRECISION_BITS, QuantPolicy, scheme_of
+from quant.policy import FULL_PRECISION_BITS, KiloPolicy, QuantPolicy, scheme_of
 from quant.quantizers import FakeQuantizer, calibrate
 
-__all__ = ["apply_policy", "calibrate_field", "ptq", "PTQEvaluator"]
+__all__ = ["apply_policy", "calibrate_field", "ptq", "PTQEvaluator", "uniform_policy"]
+
+
+def uniform_policy(model, bits: int) -> QuantPolicy:
+    """Every component of ``model``'s family at ``bits``: a ``KiloPolicy`` for ``nerf.kilonerf.KiloNeRF``,
+    a ``QuantPolicy`` of its hash levels for ``nerf.model.InstantNGP``."""
+    if model.arch.get("model") == "kilonerf":
+        return KiloPolicy.uniform(bits)
+    return QuantPolicy.uniform(bits, model.arch["levels"])
 
 
 def apply_policy(model, policy: Mapping[str, int]) -> dict[str, FakeQuantizer]:
@@ -84,11 +92,9 @@ class PTQEvaluator:
 
     def __init__(self, model, occupancy, calibration_data, eval_data, *, views, n_samples: int, rays: int = 16384,
                  seed: int = 0):
-        from quant.policy import QuantPolicy
-
         self.model, self.occupancy, self.data = model, occupancy, eval_data
         self.views, self.n_samples = list(views), n_samples
-        self.quantizers = apply_policy(model, QuantPolicy.uniform(8, model.arch["levels"]))
+        self.quantizers = apply_policy(model, uniform_policy(model, 8))
         calibrate_field(model, occupancy, calibration_data, rays=rays, n_samples=n_samples, seed=seed)
 
     def set_policy(self, policy: Mapping[str, int]) -> None:
