@@ -30,6 +30,7 @@ NAME ?= main
 WORK ?=
 RUN ?=
 MAX_LOSS ?=
+MODEL ?=
 
 .PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr acaq acaq-table compare grid \
 	report clean help
@@ -47,7 +48,7 @@ help:
 	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
 	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff|quality]"
-	@echo "             [MAX_LOSS=0.5] [RESUME=1]"
+	@echo "             [MAX_LOSS=0.5] [RESUME=1] [MODEL=ngp|kilonerf]"
 	@echo "             DDPG mixed-precision search with TLM-proven latency; writes runs/search-<scene>-<preset>-<objective>/"
 	@echo "make memory  [SCENE=..] [PRESET=tiny] [HW=default]  tables in DRAM on a trained scene: hit rates per level, DRAM"
 	@echo "             bytes, stalls and latency for several caches, uniform-8 vs 4-bit tables; writes runs/memory-<scene>-<preset>/"
@@ -118,7 +119,7 @@ memory: $(STAMP)
 	$(CLI) memory --scene $(SCENE) --preset $(PRESET) --hw $(HW)
 
 search: $(STAMP)
-	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(MAX_LOSS),--max-loss $(MAX_LOSS)) $(if $(RESUME),--resume)
+	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(MAX_LOSS),--max-loss $(MAX_LOSS)) $(if $(RESUME),--resume) $(if $(MODEL),--model $(MODEL))
 
 inr: $(STAMP)
 	$(CLI) inr --image $(IMAGE) $(if $(BITS),--bits $(BITS))

@@ -240,7 +240,7 @@ def cmd_search(args) -> int:
     s = search(args.scene, args.preset, hw=args.hw, episodes=args.episodes, objective=args.objective,
                budget=args.budget, lam=args.lam, max_loss=args.max_loss, b_min=args.b_min, b_max=args.b_max, val_views=args.val_views,
                warmup=args.warmup, seed=args.seed, rays=args.rays, resume=args.resume, runs_root=args.runs,
-               name=args.name, workload_size=args.workload_size)
+               name=args.name, workload_size=args.workload_size, model=args.model)
     b, u8 = s["best"], s["baselines"]["uniform-8"]
     print(f"best of {s['episodes']} episodes (episode {b['episode']}): PSNR {b['psnr']:.2f} dB "
           f"({s['psnr_change_vs_fp']:+.2f} vs full precision {s['baselines']['fp']['psnr']:.2f}), "
@@ -526,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-bits", type=option(int, ge=2, le=16), default=4,
                    help="table width compared with uniform-8 (default 4)")
     p.set_defaults(func=cmd_memory)
+    from flows.search import MODELS
+
     p = sub.add_parser("search", help="DDPG mixed-precision policy search; writes runs/search-<scene>-<preset>-<objective>/",
                        description="HAQ-style DDPG search of per-component bits for a trained field: PSNR from PTQ on "
                                    "validation views, latency from the frame-level model of a hardware preset. "
@@ -554,8 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the search in the run folder")
     p.add_argument("--name", help="run name (default <scene>-<preset>-<objective>)")
     p.add_argument("--workload-size", type=option(int, ge=1, le=4096), default=800,
-                   help="tables in DRAM: pixels per side of the validation view whose samples are the frame's "
-                        "workload (default 800: the 800x800 frame itself)")
+                   help="tables in DRAM, and KiloNeRF: pixels per side of the validation view whose samples are "
+                        "the frame's workload (default 800: the 800x800 frame itself)")
+    p.add_argument("--model", default="ngp", choices=MODELS,
+                   help="ngp: the trained field of `make train`; kilonerf: its KiloNeRF of `make kilonerf` "
+                        "(default ngp)")
     p.set_defaults(func=cmd_search, check=check_search)
     p = sub.add_parser("acaq", help="A-CAQ learned bitwidths (MDL or MGL) on a trained field; writes "
                                     "runs/acaq-<scene>-<preset>-<mdl|mglP>/ (resumable)",

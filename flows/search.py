@@ -39,7 +39,10 @@ import numpy as np
 from common.atomic import atomic_write
 from flows.report import Column, pyplot, save_figure, write_csv, write_json
 
-__all__ = ["search", "SearchError", "FRAME_RAYS", "SEARCH_POINTS", "candidates", "objective_tag"]
+__all__ = ["search", "SearchError", "FRAME_RAYS", "SEARCH_POINTS", "candidates", "objective_tag", "MODELS"]
+
+#: Model families a search can run on.
+MODELS = ("ngp", "kilonerf")
 
 #: Rays of the frame whose latency is searched: 800 x 800 (NeRF-synthetic's full resolution).
 FRAME_RAYS = 800 * 800
@@ -57,7 +60,15 @@ def _val_views(n_views: int, k: int) -> list[int]:
 
 def _engines(space, policy) -> dict:
     """Config sections of the engines sized for the model and the policy's widths (``make verilog``):
-    ``sim.mapping.engines_for_policy``."""
+    ``sim.mapping.engines_for_policy``; KiloNeRF: the banked MLP engine both its engines are
+    (``sim.kilo_perf.kilo_engines``) at the policy's widest weight and activation."""
+    if space.arch.get("model") == "kilonerf":
+        from sim.kilo_perf import kilo_engines, kilo_layers
+
+        mlp = kilo_engines(space.preset, space.arch)
+        layers = [x for ls in kilo_layers(policy, space.arch, mlp).values() for x in ls]
+        return {"mlp_engine": dataclasses.replace(mlp, max_weight_bits=max(x.weight_bits for x in layers),
+                                                  max_act_bits=max(max(x.act_bits, x.out_bits) for x in layers))}
     from sim.mapping import engines_for_policy
 
     return engines_for_policy(space.preset, space.arch, policy)
@@ -118,6 +129,7 @@ class _Search:
     levels: int
     views: list[int]
     t_last: float = field(default_factory=time.perf_counter)
+    policy_type: type = None  # quant.policy.QuantPolicy, or KiloPolicy for KiloNeRF
 
     @property
     def checkpoint(self) -> Path:
@@ -161,10 +173,11 @@ def objective_tag(objective: str, max_loss: float) -> str:
     return f"quality{max_loss:g}dB" if objective == "quality" else objective
 
 
-def _run_folder(scene: str, preset: str, objective: str, name: str | None, runs_root) -> Path:
+def _run_folder(scene: str, preset: str, objective: str, name: str | None, runs_root, model: str = "ngp") -> Path:
     from flows.runs import scene_name
 
-    return Path(runs_root) / f"search-{name or f'{scene_name(scene)}-{preset}-{objective}'}"
+    tag = "" if model == "ngp" else f"-{model}"
+    return Path(runs_root) / f"search-{name or f'{scene_name(scene)}-{preset}{tag}-{objective}'}"
 
 
 def _prior_state(ckpt_path: Path, settings: dict, resume: bool) -> dict | None:
@@ -199,6 +212,9 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
     from rl.env import CHUNK, SearchSpace
 
     trained = open_field(scene, preset, runs_root)
+    if settings.get("model") == "kilonerf":
+        return _setup_kilonerf(scene, preset, accel, out, settings, state, trained, runs_root=runs_root,
+                               val_views=val_views, rays=rays, seed=seed)
     _check_range(trained.model.arch, accel, settings)
     val = trained.split("val")
     views = _val_views(len(val.images), val_views)
@@ -222,7 +238,62 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
                         b_max=settings["b_max"], objective=settings["objective"], budget=settings["budget"],
                         lam=settings["lam"], max_loss=settings.get("max_loss", 0.5), workload=workload, every=every)
     return _Search(out=out, state=state, evaluator=evaluator, space=space, accel=accel, arch=trained.model.arch,
-                   samples=samples, levels=trained.levels, views=views, workload=workload)
+                   samples=samples, levels=trained.levels, views=views, workload=workload, policy_type=QuantPolicy)
+
+
+def _setup_kilonerf(scene: str, preset: str, accel, out: Path, settings: dict, state: dict | None, trained, *,
+                    runs_root, val_views: int, rays: int, seed: int) -> _Search:
+    """``_setup`` for KiloNeRF (``runs/kilonerf-<scene>-<preset>/``): the PTQ scorer on its validation views and
+    ``rl.kilo_env.KiloSearchSpace`` on the samples of the first one rendered at ``workload_size`` pixels by the
+    full-precision KiloNeRF (cells and rays saved as ``workload.npz``; a smaller render stands for the frame,
+    its visits' vector counts scaled by (800 / workload_size)^2)."""
+    from flows.kilonerf import kilo_dir
+    from nerf.kilo_train import load_kilonerf
+    from nerf.render import sample_positions
+    from quant.policy import FULL_PRECISION_BITS, KiloPolicy
+    from quant.ptq import PTQEvaluator
+    from rl.kilo_env import KiloSearchSpace
+
+    kdir = kilo_dir(scene, preset, runs_root)
+    if not (kdir / "summary.json").exists():
+        raise FileNotFoundError(f"no finished KiloNeRF in {kdir}: run `make kilonerf SCENE={scene} PRESET={preset}`")
+    model, occ, ckpt = load_kilonerf(kdir / "checkpoint.pt")
+    _check_range(model.arch, accel, settings)
+    val = trained.split("val")
+    views = _val_views(len(val.images), val_views)
+    size = settings["workload_size"]
+    path = out / "workload.npz"
+    if path.exists():
+        with np.load(path) as z:
+            cells, ray_ids = z["cells"], z["rays"]
+    else:
+        u, ray_ids = sample_positions(model, occ, val, [views[0]], n_samples=trained.n_samples, height=size,
+                                      width=size, with_rays=True)
+        grid = np.array(model.arch["grid"])
+        ijk = np.minimum((u * grid).astype(np.int64), grid - 1)
+        cells = (ijk[:, 0] * grid[1] + ijk[:, 1]) * grid[2] + ijk[:, 2]
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, cells=cells, rays=ray_ids)
+
+        atomic_write(path, write)
+    if size != 800:  # each ray of the render stands for (800 / size)^2 rays of the frame, in the same cells
+        scale = int(round((800 / size) ** 2))
+        cells, ray_ids = np.repeat(cells, scale), np.repeat(ray_ids * scale, scale) + np.tile(np.arange(scale),
+                                                                                             len(ray_ids))
+    evaluator = PTQEvaluator(model, occ, trained.train_data, val, views=views, n_samples=trained.n_samples,
+                             rays=rays, seed=seed)
+    if state is None:
+        fp = evaluator.evaluate(KiloPolicy.uniform(FULL_PRECISION_BITS))
+        state = {"settings": settings, "fp": fp, "rows": [], "baselines": None, "agent": None}
+    state.setdefault("wall_seconds", 0.0)
+    space = KiloSearchSpace(arch=model.arch, preset=accel, cells=cells, rays=ray_ids,
+                            networks=len(ckpt.get("active", [])) or model.networks, b_min=settings["b_min"],
+                            b_max=settings["b_max"], objective=settings["objective"], budget=settings["budget"],
+                            lam=settings["lam"], max_loss=settings.get("max_loss", 0.5))
+    return _Search(out=out, state=state, evaluator=evaluator, space=space, accel=accel, arch=model.arch,
+                   samples=len(cells), levels=0, views=views, policy_type=KiloPolicy)
 
 
 def _check_range(arch: dict, accel, settings: dict) -> None:
@@ -234,6 +305,13 @@ def _check_range(arch: dict, accel, settings: dict) -> None:
     Raises:
         ValueError: b_min/b_max outside [2, the engines' widest] or b_min > b_max, an unknown objective.
     """
+    if arch.get("model") == "kilonerf":
+        from rl.kilo_env import KiloSearchSpace
+
+        KiloSearchSpace(arch=arch, preset=accel, cells=[0], rays=[0], b_min=settings["b_min"],
+                        b_max=settings["b_max"], objective="tradeoff" if settings["objective"] == "latency"
+                        else settings["objective"], lam=settings["lam"])
+        return
     from rl.env import SearchSpace
 
     SearchSpace(arch=arch, preset=accel, samples=1, b_min=settings["b_min"], b_max=settings["b_max"],
@@ -244,13 +322,13 @@ def _check_range(arch: dict, accel, settings: dict) -> None:
 def _baselines(run: _Search, b_min: int, b_max: int) -> dict:
     """Full precision and uniform-b for b in [b_min, max(b_max, 8)] (the search's fixed components at their
     bits): PSNR (dB), latency, FQR (once per search)."""
-    from quant.policy import QuantPolicy, fqr
+    from quant.policy import fqr
 
     fp = run.state["fp"]
     baselines = {"fp": {"name": "fp", "psnr": round(fp["psnr"], 4), "latency_cycles": None, "latency_ms": None,
                         "fqr": 32.0, "note": "full precision does not run on the integer engines"}}
     for b in range(b_min, max(b_max, 8) + 1):
-        pol = QuantPolicy.uniform(b, run.levels).replace(run.space.fixed)
+        pol = run.policy_type.uniform(b, run.levels).replace(run.space.fixed)
         baselines[f"uniform-{b}"] = {"name": f"uniform-{b}", "psnr": round(run.evaluator.evaluate(pol)["psnr"], 4),
                                      "fqr": round(fqr(pol), 4), **run.perf(pol)}
     return baselines
@@ -261,7 +339,7 @@ def _episode(run: _Search, agent, b_min: int, b_max: int) -> dict:
 
     Returns the episode's row: episode, psnr (dB), latency_cycles, latency_ms, fqr, reward, bits.
     """
-    from quant.policy import QuantPolicy, fqr
+    from quant.policy import fqr
     from rl.env import action_to_bits
 
     space = run.space
@@ -276,7 +354,7 @@ def _episode(run: _Search, agent, b_min: int, b_max: int) -> dict:
         bits[comp] = action_to_bits(a, b_min, b_max)
         prev = a
     bits.update(space.fixed)
-    policy = space.enforce_budget(QuantPolicy(bits, run.levels))
+    policy = space.enforce_budget(run.policy_type(bits, run.levels))
     res = run.evaluator.evaluate(policy)
     perf = run.perf(policy)
     reward = space.reward(res["psnr"], run.state["fp"]["psnr"], perf["latency_cycles"])
@@ -402,9 +480,8 @@ def _memory_summary(run: _Search, best: dict) -> dict:
 def _write_best(run: _Search, best: dict, title: str) -> None:
     """``policy.yaml`` (the best policy), ``engines.yaml`` (the engines sized for it) and ``pareto.png``."""
     from hw.params import save_config
-    from quant.policy import QuantPolicy
 
-    policy = QuantPolicy(best["bits"], run.levels)
+    policy = run.policy_type(best["bits"], run.levels)
     policy.save(run.out / "policy.yaml")
     save_config(run.out / "engines.yaml", _engines(run.space, policy))
     latency = run.state["settings"]["objective"] == "latency"
@@ -417,8 +494,11 @@ def _write_best(run: _Search, best: dict, title: str) -> None:
 def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: int = 60, objective: str = "latency",
            budget: float = 0.5, lam: float = 0.1, max_loss: float = 0.5, b_min: int = 2, b_max: int = 8,
            val_views: int = 4, warmup: int = 20, seed: int = 0, rays: int = 8192, resume: bool = False, runs_root="runs",
-           name: str | None = None, progress: bool = True, workload_size: int = 800) -> dict:
+           name: str | None = None, progress: bool = True, workload_size: int = 800, model: str = "ngp") -> dict:
     """Run (or resume) a search; returns the summary (also ``summary.json``).
+
+    ``model``: ``ngp`` (the trained Instant-NGP field) or ``kilonerf`` (``make kilonerf``'s grid of tiny MLPs,
+    ``rl.kilo_env``; run folder ``search-<scene>-<preset>-kilonerf-<objective>``).
 
     Raises:
         FileNotFoundError: no trained checkpoint (names the ``make train`` command).
@@ -429,6 +509,8 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
     """
     from rl.env import SearchSettings
 
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
     # every argument checked before any work starts (ValueError naming the field, range and value)
     SearchSettings(episodes=episodes, warmup=warmup, objective=objective, budget=budget, lam=lam, max_loss=max_loss,
                    b_min=b_min, b_max=b_max, val_views=val_views, rays=rays, seed=seed, workload_size=workload_size)
@@ -437,12 +519,14 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
 
     t_start = time.perf_counter()
     accel = load_accelerator(hw)
-    out = _run_folder(scene, preset, objective_tag(objective, max_loss), name, runs_root)
+    out = _run_folder(scene, preset, objective_tag(objective, max_loss), name, runs_root, model)
     settings = {"scene": scene, "preset": preset, "hw": accel.name, "objective": objective, "budget": budget,
                 "lam": lam, "b_min": b_min, "b_max": b_max, "val_views": val_views, "warmup": warmup, "seed": seed,
                 "rays": rays}
-    if accel.has_memory:
+    if accel.has_memory or model == "kilonerf":
         settings["workload_size"] = workload_size
+    if model != "ngp":  # only here: older searches resume with the settings they were saved with
+        settings["model"] = model
     if objective == "quality":  # only here: older searches resume with the settings they were saved with
         settings["max_loss"] = max_loss
     state = _prior_state(out / "checkpoint.pt", settings, resume)

@@ -72,7 +72,7 @@ from sim.mapping import ENCODER, AcceleratorPreset, encoder_params, layer_of, le
 from sim.perf import FramePerf, frame_perf, memory_result, mlp_cycles, workload_codes
 from sim.tlm.mlp_engine import layer_cycles
 
-__all__ = ["OBS_FEATURES", "SearchSpace", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES", "CHUNK",
+__all__ = ["OBS_FEATURES", "SearchSpace", "Objectives", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES", "CHUNK",
            "QUALITY_MU"]
 
 #: Points per chunk of the chunk-subset estimate (``SearchSpace.every``; ``memory_frame_perf``'s ``chunk``).
@@ -148,8 +148,66 @@ class SearchSettings:
             raise ValueError(range_message("SearchSettings", "b_max", self.b_max, self.b_min, MAX_BITS))
 
 
+class Objectives:
+    """What every search space shares: the budget, budget enforcement and the three objectives' rewards
+    (module doc). A space provides ``objective``, ``budget``, ``lam``, ``max_loss``, ``b_min``, ``b_max``,
+    ``levels``, ``latency_sensitive``, ``reference_cycles``, ``cycles(policy)`` and ``policy_type``
+    (``QuantPolicy`` or ``KiloPolicy``)."""
+
+    policy_type = QuantPolicy
+
+    @property
+    def target_cycles(self) -> int:
+        return int(math.floor(self.budget * self.reference_cycles))
+
+    def enforce_budget(self, policy):
+        """Lower bits until the latency meets the budget (latency objective); unchanged otherwise.
+
+        Greedy: one bit off the latency-sensitive component whose decrement gives the fewest cycles,
+        repeatedly (also when it saves none: tables in DRAM make latency non-monotone in bits)."""
+        if self.objective != "latency":
+            return policy
+        bits = dict(policy)
+        current = self.cycles(bits)
+        while current > self.target_cycles:
+            # the decrement to the fewest cycles; with tables in DRAM latency is not monotone in a level's
+            # bits (line packing moves addresses across DRAM rows), so when no decrement saves cycles the
+            # least costly one is taken: bits only go down, and uniform-b_min meets the budget
+            best, best_cycles = None, None
+            for name in self.latency_sensitive:
+                if bits[name] > self.b_min:
+                    trial = self.cycles({**bits, name: bits[name] - 1})
+                    if best_cycles is None or trial < best_cycles:
+                        best, best_cycles = name, trial
+            if best is None:  # every latency-sensitive component at b_min: the feasibility check rules it out
+                raise BudgetError(f"cannot reach {self.target_cycles} cycles from {current}")
+            bits[best] -= 1
+            current = best_cycles
+        return self.policy_type(bits, self.levels)
+
+    def seed_bits(self, episode: int) -> int | None:
+        """Quality objective: the uniform bits episode ``episode`` plays (b_max, b_max - 1, ... b_min), else None."""
+        if self.objective != "quality" or episode > self.b_max - self.b_min:
+            return None
+        return self.b_max - episode
+
+    def feasible(self, psnr: float, psnr_fp: float) -> bool:
+        """Quality objective: PSNR (dB) >= psnr_fp - max_loss; every policy is feasible for the others."""
+        return self.objective != "quality" or psnr >= psnr_fp - self.max_loss
+
+    def reward(self, psnr: float, psnr_fp: float, cycles: int) -> float:
+        """The episode's reward (module doc: one formula per objective); PSNR in dB, latency in cycles."""
+        if self.objective == "quality":
+            deficit = max(0.0, psnr_fp - self.max_loss - psnr)
+            return float(-math.log2(cycles / self.reference_cycles) - QUALITY_MU * deficit)
+        r = 0.1 * (psnr - psnr_fp)
+        if self.objective == "tradeoff":
+            r -= self.lam * math.log2(cycles / self.reference_cycles)
+        return float(r)
+
+
 @spec(ValueError)
-class SearchSpace:
+class SearchSpace(Objectives):
     """Components, their observations and the latency side of the search for one model and preset.
 
     Fields:
@@ -266,10 +324,6 @@ class SearchSpace:
     def cycles(self, policy: Mapping[str, int]) -> int:
         return self.perf(policy).cycles
 
-    @property
-    def target_cycles(self) -> int:
-        return int(math.floor(self.budget * self.reference_cycles))
-
     def latency_shares(self, policy: Mapping[str, int]) -> dict[str, float]:
         """Share of frame latency per component: its layer's share of its engine's cycles per sample,
         times that engine's utilization (1 for the bottleneck); hash levels split the encoder's
@@ -293,51 +347,6 @@ class SearchSpace:
         for name in hashed:
             shares[name] = perf.engines[ENCODER]["utilization"] / self.levels
         return shares
-
-    def enforce_budget(self, policy: QuantPolicy) -> QuantPolicy:
-        """Lower bits until the latency meets the budget (latency objective); unchanged otherwise.
-
-        Greedy: one bit off the latency-sensitive component whose decrement gives the fewest cycles,
-        repeatedly (also when it saves none: tables in DRAM make latency non-monotone in bits)."""
-        if self.objective != "latency":
-            return policy
-        bits = dict(policy)
-        current = self.cycles(bits)
-        while current > self.target_cycles:
-            # the decrement to the fewest cycles; with tables in DRAM latency is not monotone in a level's
-            # bits (line packing moves addresses across DRAM rows), so when no decrement saves cycles the
-            # least costly one is taken: bits only go down, and uniform-b_min meets the budget
-            best, best_cycles = None, None
-            for name in self.latency_sensitive:
-                if bits[name] > self.b_min:
-                    trial = self.cycles({**bits, name: bits[name] - 1})
-                    if best_cycles is None or trial < best_cycles:
-                        best, best_cycles = name, trial
-            if best is None:  # every latency-sensitive component at b_min: the feasibility check rules it out
-                raise BudgetError(f"cannot reach {self.target_cycles} cycles from {current}")
-            bits[best] -= 1
-            current = best_cycles
-        return QuantPolicy(bits, self.levels)
-
-    def seed_bits(self, episode: int) -> int | None:
-        """Quality objective: the uniform bits episode ``episode`` plays (b_max, b_max - 1, ... b_min), else None."""
-        if self.objective != "quality" or episode > self.b_max - self.b_min:
-            return None
-        return self.b_max - episode
-
-    def feasible(self, psnr: float, psnr_fp: float) -> bool:
-        """Quality objective: PSNR (dB) >= psnr_fp - max_loss; every policy is feasible for the others."""
-        return self.objective != "quality" or psnr >= psnr_fp - self.max_loss
-
-    def reward(self, psnr: float, psnr_fp: float, cycles: int) -> float:
-        """The episode's reward (module doc: one formula per objective); PSNR in dB, latency in cycles."""
-        if self.objective == "quality":
-            deficit = max(0.0, psnr_fp - self.max_loss - psnr)
-            return float(-math.log2(cycles / self.reference_cycles) - QUALITY_MU * deficit)
-        r = 0.1 * (psnr - psnr_fp)
-        if self.objective == "tradeoff":
-            r -= self.lam * math.log2(cycles / self.reference_cycles)
-        return float(r)
 
     # --- observations ----------------------------------------------------------------------------
     def _static_features(self) -> np.ndarray:

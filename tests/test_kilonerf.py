@@ -104,3 +104,33 @@ def test_a_kilonerf_checkpoint_is_refused_as_teacher(runs, capsys, tmp_path):
         distill(ckpt, KILO_PRESETS["smoke"], tmp_path / "out", progress=False)
     assert main(["--runs", str(tmp_path), "kilonerf", "--scene", "builtin", "--preset", "quick"]) == 2
     assert "run `make train SCENE=builtin PRESET=quick` first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("objective", ["latency", "tradeoff", "quality"])
+def test_search_runs_on_kilonerf_with_every_objective(runs, objective):
+    from flows.search import search
+
+    if not (runs / "kilonerf-builtin-quick" / "summary.json").exists():
+        pytest.skip("needs the distillation of test_make_kilonerf_distils_resumes_and_reports_the_teacher")
+    s = search("builtin", "quick", hw="onchip", episodes=3, warmup=2, val_views=1, rays=256, b_min=6, b_max=8,
+               objective=objective, budget=0.9, max_loss=3.0, runs_root=runs, progress=False, workload_size=10,
+               model="kilonerf")
+    out = runs / f"search-builtin-quick-kilonerf-{objective if objective != 'quality' else 'quality3dB'}"
+    policy = KiloPolicy.load(out / "policy.yaml")
+    assert s["episodes"] == 3 and dict(policy) == s["best"]["bits"]
+    u6, u8 = s["baselines"]["uniform-6"], s["baselines"]["uniform-8"]
+    assert u6["latency_cycles"] < u8["latency_cycles"]  # fewer bits, fewer cycles on the banked engines
+    if objective == "latency":
+        assert s["best"]["latency_cycles"] <= s["budget_cycles"]
+    assert "weight_banks: 2" in (out / "engines.yaml").read_text()
+
+
+def test_search_refuses_a_missing_kilonerf(tmp_path):
+    from flows.search import search
+
+    train_dir = tmp_path / "train-builtin-quick"
+    train_dir.mkdir()
+    with pytest.raises(FileNotFoundError, match="no trained checkpoint"):
+        search("builtin", "quick", runs_root=tmp_path, model="kilonerf", progress=False)
+    with pytest.raises(ValueError, match="model must be one of ngp, kilonerf, not 'nerf'"):
+        search("builtin", "quick", runs_root=tmp_path, model="nerf", progress=False)
