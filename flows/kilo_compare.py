@@ -1,7 +1,9 @@
 """``make kilo-compare``: Instant-NGP against KiloNeRF on one scene and accelerator preset.
 
-Rows per model: full precision, uniform PTQ at ``bits``, and for Instant-NGP the searched policy of
-``make compare`` (its MDL pick). Columns: PSNR / SSIM on the test views, frame latency (800 x 800) split
+Rows per model: full precision, uniform PTQ at ``bits``, and the searched policies: for Instant-NGP the
+MDL pick of ``make compare``, for KiloNeRF the best policy of every ``make search MODEL=kilonerf`` run of
+the scene and preset (``runs/search-<scene>-<preset>-kilonerf-<objective>/policy.yaml``), applied by PTQ.
+Columns: PSNR / SSIM on the test views, frame latency (800 x 800) split
 into compute (the bottleneck engine's busy cycles), weight switching (KiloNeRF: cycles waiting for the
 next cell's bank) and memory stalls (Instant-NGP: hash-table DRAM stalls; KiloNeRF: the DRAM-bound part
 of the switching), model bytes and area (generic cells of the two MLP engines, ``hw.array_area``).
@@ -84,8 +86,6 @@ def kilo_compare(scene: str, preset: str, *, hw: str = "default", bits=(8, 6, 4)
         FileNotFoundError: no finished KiloNeRF or no ``make compare`` summary (naming the command).
         ValueError: a bit width outside [2, 16] (named).
     """
-    from dataclasses import replace
-
     import torch
 
     from common.atomic import atomic_write_text
@@ -98,7 +98,7 @@ def kilo_compare(scene: str, preset: str, *, hw: str = "default", bits=(8, 6, 4)
     from nerf.train import test_stride
     from quant.policy import KiloPolicy
     from quant.ptq import ptq
-    from sim.kilo_perf import kilo_engines, kilo_frame_perf
+    from sim.kilo_perf import kilo_engines_for_policy, kilo_frame_perf
     from sim.mapping import load_accelerator
 
     for b in bits:
@@ -123,8 +123,10 @@ def kilo_compare(scene: str, preset: str, *, hw: str = "default", bits=(8, 6, 4)
     networks = int(ksum["networks_trained"])
     rows = [{"model": "KiloNeRF", "policy": "full precision", "psnr": ksum["psnr_test"], "ssim": ksum["ssim_test"],
              "model_bytes": model_bytes_kilo(KiloPolicy.uniform(32), model.arch, networks)}]
-    for b in bits:
-        policy = KiloPolicy.uniform(b)
+    policies = [(f"PTQ uniform {b}", KiloPolicy.uniform(b)) for b in bits]
+    for run in sorted(Path(runs_root).glob(f"search-{scene_name(scene)}-{preset}-kilonerf-*/policy.yaml")):
+        policies.append((f"searched ({run.parent.name.rsplit('-kilonerf-', 1)[1]})", KiloPolicy.load(run)))
+    for label, policy in policies:
         with torch.no_grad():
             ptq(model, occ, teacher.train_data, policy, n_samples=n_samples)
             m = evaluate(model, occ, teacher.test_data, n_samples=n_samples, every=every, progress=progress)
@@ -132,14 +134,14 @@ def kilo_compare(scene: str, preset: str, *, hw: str = "default", bits=(8, 6, 4)
         perf = kilo_frame_perf(accel, model.arch, policy, cells, rays)
         ms = perf.latency_ms / max(perf.cycles, 1)
         e = perf.engines[perf.bottleneck]
-        row = {"model": "KiloNeRF", "policy": f"PTQ uniform {b}", "psnr": round(m["psnr"], 3),
+        row = {"model": "KiloNeRF", "policy": label, "psnr": round(m["psnr"], 3),
                "ssim": round(m["ssim"], 4), "latency_ms": round(perf.latency_ms, 1),
                "compute_ms": round(e.compute * ms, 1), "switch_ms": round(e.switch * ms, 1),
                "memory_stall_ms": round(e.memory_stall * ms, 1),
                "model_bytes": model_bytes_kilo(policy, model.arch, networks), "visits": perf.visits,
                "perf": perf.to_dict()}
         if area:
-            mlp = replace(kilo_engines(accel, model.arch), max_weight_bits=b, max_act_bits=b)
+            mlp = kilo_engines_for_policy(accel, model.arch, policy)
             row["area_cells"] = mlp_area(mlp, "xc7", Path("build/area"))["cells"]
         rows.append(row)
     table = ngp + rows

@@ -60,15 +60,11 @@ def _val_views(n_views: int, k: int) -> list[int]:
 
 def _engines(space, policy) -> dict:
     """Config sections of the engines sized for the model and the policy's widths (``make verilog``):
-    ``sim.mapping.engines_for_policy``; KiloNeRF: the banked MLP engine both its engines are
-    (``sim.kilo_perf.kilo_engines``) at the policy's widest weight and activation."""
+    ``sim.mapping.engines_for_policy``; KiloNeRF: ``sim.kilo_perf.kilo_engines_for_policy``."""
     if space.arch.get("model") == "kilonerf":
-        from sim.kilo_perf import kilo_engines, kilo_layers
+        from sim.kilo_perf import kilo_engines_for_policy
 
-        mlp = kilo_engines(space.preset, space.arch)
-        layers = [x for ls in kilo_layers(policy, space.arch, mlp).values() for x in ls]
-        return {"mlp_engine": dataclasses.replace(mlp, max_weight_bits=max(x.weight_bits for x in layers),
-                                                  max_act_bits=max(max(x.act_bits, x.out_bits) for x in layers))}
+        return {"mlp_engine": kilo_engines_for_policy(space.preset, space.arch, policy)}
     from sim.mapping import engines_for_policy
 
     return engines_for_policy(space.preset, space.arch, policy)

@@ -253,35 +253,57 @@ def distill(checkpoint: str | Path, preset: KiloPreset, out_dir: str | Path, *, 
     n_active = active.numel()
     cells = active[:, None].expand(-1, preset.distill_batch).reshape(-1)
     with deferred_signals(handle_signals) as caught:
-        # --- stage 2: distillation --------------------------------------------------------------
-        if stage == "distill":
-            sched = lambda it: preset.distill_lr * 0.1 ** (it / max(1, preset.distill_iterations))  # noqa: E731
-            bar = tqdm(total=preset.distill_iterations, initial=step, desc="distil", unit="it", disable=not progress)
-            while step < preset.distill_iterations and not caught:
+        def run_stage(name: str, total: int, lr: float, one_step) -> bool:
+            """Iterations ``step`` .. ``total`` of a stage (lr decayed 10x over it), checkpointed every
+            ``checkpoint_seconds``; False when a signal stopped it (checkpoint written)."""
+            nonlocal step, last_save
+            bar = tqdm(total=total, initial=step, desc=name, unit="it", disable=not progress)
+            while step < total and not caught:
                 t0 = time.perf_counter()
                 for g in optim.param_groups:
-                    g["lr"] = sched(step)
-                idx = torch.randint(0, preset.pool, (n_active, preset.distill_batch), generator=gen)
-                rows = torch.arange(n_active)[:, None]
-                pts, dirs = prep["points"][rows, idx].reshape(-1, 3), prep["dirs"][rows, idx].reshape(-1, 3)
-                sigma, rgb = model(pts, dirs, cells=cells)
-                alpha = 1.0 - torch.exp(-sigma * prep["step"])
-                loss = (F.mse_loss(rgb, prep["rgb"][rows, idx].reshape(-1, 3))
-                        + F.mse_loss(alpha, prep["alpha"][rows, idx].reshape(-1)))
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
+                    g["lr"] = lr * 0.1 ** (step / max(1, total))
+                shown = one_step()
                 step += 1
-                seconds["distill"] += time.perf_counter() - t0
+                seconds[name] += time.perf_counter() - t0
                 bar.update(1)
                 if step % 10 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.5f}")
+                    bar.set_postfix(shown)
                 if time.monotonic() - last_save >= preset.checkpoint_seconds:
                     save()
                     last_save = time.monotonic()
             bar.close()
             if caught:
                 save()
+            return not caught
+
+        def distill_step() -> dict:
+            idx = torch.randint(0, preset.pool, (n_active, preset.distill_batch), generator=gen)
+            rows = torch.arange(n_active)[:, None]
+            pts, dirs = prep["points"][rows, idx].reshape(-1, 3), prep["dirs"][rows, idx].reshape(-1, 3)
+            sigma, rgb = model(pts, dirs, cells=cells)
+            alpha = 1.0 - torch.exp(-sigma * prep["step"])
+            loss = (F.mse_loss(rgb, prep["rgb"][rows, idx].reshape(-1, 3))
+                    + F.mse_loss(alpha, prep["alpha"][rows, idx].reshape(-1)))
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            return {"loss": f"{loss.item():.5f}"}
+
+        def finetune_step() -> dict:
+            origins, dirs, target, bg = training_batch(batcher, preset.finetune_rays, background, gen)
+            rgb, _, _ = render_rays(model, origins, dirs, n_samples=teacher.n_samples, occupancy=occ, perturb=True,
+                                    generator=gen, background=bg, t_min=T_MIN, chunks=4)
+            l2 = sum((model.weights[model._key(n)] ** 2).sum() + (model.biases[model._key(n)] ** 2).sum()
+                     for n in VIEW_DEPENDENT)
+            mse = torch.mean((rgb - target) ** 2)
+            optim.zero_grad(set_to_none=True)
+            (mse + L2_LAMBDA * l2).backward()
+            optim.step()
+            return {"psnr": f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}"}
+
+        background = teacher.settings.get("background", "random")
+        if stage == "distill":  # stage 2
+            if not run_stage("distill", preset.distill_iterations, preset.distill_lr, distill_step):
                 return stopped(signal.Signals(caught[0]).name)
             stage, step = "finetune", 0
             optim = torch.optim.Adam(model.parameters(), lr=preset.finetune_lr)
@@ -289,37 +311,8 @@ def distill(checkpoint: str | Path, preset: KiloPreset, out_dir: str | Path, *, 
             last_save = time.monotonic()
             if until == "distill":
                 return stopped()
-        # --- stage 3: fine-tuning on the training images -------------------------------------------
-        if stage == "finetune":
-            sched = lambda it: preset.finetune_lr * 0.1 ** (it / max(1, preset.finetune_iterations))  # noqa: E731
-            bar = tqdm(total=preset.finetune_iterations, initial=step, desc="fine-tune", unit="it",
-                       disable=not progress)
-            background = teacher.settings.get("background", "random")
-            while step < preset.finetune_iterations and not caught:
-                t0 = time.perf_counter()
-                for g in optim.param_groups:
-                    g["lr"] = sched(step)
-                origins, dirs, target, bg = training_batch(batcher, preset.finetune_rays, background, gen)
-                rgb, _, _ = render_rays(model, origins, dirs, n_samples=teacher.n_samples, occupancy=occ,
-                                        perturb=True, generator=gen, background=bg, t_min=T_MIN, chunks=4)
-                l2 = sum((model.weights[model._key(n)] ** 2).sum() + (model.biases[model._key(n)] ** 2).sum()
-                         for n in VIEW_DEPENDENT)
-                mse = torch.mean((rgb - target) ** 2)
-                loss = mse + L2_LAMBDA * l2
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                step += 1
-                seconds["finetune"] += time.perf_counter() - t0
-                bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}")
-                if time.monotonic() - last_save >= preset.checkpoint_seconds:
-                    save()
-                    last_save = time.monotonic()
-            bar.close()
-            if caught:
-                save()
+        if stage == "finetune":  # stage 3
+            if not run_stage("finetune", preset.finetune_iterations, preset.finetune_lr, finetune_step):
                 return stopped(signal.Signals(caught[0]).name)
             stage = "done"
             save()

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerf.layout import kilonerf_layers
+from nerf.model import QuantHooks
 
 __all__ = ["KiloNeRF", "KILO_ARCH_KEYS", "kilonerf_layout", "positional_encoding", "grid_shape", "CHUNK", "T_MIN",
            "POS_FREQS", "DIR_FREQS", "HIDDEN"]
@@ -80,7 +81,7 @@ def positional_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
     return torch.cat([x, torch.stack([ang.sin(), ang.cos()], dim=-1).reshape(x.shape[0], -1)], dim=-1)
 
 
-class KiloNeRF(nn.Module):
+class KiloNeRF(QuantHooks, nn.Module):
     """The grid of tiny MLPs (module doc). Keyword-only.
 
     Args:
@@ -128,21 +129,6 @@ class KiloNeRF(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-    # --- quantization hook points (as nerf.model.InstantNGP) --------------------------------------
-    @staticmethod
-    def _key(name: str) -> str:
-        return name.replace(".", "__")
-
-    def install_quantizer(self, name: str, module: nn.Module) -> None:
-        self.quant[self._key(name)] = module
-
-    def clear_quantizers(self) -> None:
-        self.quant = nn.ModuleDict()
-
-    def _q(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        key = self._key(name)
-        return self.quant[key](x) if key in self.quant else x
 
     def layer_weight(self, name: str) -> torch.Tensor:
         """float (networks, out, in): layer ``name``'s weights of every network, through its quantizer."""

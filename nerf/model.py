@@ -26,7 +26,7 @@ from nerf.encoding import HashGrid
 from nerf.layout import ARCH_KEYS, model_layout
 from nerf.sh import sh_encode
 
-__all__ = ["InstantNGP", "trunc_exp", "ARCH_KEYS", "model_layout"]
+__all__ = ["InstantNGP", "QuantHooks", "trunc_exp", "ARCH_KEYS", "model_layout"]
 
 
 class _TruncExp(torch.autograd.Function):
@@ -47,7 +47,27 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return _TruncExp.apply(x)
 
 
-class InstantNGP(nn.Module):
+class QuantHooks:
+    """The quantization hook points of a field (module doc): a component ``name`` passes through
+    ``self.quant[name]`` once ``install_quantizer`` put a module there. Needs ``self.quant``, an ``nn.ModuleDict``."""
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "__")
+
+    def install_quantizer(self, name: str, module: nn.Module) -> None:
+        """Route component ``name`` (a ``quant.policy`` name) through ``module``."""
+        self.quant[self._key(name)] = module
+
+    def clear_quantizers(self) -> None:
+        self.quant = nn.ModuleDict()
+
+    def _q(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        key = self._key(name)
+        return self.quant[key](x) if key in self.quant else x
+
+
+class InstantNGP(QuantHooks, nn.Module):
     """The radiance field. All keyword-only; ``bbox`` is ((xmin, ymin, zmin), (xmax, ymax, zmax)) in world units."""
 
     def __init__(self, *, levels: int = 16, log2_table_size: int = 15, features: int = 2, n_min: int = 16,
@@ -66,22 +86,6 @@ class InstantNGP(nn.Module):
         self.register_buffer("bbox", box)
         self.quant = nn.ModuleDict()
         self.encoding.table_hook = lambda level, t: self._q(f"hash.level{level:02d}", t)
-
-    # --- quantization hook points -------------------------------------------------------------
-    @staticmethod
-    def _key(name: str) -> str:
-        return name.replace(".", "__")
-
-    def install_quantizer(self, name: str, module: nn.Module) -> None:
-        """Route component ``name`` (a ``quant.policy`` name) through ``module``."""
-        self.quant[self._key(name)] = module
-
-    def clear_quantizers(self) -> None:
-        self.quant = nn.ModuleDict()
-
-    def _q(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        key = self._key(name)
-        return self.quant[key](x) if key in self.quant else x
 
     def _linear(self, name: str, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if type(layer) is not nn.Linear:  # a wrapper that quantizes itself (quant.hadamard.DHQLinear)

@@ -38,7 +38,8 @@ from sim.mapping import AcceleratorPreset, check_bits
 from sim.memory.dram import DramTiming, load_dram
 from sim.tlm.mlp_engine import cell_schedule, cell_words, vector_cycles
 
-__all__ = ["KILO_ENGINES", "kilo_layers", "kilo_engines", "cell_visits", "cell_bytes", "load_cycles",
+__all__ = ["KILO_ENGINES", "kilo_layers", "kilo_engines", "kilo_engines_for_policy", "cell_visits", "cell_bytes",
+           "load_cycles",
            "EnginePerf", "KiloFramePerf", "kilo_frame_perf", "BATCH_RAYS"]
 
 #: Engine -> its layers (``nerf.layout.kilonerf_layers`` names).
@@ -83,6 +84,18 @@ def kilo_engines(preset: AcceleratorPreset, arch: Mapping) -> MlpEngineParams:
     return replace(preset.mlp, weight_banks=2, max_in=max(preset.mlp.max_in, max(ly.in_size for ly in shapes)),
                    max_out=max(preset.mlp.max_out, max(ly.out_size for ly in shapes)),
                    max_layers=max(preset.mlp.max_layers, max(len(v) for v in KILO_ENGINES.values())))
+
+
+def kilo_engines_for_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> MlpEngineParams:
+    """``kilo_engines`` at exactly the policy's widest weight and widest activation (input or output):
+    the engine ``make verilog`` generates for a KiloNeRF policy (``engines.yaml``).
+
+    Raises:
+        ConfigError: a width above the preset's engine (e.g. 32 bits, full precision)."""
+    mlp = kilo_engines(preset, arch)
+    layers = [x for ls in kilo_layers(policy, arch, mlp).values() for x in ls]
+    return replace(mlp, max_weight_bits=max(x.weight_bits for x in layers),
+                   max_act_bits=max(max(x.act_bits, x.out_bits) for x in layers))
 
 
 def cell_visits(cells: np.ndarray, rays: np.ndarray, batch_rays: int = BATCH_RAYS) -> tuple[np.ndarray, np.ndarray]:
