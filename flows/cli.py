@@ -25,7 +25,8 @@ def _configs(arg: str | None) -> list[Path]:
 def _policy_engines(policy_path: Path) -> tuple[Path, dict]:
     """The engines a searched policy needs (``engines.yaml`` beside it), after checking the policy.
 
-    The policy is read with the levels of the engines' hash encoder (``QuantPolicy.load``) and must fit
+    A KiloNeRF policy (``KiloPolicy``) needs only the banked MLP engine of its ``engines.yaml``. An
+    Instant-NGP policy is read with the levels of the engines' hash encoder (``QuantPolicy.load``) and must fit
     the engines' widths: every hash level within ``feature_bits``, every MLP weight and input
     activation within ``max_weight_bits`` / ``max_act_bits`` (``sim.mapping.check_policy_fits``, the
     mapping the search used).
@@ -47,6 +48,20 @@ def _policy_engines(policy_path: Path) -> tuple[Path, dict]:
                                 "run folder, which holds the engines.yaml it needs")
     sections = load_config(engines)
     encoder = sections.get("hash_encoder") or sections.get("hash_encoder_axi")  # tables on chip or in DRAM
+    if encoder is None and "mlp_engine" in sections:  # a KiloNeRF search: its banked MLP engine only
+        from quant.policy import KiloPolicy, PolicyError
+        from sim.kilo_perf import kilo_layers
+
+        try:
+            policy = KiloPolicy.load(policy_path)
+        except PolicyError:
+            policy = None
+        if policy is not None:
+            try:  # widths only: any tiny-network shape names the same components
+                kilo_layers(policy, {"hidden": 32, "pos_freqs": 10, "dir_freqs": 4}, sections["mlp_engine"])
+            except ConfigError as exc:
+                raise ConfigError(f"policy {str(policy_path)!r}: {exc} in {engines}") from None
+            return engines, sections
     if encoder is None:
         raise ConfigError(f"{engines} has no hash_encoder or hash_encoder_axi section, so the policy's levels are "
                           "unknown")

@@ -123,6 +123,16 @@ def test_search_runs_on_kilonerf_with_every_objective(runs, objective):
     if objective == "latency":
         assert s["best"]["latency_cycles"] <= s["budget_cycles"]
     assert "weight_banks: 2" in (out / "engines.yaml").read_text()
+    if objective == "quality":  # make verilog POLICY= takes it: the banked engine at the policy's widths
+        from flows.cli import _policy_engines
+        from hw.params import ConfigError
+
+        engines, sections = _policy_engines(out / "policy.yaml")
+        assert sections["mlp_engine"].weight_banks == 2 and engines == out / "engines.yaml"
+        (out / "policy.yaml").write_text((out / "policy.yaml").read_text().replace("density.l0.weight: ",
+                                                                                  "density.l0.weight: 1"))
+        with pytest.raises(ConfigError, match="density.l0.weight = 1[0-9] bits does not fit"):
+            _policy_engines(out / "policy.yaml")
 
 
 def test_search_refuses_a_missing_kilonerf(tmp_path):
