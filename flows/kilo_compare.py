@@ -22,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from flows.runs import scene_name
 
@@ -94,7 +93,8 @@ def kilo_compare(scene: str, preset: str, *, hw: str = "default", bits=(8, 6, 4)
     from flows.report import markdown_table, write_csv
     from flows.runs import open_field
     from nerf.kilo_train import load_kilonerf
-    from nerf.render import evaluate, sample_positions
+    from nerf.kilonerf import frame_cells
+    from nerf.render import evaluate
     from nerf.train import test_stride
     from quant.policy import KiloPolicy
     from quant.ptq import ptq
@@ -115,11 +115,7 @@ def kilo_compare(scene: str, preset: str, *, hw: str = "default", bits=(8, 6, 4)
     teacher = open_field(scene, preset, runs_root)
     n_samples = teacher.n_samples
     every = test_stride(teacher.settings["test_every"], len(teacher.test_data.images))
-    u, rays = sample_positions(model, occ, teacher.test_data, [0], n_samples=n_samples, height=FRAME, width=FRAME,
-                               with_rays=True)
-    grid = np.array(model.arch["grid"])
-    ijk = np.minimum((u * grid).astype(np.int64), grid - 1)
-    cells = (ijk[:, 0] * grid[1] + ijk[:, 1]) * grid[2] + ijk[:, 2]
+    cells, rays = frame_cells(model, occ, teacher.test_data, 0, n_samples=n_samples, size=FRAME)
     networks = int(ksum["networks_trained"])
     rows = [{"model": "KiloNeRF", "policy": "full precision", "psnr": ksum["psnr_test"], "ssim": ksum["ssim_test"],
              "model_bytes": model_bytes_kilo(KiloPolicy.uniform(32), model.arch, networks)}]
@@ -148,7 +144,7 @@ def kilo_compare(scene: str, preset: str, *, hw: str = "default", bits=(8, 6, 4)
     out = Path(runs_root) / f"kilo-compare-{scene_name(scene)}-{preset}-{hw}"
     keep = ("grid", "networks", "networks_trained", "psnr_test", "teacher_psnr_test", "train_seconds_total")
     summary = {"scene": scene, "preset": preset, "hw": hw, "frame": [FRAME, FRAME],
-               "frame_samples_kilonerf": int(len(u)), "kilonerf": {k: ksum[k] for k in keep},
+               "frame_samples_kilonerf": int(len(cells)), "kilonerf": {k: ksum[k] for k in keep},
                "rows": table, "wall_seconds": round(time.monotonic() - t0, 1)}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "table.md", markdown_table(table, _columns()))

@@ -245,7 +245,7 @@ def _setup_kilonerf(scene: str, preset: str, accel, out: Path, settings: dict, s
     its visits' vector counts scaled by (800 / workload_size)^2)."""
     from flows.kilonerf import kilo_dir
     from nerf.kilo_train import load_kilonerf
-    from nerf.render import sample_positions
+    from nerf.kilonerf import frame_cells
     from quant.policy import FULL_PRECISION_BITS, KiloPolicy
     from quant.ptq import PTQEvaluator
     from rl.kilo_env import KiloSearchSpace
@@ -263,11 +263,7 @@ def _setup_kilonerf(scene: str, preset: str, accel, out: Path, settings: dict, s
         with np.load(path) as z:
             cells, ray_ids = z["cells"], z["rays"]
     else:
-        u, ray_ids = sample_positions(model, occ, val, [views[0]], n_samples=trained.n_samples, height=size,
-                                      width=size, with_rays=True)
-        grid = np.array(model.arch["grid"])
-        ijk = np.minimum((u * grid).astype(np.int64), grid - 1)
-        cells = (ijk[:, 0] * grid[1] + ijk[:, 1]) * grid[2] + ijk[:, 2]
+        cells, ray_ids = frame_cells(model, occ, val, views[0], n_samples=trained.n_samples, size=size)
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:

@@ -45,6 +45,7 @@ from common.signals import deferred_signals
 from nerf.kilo_occupancy import VoxelOccupancy, fit_box, measure_occupancy
 from nerf.kilonerf import KILO_ARCH_KEYS, T_MIN, KiloNeRF, grid_shape
 from nerf.occupancy import MIN_OPTICAL_THICKNESS
+from nerf.train import CheckpointError, ModelFamilyError, load_checkpoint
 
 __all__ = ["KiloPreset", "KILO_PRESETS", "distill", "load_kilonerf", "KiloCheckpointError", "T_MIN"]
 
@@ -54,8 +55,8 @@ L2_LAMBDA = 1e-6
 VIEW_DEPENDENT = ("color.l0", "color.l1")
 
 
-class KiloCheckpointError(ValueError):
-    """A KiloNeRF checkpoint is unreadable, of another model or of another architecture."""
+class KiloCheckpointError(CheckpointError):
+    """A KiloNeRF checkpoint of another architecture, or one given where the teacher belongs."""
 
 
 @dataclass(frozen=True)
@@ -98,17 +99,13 @@ def load_kilonerf(path: str | Path) -> tuple[KiloNeRF, VoxelOccupancy, dict]:
     """A KiloNeRF checkpoint -> (model, ESS grid, checkpoint dict), CPU.
 
     Raises:
-        FileNotFoundError: no such file. KiloCheckpointError: unreadable, or not a KiloNeRF checkpoint.
+        FileNotFoundError: no such file. nerf.train.CheckpointError: unreadable; ModelFamilyError: not a
+        KiloNeRF checkpoint (``nerf.train.load_checkpoint``).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no KiloNeRF checkpoint {path}: run `make kilonerf` first")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise KiloCheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("arch", {}).get("model") != "kilonerf":
-        raise KiloCheckpointError(f"{path}: not a KiloNeRF checkpoint (arch.model is not 'kilonerf')")
+    ckpt = load_checkpoint(path, family="kilonerf")
     arch = ckpt["arch"]
     model = KiloNeRF(grid=arch["grid"], bbox=arch["bbox"], hidden=arch["hidden"], pos_freqs=arch["pos_freqs"],
                      dir_freqs=arch["dir_freqs"])
@@ -188,13 +185,10 @@ def distill(checkpoint: str | Path, preset: KiloPreset, out_dir: str | Path, *, 
         raise ValueError(f"until must be 'prepare' or 'distill', not {until!r}")
     path = Path(checkpoint)
     try:
-        torch.load(path, map_location="cpu", weights_only=False)["arch"]["model"]
-    except (KeyError, TypeError, FileNotFoundError, OSError, RuntimeError):
-        pass
-    else:
+        teacher = TrainedField(path, scene, command=command)
+    except ModelFamilyError:
         raise KiloCheckpointError(f"{path} is a KiloNeRF checkpoint; the teacher must be a trained Instant-NGP "
-                                  "field (`make train`)")
-    teacher = TrainedField(path, scene, command=command)
+                                  "field (`make train`)") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "preset.json", json.dumps(dataclasses.asdict(preset), indent=2) + "\n")

@@ -35,8 +35,8 @@ from torch import nn
 from nerf.layout import kilonerf_layers
 from nerf.model import QuantHooks
 
-__all__ = ["KiloNeRF", "KILO_ARCH_KEYS", "kilonerf_layout", "positional_encoding", "grid_shape", "CHUNK", "T_MIN",
-           "POS_FREQS", "DIR_FREQS", "HIDDEN"]
+__all__ = ["KiloNeRF", "KILO_ARCH_KEYS", "kilonerf_layout", "positional_encoding", "grid_shape", "frame_cells", "CHUNK",
+           "T_MIN", "POS_FREQS", "DIR_FREQS", "HIDDEN"]
 
 #: Position and direction frequencies and the hidden width of the reference code.
 POS_FREQS, DIR_FREQS, HIDDEN = 10, 4, 32
@@ -171,6 +171,21 @@ class KiloNeRF(QuantHooks, nn.Module):
         rgb = self._q("color.out", torch.sigmoid(self._q("color.l1.out", plan.linear(
             self, "color.l1", self._q("color.l1.act_in", h)))))
         return plan.unpack(sigma[..., None])[:, 0], plan.unpack(rgb)
+
+
+def frame_cells(model: KiloNeRF, occupancy, data, view: int, *, n_samples: int, size: int):
+    """The samples ``model`` evaluates for view ``view`` of ``data`` rendered at ``size`` x ``size`` pixels, in
+    accelerator order (``nerf.render.sample_positions``): (cell int64 (N,), ray int64 (N,)), the cell as
+    ``KiloNeRF.cell_of`` numbers it."""
+    import numpy as np
+
+    from nerf.render import sample_positions
+
+    u, rays = sample_positions(model, occupancy, data, [view], n_samples=n_samples, height=size, width=size,
+                               with_rays=True)
+    grid = np.array(model.arch["grid"])
+    ijk = np.minimum((u * grid).astype(np.int64), grid - 1)  # u is the point in the box, [0, 1)^3
+    return (ijk[:, 0] * grid[1] + ijk[:, 1]) * grid[2] + ijk[:, 2], rays
 
 
 class _Plan:

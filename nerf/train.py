@@ -39,7 +39,8 @@ from nerf.model import ARCH_KEYS, InstantNGP
 from nerf.occupancy import OccupancyGrid
 from nerf.render import evaluate, render_image, render_rays  # noqa: F401  (render_image: re-exported)
 
-__all__ = ["TrainPreset", "PRESETS", "BACKGROUNDS", "train", "evaluate", "load_checkpoint", "CheckpointError"]
+__all__ = ["TrainPreset", "PRESETS", "BACKGROUNDS", "train", "evaluate", "load_checkpoint", "CheckpointError",
+           "ModelFamilyError", "FAMILIES"]
 
 #: Training backgrounds for scenes with alpha: a random RGB per ray, or white.
 BACKGROUNDS = ("random", "white")
@@ -47,6 +48,14 @@ BACKGROUNDS = ("random", "white")
 
 class CheckpointError(ValueError):
     """A checkpoint is unreadable or belongs to another architecture; names the file and the field."""
+
+
+class ModelFamilyError(CheckpointError):
+    """A checkpoint of the other model family: KiloNeRF where an Instant-NGP field is needed, or the reverse."""
+
+
+#: Model families by ``arch["model"]`` (an Instant-NGP checkpoint has none), and their names in messages.
+FAMILIES = {"ngp": "Instant-NGP", "kilonerf": "KiloNeRF"}
 
 
 @dataclass(frozen=True)
@@ -101,11 +110,13 @@ def build_model(preset: TrainPreset, bbox) -> InstantNGP:
                       n_max=preset.n_max, bbox=bbox)
 
 
-def load_checkpoint(path: str | Path, arch: dict | None = None) -> dict:
-    """Load ``checkpoint.pt``; with ``arch``, check every architecture field matches.
+def load_checkpoint(path: str | Path, arch: dict | None = None, *, family: str = "ngp") -> dict:
+    """Load ``checkpoint.pt`` of a ``family`` model (``FAMILIES``); with ``arch``, check every field of
+    ``ARCH_KEYS`` matches (Instant-NGP).
 
     Raises:
-        CheckpointError: unreadable, or a field of ``ARCH_KEYS`` differs (named, with both values).
+        ModelFamilyError: a checkpoint of the other family (both named). CheckpointError: unreadable, or a
+        field of ``ARCH_KEYS`` differs (named, with both values).
     """
     path = Path(path)
     try:
@@ -114,6 +125,11 @@ def load_checkpoint(path: str | Path, arch: dict | None = None) -> dict:
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
     if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a nerfhw checkpoint (no 'arch' / 'model')")
+    got = ckpt["arch"].get("model", "ngp")
+    if got != family:
+        raise ModelFamilyError(f"{path} is a {FAMILIES.get(got, got)} checkpoint, not an {FAMILIES[family]} one"
+                               if family == "ngp" else
+                               f"{path} is an {FAMILIES.get(got, got)} checkpoint, not a {FAMILIES[family]} one")
     if arch is not None:
         for key in ARCH_KEYS:
             if ckpt["arch"].get(key) != arch.get(key):

@@ -72,8 +72,8 @@ from sim.mapping import ENCODER, AcceleratorPreset, encoder_params, layer_of, le
 from sim.perf import FramePerf, frame_perf, memory_result, mlp_cycles, workload_codes
 from sim.tlm.mlp_engine import layer_cycles
 
-__all__ = ["OBS_FEATURES", "SearchSpace", "Objectives", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES", "CHUNK",
-           "QUALITY_MU"]
+__all__ = ["OBS_FEATURES", "SearchSpace", "Objectives", "SearchSettings", "BudgetError", "action_to_bits", "OBJECTIVES",
+           "CHUNK", "QUALITY_MU"]
 
 #: Points per chunk of the chunk-subset estimate (``SearchSpace.every``; ``memory_frame_perf``'s ``chunk``).
 #: Measured on lego (tiny) validation view 0 at 400x400 (712,529 points, scanline order), every = 3,
@@ -155,6 +155,21 @@ class Objectives:
     (``QuantPolicy`` or ``KiloPolicy``)."""
 
     policy_type = QuantPolicy
+
+    def check_budget(self) -> None:
+        """Latency objective: the budget must be reachable in [b_min, b_max].
+
+        Raises:
+            BudgetError: it is below uniform-b_min's latency (given, also as a fraction of uniform-8's).
+        """
+        if self.objective != "latency":
+            return
+        lowest = self.cycles(self.policy_type.uniform(self.b_min, self.levels))
+        if lowest > self.target_cycles:
+            raise BudgetError(
+                f"budget {self.budget} x uniform-8 latency = {self.target_cycles} cycles is below the lowest "
+                f"latency reachable with bits in [{self.b_min}, {self.b_max}]: {lowest} cycles "
+                f"(uniform-{self.b_min}, {lowest / self.reference_cycles:.3f} x uniform-8)")
 
     @property
     def target_cycles(self) -> int:
@@ -274,13 +289,7 @@ class SearchSpace(Objectives):
                                  "changes nothing")
             self._set(latency_sensitive=[n for n in self.names if n in layers])
         self._set(reference_cycles=self.cycles(QuantPolicy.uniform(8, levels)))
-        if self.objective == "latency":
-            lowest = self.cycles(QuantPolicy.uniform(self.b_min, self.levels))
-            if lowest > self.target_cycles:
-                raise BudgetError(
-                    f"budget {self.budget} x uniform-8 latency = {self.target_cycles} cycles is below the lowest "
-                    f"latency reachable with bits in [{self.b_min}, {self.b_max}]: {lowest} cycles "
-                    f"(uniform-{self.b_min}, {lowest / self.reference_cycles:.3f} x uniform-8)")
+        self.check_budget()
         self._set(static=self._static_features())
 
     # --- latency -------------------------------------------------------------------------------

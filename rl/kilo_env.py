@@ -19,7 +19,7 @@ import numpy as np
 from common.validate import range_message
 from nerf.layout import kilonerf_layers
 from quant.policy import KILONERF_COMPONENTS, MAX_BITS, MIN_BITS, KiloPolicy
-from rl.env import FIXED_QUALITY, OBJECTIVES, BudgetError, Objectives
+from rl.env import FIXED_QUALITY, OBJECTIVES, Objectives
 from sim.kilo_perf import KILO_ENGINES, KiloFramePerf, kilo_engines, kilo_frame_perf, kilo_layers
 from sim.tlm.mlp_engine import layer_cycles
 
@@ -32,7 +32,7 @@ class KiloSearchSpace(Objectives):
     parameter counts); the rest as ``rl.env.SearchSpace``.
 
     Raises:
-        ValueError: a bad bit range or objective (naming the field, range and value). BudgetError: the budget
+        ValueError: a bad bit range or objective (naming the field, range and value). rl.env.BudgetError: the budget
         is below uniform-b_min's latency.
     """
 
@@ -61,11 +61,7 @@ class KiloSearchSpace(Objectives):
         self.memo: dict = {}
         self.replays = 0
         self.reference_cycles = self.cycles(KiloPolicy.uniform(8))
-        if objective == "latency":
-            lowest = self.cycles(KiloPolicy.uniform(b_min))
-            if lowest > self.target_cycles:
-                raise BudgetError(f"budget {budget} x uniform-8 latency = {self.target_cycles} cycles is below the "
-                                  f"lowest latency reachable with bits in [{b_min}, {b_max}]: {lowest} cycles")
+        self.check_budget()
         self.static = self._static_features()
 
     def perf(self, policy: Mapping[str, int]) -> KiloFramePerf:
