@@ -269,11 +269,12 @@ def fit_prior(symbols_per_channel: Sequence[np.ndarray], *, steps: int = 300, lr
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tensors of C x (distinct values): intra-op threads only add overhead
     try:
-        for _ in range(int(steps)):
-            optim.zero_grad(set_to_none=True)
-            loss = prior.bits(y, w) / total
-            loss.backward()
-            optim.step()
+        with torch.enable_grad():  # a caller's no_grad must not stop the fit
+            for _ in range(int(steps)):
+                optim.zero_grad(set_to_none=True)
+                loss = prior.bits(y, w) / total
+                loss.backward()
+                optim.step()
     finally:
         torch.set_num_threads(threads)
     return prior.eval()
