@@ -31,6 +31,10 @@ code histograms differ; a channel costs only its frequency table (measured: a fe
 (``codes - median``, so Ballé's initialisation near 0 fits) by minimising their bits
 (``quant.entropy.fit_prior``: no noise, the codes are integers). Its pmf over each channel's
 [min, max] becomes the integer tables that the file stores, so decoding needs no float model.
+Measured on a 40-iteration 4-level test field (T = 2^13, uniform 8 bits): 7.25 bits per table
+parameter with the prior against 7.14 with empirical histograms and 7.13 for zstd -19 of the packed
+codes; the smooth prior misses the spike of never-trained entries (one code holding ~10 % of a level)
+but its tables are smaller. ``entropy_model="empirical"`` is offered as that baseline.
 
 Used rows: a dense level (``nerf.grid.is_dense``) reads only its first ``(N_l + 1)^3`` rows (the
 parameter count of ``quant.costs``); only those are coded, the rest decode to code 0 (never read).

@@ -96,7 +96,7 @@ def test_coded_size_matches_the_fitted_prior_and_beats_an_unfitted_one():
     symbols = laplace_symbols()
     prior = fit_prior(symbols, steps=300)
     y = torch.from_numpy(np.stack(symbols)).float()
-    estimate = float(prior.bits(y))
+    estimate = float(prior.bits(y).detach())
     data, meta = pack_channels(symbols, prior)
     assert all(np.array_equal(a, b) for a, b in zip(unpack_channels(data, meta), symbols))
     assert 8 * len(data) == pytest.approx(estimate, rel=0.02)
