@@ -33,7 +33,7 @@ MAX_LOSS ?=
 MODEL ?=
 
 .PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr acaq acaq-table compare grid \
-	report clean help
+	report compress clean help
 
 help:
 	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
@@ -42,7 +42,8 @@ help:
 	@echo "make lint    verilator --lint-only -Wall on every preset's Verilog"
 	@echo "make cosim   [CONFIG=...] [POINTS=2000] [WAVES=1]  every engine of every preset; writes runs/cosim-<name>/summary.json"
 	@echo "make bench   Verilator vs TLM simulated cycles/s, and the frame model's time per 800x800 frame; writes runs/bench/*.json"
-	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full]  writes runs/train-<scene>-<preset>/"
+	@echo "make train   [SCENE=builtin|<folder>] [PRESET=tiny|small|full] [MODEL=ngp|tensorf]  writes runs/train-<scene>-<preset>/"
+	@echo "             (TensoRF-VM: runs/train-<scene>-<preset>-tensorf/)"
 	@echo "make kilo-compare SCENE=.. [PRESET=tiny] [HW=default]  Instant-NGP vs KiloNeRF; runs/kilo-compare-<scene>-<preset>-<hw>/"
 	@echo "make kilonerf SCENE=.. [PRESET=tiny] [KILO=tiny|smoke] [CELLS=16]  distil the trained field into KiloNeRF; runs/kilonerf-<scene>-<preset>/"
 	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
@@ -61,6 +62,9 @@ help:
 	@echo "make grid    [SCENES=a,b] [HWS=default,onchip] [SEEDS=0] [WORK=full] [NAME=main]  the comparison over scenes x"
 	@echo "             presets x seeds on Ray (RAY_ADDRESS for a cluster); writes runs/grid-<name>/ (resumable)"
 	@echo "make report  RUN=runs/<search or compare folder>  one self-contained HTML page: <run>/report.html"
+	@echo "make compress [SCENE=..] [PRESET=tiny] [MODEL=tensorf|ngp] [LAMBDAS=0.002,0.005,0.02,0.05] [BITS=8,6,4]"
+	@echo "             ECTensoRF / entropy-coded hash tables with real bitstreams vs quantization + zstd;"
+	@echo "             writes runs/compress-<scene>-<preset>-<model>/ (rd.md, rd.png; resumable)"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
 
@@ -94,8 +98,14 @@ cosim: $(STAMP)
 bench: $(STAMP)
 	$(CLI) bench $(if $(CONFIG),--config $(CONFIG))
 
+LAMBDAS ?=
+
+compress: $(STAMP)
+	$(CLI) compress --scene $(SCENE) --preset $(PRESET) --model $(or $(MODEL),tensorf) $(if $(LAMBDAS),--lambdas $(LAMBDAS)) \
+		$(if $(BITS),--bits $(BITS)) $(if $(ITERATIONS),--iterations $(ITERATIONS)) $(if $(POLICY),--policy $(POLICY))
+
 train: $(STAMP)
-	$(CLI) train --scene $(SCENE) --preset $(PRESET) $(if $(ITERATIONS),--iterations $(ITERATIONS))
+	$(CLI) train --scene $(SCENE) --preset $(PRESET) $(if $(ITERATIONS),--iterations $(ITERATIONS)) $(if $(MODEL),--model $(MODEL))
 
 kilonerf: $(STAMP)
 	$(CLI) kilonerf --scene $(SCENE) --preset $(PRESET) $(if $(KILO),--kilo $(KILO)) $(if $(CELLS),--cells $(CELLS))

@@ -179,17 +179,18 @@ def _check_device(device: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from nerf.train import PRESETS, train
+    from nerf.train import presets_for, train
 
-    if args.preset not in PRESETS:
-        raise ValueError(f"unknown preset {args.preset!r} (allowed: {', '.join(PRESETS)})")
+    presets = presets_for(args.model)
+    if args.preset not in presets:
+        raise ValueError(f"unknown preset {args.preset!r} of --model {args.model} (allowed: {', '.join(presets)})")
     _check_device(args.device)
     scene_name = "builtin" if args.scene == "builtin" else Path(args.scene).resolve().name
     if scene_name == "transforms.json":  # a transforms file given directly: name the run after its folder
         scene_name = Path(args.scene).resolve().parent.name
-    name = args.name or f"{scene_name}-{args.preset}"
+    name = args.name or f"{scene_name}-{args.preset}" + ("-tensorf" if args.model == "tensorf" else "")
     out = Path(args.runs) / f"train-{name}"
-    s = train(args.scene, PRESETS[args.preset], out, seed=args.seed, downscale=args.downscale,
+    s = train(args.scene, presets[args.preset], out, seed=args.seed, downscale=args.downscale,
               iterations=args.iterations, until=args.until, device=args.device, compile=args.compile,
               checkpoint_seconds=args.checkpoint_seconds, skip_missing=args.skip_missing, background=args.background)
     code = _stopped_early(s, out)
@@ -392,6 +393,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    from flows.compress import compress_dir, compress_flow
+
+    s = compress_flow(args.scene, model=args.model, preset=args.preset, lambdas=args.lambdas, bits=args.bits,
+                      ablation_lambda=args.ablation_lambda, iterations=args.iterations, policies=args.policy or (),
+                      runs_root=args.runs, seed=args.seed)
+    out = compress_dir(args.scene, args.preset, args.model, args.runs)
+    if not s.get("finished"):
+        print(f"interrupted: finished points are kept in {out}/points; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    per = "feature" if args.model == "tensorf" else "table"
+    for p in s["points"]:
+        bpp = p.get(f"bits_per_{per}_parameter")
+        print(f"{p['label']:34s} {p['bytes']:>11,} bytes  {'' if bpp is None else f'{bpp:7.3f} b/param'}  "
+              f"{p['psnr']:6.2f} dB  SSIM {p['ssim']:.4f}")
+    print(f"-> {out}/{{rd.md,rd.png,summary.json,bitstreams/}}")
+    return 0
+
+
 def _csv(kind, check=None):
     def parse(text: str) -> list:
         items = [t.strip() for t in text.split(",") if t.strip()]
@@ -463,12 +484,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=option(int, ge=2), default=10_000, help="workload size, >= 2 (default 10000)")
     p.add_argument("--seed", type=option(int, ge=0), default=1)
     p = sub.add_parser("train", help="train the radiance field; writes runs/train-<scene>-<preset>/ (resumable)",
-                       description="Train the Instant-NGP-style field on a scene and evaluate it on the test views. "
+                       description="Train the Instant-NGP-style field (or TensoRF-VM, --model tensorf) on a scene and "
+                                   "evaluate it on the test views. "
                                    "Re-running the same command resumes from the last checkpoint.")
     p.add_argument("--scene", default="builtin",
                    help="'builtin', a Blender folder (transforms_*.json), an LLFF folder (poses_bounds.npy) or an "
                         "Instant-NGP / nerfstudio folder (transforms.json) (default builtin)")
-    p.add_argument("--preset", default="tiny", help="tiny | small | full (default tiny)")
+    p.add_argument("--preset", default="tiny", help="tiny | small | full; TensoRF: tiny | smoke (default tiny)")
+    p.add_argument("--model", choices=("ngp", "tensorf"), default="ngp",
+                   help="ngp: Instant-NGP; tensorf: TensoRF-VM, written to runs/train-<scene>-<preset>-tensorf/ "
+                        "(default ngp)")
     p.add_argument("--downscale", type=option(int, ge=1), help="image downscale factor (default: the preset's)")
     p.add_argument("--iterations", type=option(int, ge=1), help="override the preset's iteration count")
     p.add_argument("--until", type=option(int, ge=1),
@@ -655,6 +680,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="main", help="grid name: runs/grid-<name>/ (default main)")
     _work_options(p)
     p.set_defaults(func=cmd_grid)
+    p = sub.add_parser("compress", help="rate-distortion of compressed fields with real bitstreams; writes "
+                                        "runs/compress-<scene>-<preset>-<model>/ (resumable)",
+                       description="TensoRF: ECTensoRF (latent codes, learned masks, factorized entropy model, "
+                                   "range-coded bitstream) at each lambda, its ablations without masks and without "
+                                   "importance weights, and uniform quantization + zstd of the same planes. "
+                                   "Instant-NGP: the hash-table codes of uniform (and given) policies range-coded "
+                                   "under a learned entropy model, against zstd. Every PSNR is of the model decoded "
+                                   "from its file alone. Re-running skips finished points.")
+    _scene_options(p)
+    p.add_argument("--model", choices=("tensorf", "ngp"), default="tensorf",
+                   help="the field of `make train ... MODEL=tensorf` or the Instant-NGP one (default tensorf)")
+    p.add_argument("--lambdas", type=_csv("lambda list", option(float, gt=0)), default=[0.002, 0.005, 0.02, 0.05],
+                   help="ECTensoRF rate weights (> 0), per bit per feature parameter (default 0.002,0.005,0.02,0.05)")
+    p.add_argument("--ablation-lambda", type=option(float, gt=0),
+                   help="lambda of the ablations without masks / importance (default: the median lambda)")
+    p.add_argument("--bits", type=bits_list(2, 8), default=(8, 6, 4),
+                   help="bitwidths of the uniform baselines (TensoRF) or uniform policies (Instant-NGP) (default 8,6,4)")
+    p.add_argument("--iterations", type=option(int, ge=1), help="ECTensoRF training iterations (default 1500)")
+    p.add_argument("--policy", action="append", help="an Instant-NGP policy YAML to code too (repeatable)")
+    p.add_argument("--seed", type=option(int, ge=0), default=0)
+    p.set_defaults(func=cmd_compress)
     p = sub.add_parser("report", help="one self-contained HTML page for a search or comparison run folder",
                        description="Writes <run>/report.html: table, Pareto plot, latency by engine, bits per "
                                    "component, renders, co-simulation status.")

@@ -12,14 +12,14 @@ def scene_name(scene: str) -> str:
     return "builtin" if scene == "builtin" else Path(scene).resolve().name
 
 
-def train_dir(scene: str, preset: str, runs_root="runs") -> Path:
-    """The folder ``make train SCENE=<scene> PRESET=<preset>`` writes."""
-    return Path(runs_root) / f"train-{scene_name(scene)}-{preset}"
+def train_dir(scene: str, preset: str, runs_root="runs", *, model: str = "ngp") -> Path:
+    """The folder ``make train SCENE=<scene> PRESET=<preset> [MODEL=tensorf]`` writes."""
+    return Path(runs_root) / (f"train-{scene_name(scene)}-{preset}" + ("-tensorf" if model == "tensorf" else ""))
 
 
-def train_command(scene: str, preset: str) -> str:
+def train_command(scene: str, preset: str, *, model: str = "ngp") -> str:
     """The command that trains (or finishes training) that folder's checkpoint."""
-    return f"make train SCENE={scene} PRESET={preset}"
+    return f"make train SCENE={scene} PRESET={preset}" + (" MODEL=tensorf" if model == "tensorf" else "")
 
 
 def open_field(scene: str, preset: str, runs_root="runs"):

@@ -55,7 +55,12 @@ class ModelFamilyError(CheckpointError):
 
 
 #: Model families by ``arch["model"]`` (an Instant-NGP checkpoint has none), and their names in messages.
-FAMILIES = {"ngp": "Instant-NGP", "kilonerf": "KiloNeRF"}
+FAMILIES = {"ngp": "Instant-NGP", "kilonerf": "KiloNeRF", "tensorf": "TensoRF"}
+
+
+def _a(family: str) -> str:
+    name = FAMILIES.get(family, family)
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,16 @@ class TrainPreset:
     max_batch_rays: int = 16384
     background: str = "random"  # training background of scenes with alpha: "random" per ray or "white"
     checkpoint_seconds: float = 60.0  # also checkpoint when this much wall time passed since the last
+    # --- TensoRF-VM (model="tensorf"); the reference code's names in brackets ---
+    model: str = "ngp"  # "ngp" (Instant-NGP) or "tensorf"
+    voxels_init: int = 128 ** 3  # [N_voxel_init]
+    voxels_final: int = 300 ** 3  # [N_voxel_final]
+    upsample_at: tuple[int, ...] = ()  # [upsamp_list]: iterations at which the grid grows (log-spaced voxels)
+    density_components: int = 16  # [n_lamb_sigma]
+    app_components: int = 48  # [n_lamb_sh]
+    app_dim: int = 27  # [data_dim_color]
+    hidden: int = 128  # [featureC]
+    l1_weight: float = 8e-5  # [L1_weight_inital]
 
 
 PRESETS = {
@@ -96,6 +111,42 @@ PRESETS = {
 }
 
 
+#: TensoRF-VM presets. The paper's lego setting (TensoRF-VM-192): 30k iterations of 4096 rays, 128^3 -> 300^3
+#: voxels with upsampling at 2k, 3k, 4k, 5.5k, 7k, R_sigma 16 / R_c 48, featureC 128, lr 0.02 / 1e-3. The tiny
+#: preset is what 2 cores afford on 100x100 views (ten times fewer iterations, 32^3 -> 128^3 voxels, a third
+#: of the components, a 64-wide decoder, the Instant-NGP sample budget); its PSNR cost is in the README.
+TENSORF_PRESETS = {
+    "tiny": TrainPreset("tiny", model="tensorf", iterations=2500, batch_rays=1024, n_samples=96, log2_table_size=0,
+                        n_max=0, downscale=4, batch_samples=1 << 14, lr=0.02, mlp_lr=1e-3, voxels_init=32 ** 3,
+                        voxels_final=128 ** 3, upsample_at=(250, 500, 750, 1000), density_components=8,
+                        app_components=24, hidden=64),
+    "smoke": TrainPreset("smoke", model="tensorf", iterations=40, batch_rays=256, n_samples=48, log2_table_size=0,
+                         n_max=0, downscale=4, batch_samples=1 << 12, lr=0.02, mlp_lr=1e-3, voxels_init=16 ** 3,
+                         voxels_final=24 ** 3, upsample_at=(20,), density_components=4, app_components=8,
+                         hidden=32, occupancy_warmup=8, occupancy_every=8, occupancy_res=32),
+}
+
+
+def presets_for(model: str) -> dict[str, TrainPreset]:
+    """The training presets of a model family: ``PRESETS`` (Instant-NGP) or ``TENSORF_PRESETS``."""
+    if model not in ("ngp", "tensorf"):
+        raise ValueError(f"model must be ngp or tensorf, not {model!r}")
+    return TENSORF_PRESETS if model == "tensorf" else PRESETS
+
+
+def tensorf_grid(preset: TrainPreset, bbox, step: int) -> list[int]:
+    """Voxels per axis after ``step`` iterations: the reference code's log-spaced ``N_voxel_list``
+    (``voxels_init`` before the first of ``upsample_at``, ``voxels_final`` after the last)."""
+    from nerf.tensorf import grid_for_voxels
+
+    n = len(preset.upsample_at)
+    done = sum(step >= s for s in preset.upsample_at)
+    if n == 0:
+        return grid_for_voxels(preset.voxels_final, bbox)
+    log_v = math.log(preset.voxels_init) + (math.log(preset.voxels_final) - math.log(preset.voxels_init)) * done / n
+    return grid_for_voxels(round(math.exp(log_v)), bbox)
+
+
 #: Adam learning rate of the MLP weights on the built-in scene (when the preset leaves mlp_lr unset).
 BUILTIN_MLP_LR = 1e-3
 
@@ -105,9 +156,29 @@ def test_stride(test_every: int, views: int) -> int:
     return max(1, min(test_every, views // 8))
 
 
-def build_model(preset: TrainPreset, bbox) -> InstantNGP:
+def build_model(preset: TrainPreset, bbox, *, step: int = 0):
+    """The untrained field of ``preset`` (``preset.model``), for TensoRF at the grid of iteration ``step``."""
+    if preset.model == "tensorf":
+        from nerf.tensorf import TensoRF
+
+        return TensoRF(grid=tensorf_grid(preset, bbox, step), bbox=bbox, density_components=preset.density_components,
+                       app_components=preset.app_components, app_dim=preset.app_dim, hidden=preset.hidden)
     return InstantNGP(levels=preset.levels, log2_table_size=preset.log2_table_size, n_min=preset.n_min,
                       n_max=preset.n_max, bbox=bbox)
+
+
+def _optimizer(model, preset: TrainPreset):
+    """Adam over the two groups: the grid (hash tables; TensoRF planes and lines) at ``lr``, the rest at
+    ``mlp_lr``, with the per-iteration decay to 0.1 of both references (restarted after a TensoRF upsampling,
+    the reference code's ``lr_upsample_reset``)."""
+    grid = list(model.encoding.parameters()) if preset.model == "ngp" else model.grid_parameters()
+    ids = {id(p) for p in grid}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    optim = torch.optim.Adam([{"params": grid, "lr": preset.lr},
+                              {"params": rest, "lr": preset.lr if preset.mlp_lr is None else preset.mlp_lr}],
+                             betas=(0.9, 0.99), eps=1e-15)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda it: 0.1 ** min(1.0, it / preset.iterations))
+    return optim, sched
 
 
 def load_checkpoint(path: str | Path, arch: dict | None = None, *, family: str = "ngp") -> dict:
@@ -127,21 +198,31 @@ def load_checkpoint(path: str | Path, arch: dict | None = None, *, family: str =
         raise CheckpointError(f"{path}: not a nerfhw checkpoint (no 'arch' / 'model')")
     got = ckpt["arch"].get("model", "ngp")
     if got != family:
-        raise ModelFamilyError(f"{path} is a {FAMILIES.get(got, got)} checkpoint, not an {FAMILIES[family]} one"
-                               if family == "ngp" else
-                               f"{path} is an {FAMILIES.get(got, got)} checkpoint, not a {FAMILIES[family]} one")
+        raise ModelFamilyError(f"{path} is {_a(got)} checkpoint, not {_a(family)} one")
     if arch is not None:
-        for key in ARCH_KEYS:
+        keys = ARCH_KEYS
+        if family == "tensorf":
+            from nerf.tensorf import TENSORF_ARCH_KEYS as keys
+        for key in keys:
             if ckpt["arch"].get(key) != arch.get(key):
                 raise CheckpointError(
                     f"{path}: architecture field {key!r} is {ckpt['arch'].get(key)!r}, this model needs {arch.get(key)!r}")
     return ckpt
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[InstantNGP, OccupancyGrid, dict]:
-    """Rebuild the model and its occupancy grid from a checkpoint (CPU)."""
-    ckpt = load_checkpoint(path)
-    model = InstantNGP(**ckpt["arch"])
+def model_from_checkpoint(path: str | Path, *, family: str = "ngp") -> tuple[InstantNGP, OccupancyGrid, dict]:
+    """Rebuild the model of ``family`` (``"ngp"`` or ``"tensorf"``) and its occupancy grid from a checkpoint (CPU).
+
+    Raises:
+        ModelFamilyError, CheckpointError: as ``load_checkpoint``.
+    """
+    ckpt = load_checkpoint(path, family=family)
+    if family == "tensorf":
+        from nerf.tensorf import TensoRF
+
+        model = TensoRF(**ckpt["arch"])
+    else:
+        model = InstantNGP(**ckpt["arch"])
     model.load_state_dict(ckpt["model"], strict=False)
     occ = OccupancyGrid.for_steps(model.bbox, ckpt["preset"]["n_samples"], res=ckpt["occupancy"]["res"])
     occ.load_state_dict(ckpt["occupancy"])
@@ -210,20 +291,18 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     torch.manual_seed(seed)
     train_data = load_scene(scene, "train", downscale=ds, skip_missing=skip_missing)
     test_data = load_scene(scene, "test", downscale=ds, skip_missing=skip_missing)
-    model = build_model(preset, np.asarray(train_data.bbox, dtype=np.float32).tolist()).to(device)
+    bbox = np.asarray(train_data.bbox, dtype=np.float32).tolist()
+    ckpt_path = out_dir / "checkpoint.pt"
+    clean_stale(ckpt_path)  # a temporary file of a run killed while it wrote
+    ckpt = load_checkpoint(ckpt_path, build_model(preset, bbox).arch, family=preset.model) if ckpt_path.exists() else None
+    # a TensoRF checkpoint holds the grid of its iteration: build that size before loading
+    model = build_model(preset, bbox, step=ckpt["step"] if ckpt else 0).to(device)
     occupancy = OccupancyGrid.for_steps(model.bbox.cpu(), preset.n_samples, res=preset.occupancy_res)
-    mlp = [p for n, p in model.named_parameters() if not n.startswith("encoding.")]
-    optim = torch.optim.Adam([{"params": model.encoding.parameters(), "lr": preset.lr},
-                              {"params": mlp, "lr": preset.lr if preset.mlp_lr is None else preset.mlp_lr}],
-                             betas=(0.9, 0.99), eps=1e-15)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda it: 0.1 ** min(1.0, it / preset.iterations))
+    optim, sched = _optimizer(model, preset)
     gen = torch.Generator().manual_seed(seed)
     batcher = RayBatcher(train_data, preset.batch_rays, seed=seed)
     step, train_seconds, rays = 0, 0.0, preset.batch_rays
-    ckpt_path = out_dir / "checkpoint.pt"
-    clean_stale(ckpt_path)  # a temporary file of a run killed while it wrote
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, model.arch)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"], strict=False)
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])
@@ -266,11 +345,15 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
                 rays = rays_for_budget(stats.samples_evaluated, stats.rays, preset.batch_samples,
                                        preset.max_batch_rays)
             loss = torch.mean((rgb - target) ** 2)
+            total = loss + preset.l1_weight * model.density_l1() if preset.model == "tensorf" else loss
             optim.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             optim.step()
             sched.step()
             step += 1
+            if preset.model == "tensorf" and step in preset.upsample_at:
+                model.upsample(tensorf_grid(preset, bbox, step))
+                optim, sched = _optimizer(model, preset)  # lr_upsample_reset
             train_seconds += time.perf_counter() - t0
             bar.update(1)
             if step % 10 == 0:
@@ -291,6 +374,7 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
                        out_dir=out_dir / "test", progress=progress)
     summary = {
         "scene": scene,
+        "model": preset.model,
         "preset": preset.name,
         "psnr_test": round(metrics["psnr"], 3),
         "ssim_test": round(metrics["ssim"], 4),

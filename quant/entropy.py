@@ -395,7 +395,8 @@ def encode_symbols(symbols, lo, tables: Sequence[np.ndarray]) -> bytes:
         tables: C int arrays (entries >= 1), e.g. from ``FactorizedPrior.pmf_table``.
 
     Returns:
-        The compressed stream, a whole number of little-endian u32 words.
+        The compressed stream, a whole number of little-endian u32 words. A channel whose table has one
+        entry costs nothing (its symbols are all ``lo[c]``).
 
     Raises:
         ValueError: shapes disagree, a table is invalid, or a symbol lies outside its channel's
@@ -413,6 +414,8 @@ def encode_symbols(symbols, lo, tables: Sequence[np.ndarray]) -> bytes:
         if bad.size:
             raise ValueError(f"channel {c}: symbol {row[bad[0]]} at position {bad[0]} is outside the table's "
                              f"range [{lo[c]}, {hi}]")
+        if probs.shape[0] == 1:  # one possible symbol: it carries no information (constriction needs two)
+            continue
         model = constriction.stream.model.Categorical(probs / probs.sum(), perfect=False)
         enc.encode((row - lo[c]).astype(np.int32), model)
     return enc.get_compressed().astype("<u4").tobytes()
@@ -438,6 +441,9 @@ def decode_symbols(data: bytes, lo, tables: Sequence[np.ndarray], counts: Sequen
         probs = _check_table(table, c)
         if n == 0:
             out.append(np.zeros(0, np.int64))
+            continue
+        if probs.shape[0] == 1:
+            out.append(np.full(int(n), lo[c], np.int64))
             continue
         model = constriction.stream.model.Categorical(probs / probs.sum(), perfect=False)
         try:
