@@ -62,7 +62,7 @@ help:
 	@echo "make grid    [SCENES=a,b] [HWS=default,onchip] [SEEDS=0] [WORK=full] [NAME=main]  the comparison over scenes x"
 	@echo "             presets x seeds on Ray (RAY_ADDRESS for a cluster); writes runs/grid-<name>/ (resumable)"
 	@echo "make report  RUN=runs/<search or compare folder>  one self-contained HTML page: <run>/report.html"
-	@echo "make compress [SCENE=..] [PRESET=tiny] [MODEL=tensorf|ngp] [LAMBDAS=0.002,0.005,0.02,0.05] [BITS=8,6,4]"
+	@echo "make compress [SCENE=..] [PRESET=tiny] [MODEL=tensorf|ngp] [LAMBDAS=0.003,0.01,0.03,0.1] [BITS=8,6,4]"
 	@echo "             ECTensoRF / entropy-coded hash tables with real bitstreams vs quantization + zstd;"
 	@echo "             writes runs/compress-<scene>-<preset>-<model>/ (rd.md, rd.png; resumable)"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"

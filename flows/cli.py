@@ -397,7 +397,8 @@ def cmd_compress(args) -> int:
     from flows.compress import compress_dir, compress_flow
 
     s = compress_flow(args.scene, model=args.model, preset=args.preset, lambdas=args.lambdas, bits=args.bits,
-                      ablation_lambda=args.ablation_lambda, iterations=args.iterations, policies=args.policy or (),
+                      ablation_lambda=args.ablation_lambda, iterations=args.iterations,
+                      recon_iterations=args.recon_iterations, policies=args.policy or (),
                       runs_root=args.runs, seed=args.seed)
     out = compress_dir(args.scene, args.preset, args.model, args.runs)
     if not s.get("finished"):
@@ -691,13 +692,18 @@ def build_parser() -> argparse.ArgumentParser:
     _scene_options(p)
     p.add_argument("--model", choices=("tensorf", "ngp"), default="tensorf",
                    help="the field of `make train ... MODEL=tensorf` or the Instant-NGP one (default tensorf)")
-    p.add_argument("--lambdas", type=_csv("lambda list", option(float, gt=0)), default=[0.002, 0.005, 0.02, 0.05],
-                   help="ECTensoRF rate weights (> 0), per bit per feature parameter (default 0.002,0.005,0.02,0.05)")
+    p.add_argument("--lambdas", type=_csv("lambda list", option(float, gt=0)), default=[0.003, 0.01, 0.03, 0.1],
+                   help="ECTensoRF rate weights (> 0), per bit per feature parameter (default 0.003,0.01,0.03,0.1)")
     p.add_argument("--ablation-lambda", type=option(float, gt=0),
                    help="lambda of the ablations without masks / importance (default: the median lambda)")
     p.add_argument("--bits", type=bits_list(2, 8), default=(8, 6, 4),
-                   help="bitwidths of the uniform baselines (TensoRF) or uniform policies (Instant-NGP) (default 8,6,4)")
-    p.add_argument("--iterations", type=option(int, ge=1), help="ECTensoRF training iterations (default 1500)")
+                   help="bitwidths of the uniform baselines (TensoRF) or uniform policies (Instant-NGP) "
+                        "(default 8,6,4)")
+    p.add_argument("--iterations", type=option(int, ge=1),
+                   help="ECTensoRF iterations with the rendering loss (default: quant.ectensorf.CompressSettings')")
+    p.add_argument("--recon-iterations", type=option(int, ge=0),
+                   help="ECTensoRF iterations before them on the plane reconstruction and rate only (default: "
+                        "CompressSettings')")
     p.add_argument("--policy", action="append", help="an Instant-NGP policy YAML to code too (repeatable)")
     p.add_argument("--seed", type=option(int, ge=0), default=0)
     p.set_defaults(func=cmd_compress)

@@ -29,7 +29,7 @@ from flows.runs import scene_name, train_command, train_dir
 __all__ = ["compress_flow", "compress_dir", "DEFAULT_LAMBDAS", "MODELS"]
 
 MODELS = ("tensorf", "ngp")
-DEFAULT_LAMBDAS = (0.002, 0.005, 0.02, 0.05)
+DEFAULT_LAMBDAS = (0.003, 0.01, 0.03, 0.1)
 DEFAULT_BITS = (8, 6, 4)
 
 
@@ -58,6 +58,7 @@ def _evaluate(model, occ, test, n_samples: int, every: int) -> dict:
 
 def compress_flow(scene: str, *, model: str = "tensorf", preset: str = "tiny", lambdas=DEFAULT_LAMBDAS,
                   bits=DEFAULT_BITS, ablation_lambda: float | None = None, iterations: int | None = None,
+                  recon_iterations: int | None = None,
                   policies=(), runs_root="runs", progress: bool = True, seed: int = 0,
                   handle_signals: bool = True) -> dict:
     """Run (or resume) the rate-distortion study; returns the summary (also ``summary.json``).
@@ -80,6 +81,8 @@ def compress_flow(scene: str, *, model: str = "tensorf", preset: str = "tiny", l
             raise ValueError(f"bits: every bitwidth must be an integer in 2..8, not {b!r}")
     if iterations is not None and (not isinstance(iterations, int) or iterations < 1):
         raise ValueError(f"iterations must be an integer >= 1, not {iterations!r}")
+    if recon_iterations is not None and (not isinstance(recon_iterations, int) or recon_iterations < 0):
+        raise ValueError(f"recon_iterations must be an integer >= 0, not {recon_iterations!r}")
     ckpt = train_dir(scene, preset, runs_root, model=model) / "checkpoint.pt"
     summary_path = ckpt.parent / "summary.json"
     if not summary_path.exists():
@@ -93,7 +96,8 @@ def compress_flow(scene: str, *, model: str = "tensorf", preset: str = "tiny", l
     (out / "points").mkdir(parents=True, exist_ok=True)
     (out / "bitstreams").mkdir(parents=True, exist_ok=True)
     if model == "tensorf":
-        points = _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, iterations, progress, seed,
+        steps = {k: v for k, v in (("iterations", iterations), ("recon_iterations", recon_iterations)) if v is not None}
+        points = _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, steps, progress, seed,
                                  handle_signals)
     else:
         points = _ngp_points(scene, ckpt, out, bits, policy_files, progress, seed)
@@ -119,7 +123,7 @@ def _cached(out: Path, label: str, make) -> dict | None:
     return point
 
 
-def _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, iterations, progress, seed, handle_signals):
+def _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, steps, progress, seed, handle_signals):
     import torch
 
     from common.atomic import atomic_write
@@ -169,8 +173,7 @@ def _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, iterations
              (f"ectensorf-lam{mid:g}-noimportance", "ECTensoRF without importance", mid, {"importance": False})]
     with deferred_signals(handle_signals) as caught:
         for label, method, lam, extra in runs:
-            settings = CompressSettings(lam=lam, seed=seed, **extra,
-                                        **({"iterations": iterations} if iterations else {}))
+            settings = CompressSettings(lam=lam, seed=seed, **extra, **steps)
             state_path = out / "points" / f"{label}.state.pt"
             clean_stale(state_path)
 

@@ -294,7 +294,9 @@ def train(scene: str, preset: TrainPreset, out_dir: str | Path, *, seed: int = 0
     bbox = np.asarray(train_data.bbox, dtype=np.float32).tolist()
     ckpt_path = out_dir / "checkpoint.pt"
     clean_stale(ckpt_path)  # a temporary file of a run killed while it wrote
-    ckpt = load_checkpoint(ckpt_path, build_model(preset, bbox).arch, family=preset.model) if ckpt_path.exists() else None
+    ckpt = None
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, build_model(preset, bbox).arch, family=preset.model)
     # a TensoRF checkpoint holds the grid of its iteration: build that size before loading
     model = build_model(preset, bbox, step=ckpt["step"] if ckpt else 0).to(device)
     occupancy = OccupancyGrid.for_steps(model.bbox.cpu(), preset.n_samples, res=preset.occupancy_res)

@@ -4,10 +4,13 @@ Pham et al., "Neural NeRF Compression" (ICML 2024), applied to a frozen pre-trai
 two-stage setting). Each feature plane P (1, R, H, W) of ``nerf.tensorf.feature_planes`` is replaced
 by ``D(m * z)`` cropped to H x W, where
 
-- ``z`` is a latent code (1, R, ceil(H/4), ceil(W/4)) initialised to zero and quantized by rounding
-  (straight-through in training, additive uniform noise for the rate term: Ballé et al. 2017),
-- ``D`` is the decoder: two stride-2 transposed convolutions (kernel 4, padding 1: exactly x2 each) with
-  SELU between them; one decoder per plane kind (density, appearance), shared by the kind's three planes,
+- ``z`` is a latent code (1, k R, ceil(H/4), ceil(W/4)) initialised to zero and quantized by rounding
+  (straight-through in training, additive uniform noise for the rate term: Ballé et al. 2017); ``k`` is
+  ``CompressSettings.latent_multiplier`` per kind (default 2: measured on lego, the density planes lose 6 dB
+  when merely downsampled by 2, so a quarter-resolution latent needs more channels than the plane),
+- ``D`` is the decoder: two stride-2 transposed convolutions (kernel 4, padding 1: exactly x2 each,
+  k R -> k R -> R channels) with SELU between them; one decoder per plane kind (density, appearance),
+  shared by the kind's three planes; stored as 8-bit codes with a float32 step per input channel,
 - ``m`` is a learned binary mask per latent (spike and slab: a masked latent is 0 and costs no bits),
   sampled with the straight-through Gumbel-softmax (binary concrete; Jang et al. 2017, Maddison et al.
   2017) at a temperature annealed exponentially from 10 to 0.1,
@@ -15,14 +18,15 @@ by ``D(m * z)`` cropped to H x W, where
   (``quant.entropy.FactorizedPrior``: Ballé et al. 2018, App. 6.1) plus the masks' binary entropy.
 
 Loss (their eq. for the two-stage setting): ``render MSE + beta * importance-weighted plane MSE +
-lambda * rate / (feature parameters)``, the importance of a plane texel being the sum of the rendering
+lambda * rate / (feature parameters)``, after ``recon_iterations`` steps without the rendering term (our
+schedule: those steps cost ~1/3 of a rendering step), the importance of a plane texel being the sum of the rendering
 weights (NeRF eq. 3's ``T_i alpha_i``) of the training samples that interpolate it, times their
 bilinear coefficients (as in VQRF / Re:TensoRF).
 
 The bitstream (``quant.entropy`` container, kind ``tensorf-ectensorf``) holds the range-coded latents,
-the range-coded masks, the entropy models as integer frequency tables, the decoders, the lines, the
-basis matrix and the appearance MLP (those three as float16: the file's model is the float16 one, and
-so is every render of the compressed model), and the occupancy grid's bits. ``decode_tensorf`` rebuilds
+the range-coded masks, the entropy models as integer frequency tables, the decoders (8-bit), the lines, the
+basis matrix and the appearance MLP (those three as float16 through zstd: the file's model is the float16
+one, and so is every render of the compressed model), and the occupancy grid's bits (zstd). ``decode_tensorf`` rebuilds
 the field from the file alone; ``tests/test_ectensorf.py`` checks that it renders the same pixels.
 """
 
@@ -54,9 +58,10 @@ class CompressSettings:
     """ECTensoRF training settings. Units: iterations, rays per batch; ``lam`` weighs bits per feature parameter."""
 
     lam: float
-    iterations: int = 1500
+    iterations: int = 500  # with the rendering loss
+    recon_iterations: int = 2000  # before them: plane reconstruction + rate only (no rendering; ~3x cheaper)
     batch_rays: int = 2048
-    lr_latent: float = 2e-2
+    lr_latent: float = 0.1
     lr_decoder: float = 2e-3
     lr_prior: float = 1e-2
     beta: float = 1.0  # weight of the importance-weighted plane reconstruction loss
@@ -65,6 +70,7 @@ class CompressSettings:
     tau_start: float = 10.0
     tau_end: float = 0.1
     mask_init: float = 2.0  # initial mask logit (sigmoid 0.88: most latents start unmasked)
+    latent_multiplier: tuple[int, int] = (2, 2)  # latent channels per plane channel: density, appearance
     importance_rays: int = 16384
     seed: int = 0
 
@@ -73,16 +79,23 @@ class CompressSettings:
             raise ValueError(f"lambda must be a number > 0, not {self.lam!r}")
         if int(self.iterations) < 1:
             raise ValueError(f"iterations must be >= 1, not {self.iterations!r}")
+        if int(self.recon_iterations) < 0:
+            raise ValueError(f"recon_iterations must be >= 0, not {self.recon_iterations!r}")
 
 
-def _latent_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    c, h, w = shape
-    return c, -(-h // 4), -(-w // 4)
+def latent_shapes(planes: dict, latent_channels: dict) -> dict[str, tuple[int, int, int]]:
+    """Plane name -> latent shape (channels of its kind, ceil(H / 4), ceil(W / 4))."""
+    return {n: (int(latent_channels[n.split(".")[0]]), -(-h // 4), -(-w // 4)) for n, (c, h, w) in planes.items()}
 
 
-def _decoder(channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), nn.SELU(),
-                         nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1))
+def plane_channels(planes: dict) -> dict[str, int]:
+    """Kind -> the channels R of its planes."""
+    return {kind: next(s[0] for k, s in planes.items() if k.startswith(kind + ".")) for kind in KINDS}
+
+
+def _decoder(latent: int, channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(latent, latent, 4, stride=2, padding=1), nn.SELU(),
+                         nn.ConvTranspose2d(latent, channels, 4, stride=2, padding=1))
 
 
 class PlaneCodec(nn.Module):
@@ -91,20 +104,24 @@ class PlaneCodec(nn.Module):
     Args:
         planes: name -> (channels, height, width) (``nerf.tensorf.feature_planes``).
         masks: learn binary masks (False: every latent is coded; the "without masks" ablation).
+        latent_multiplier: latent channels per plane channel of (density, appearance): a kind's latents have
+            ``multiplier * R`` channels; the decoder's second convolution maps them back to R.
     """
 
-    def __init__(self, planes: dict[str, tuple[int, int, int]], *, masks: bool = True, mask_init: float = 2.0):
+    def __init__(self, planes: dict[str, tuple[int, int, int]], *, masks: bool = True, mask_init: float = 2.0,
+                 latent_multiplier: tuple[int, int] = (1, 1)):
         super().__init__()
         self.shapes = dict(planes)
         self.use_masks = masks
-        self.latents = nn.ParameterDict({k.replace(".", "_"): nn.Parameter(torch.zeros(1, *_latent_shape(s)))
-                                         for k, s in planes.items()})
-        self.mask_logits = nn.ParameterDict({k.replace(".", "_"): nn.Parameter(torch.full((1, *_latent_shape(s)),
-                                                                                          float(mask_init)))
-                                             for k, s in planes.items()})
-        chans = {kind: next(s[0] for k, s in planes.items() if k.startswith(kind + ".")) for kind in KINDS}
-        self.decoders = nn.ModuleDict({kind: _decoder(c) for kind, c in chans.items()})
-        self.priors = nn.ModuleDict({kind: FactorizedPrior(c) for kind, c in chans.items()})
+        chans = plane_channels(planes)
+        self.latent_channels = {kind: int(k) * chans[kind] for kind, k in zip(KINDS, latent_multiplier)}
+        self.latent_shapes = latent_shapes(planes, self.latent_channels)
+        self.latents = nn.ParameterDict({k.replace(".", "_"): nn.Parameter(torch.zeros(1, *s))
+                                         for k, s in self.latent_shapes.items()})
+        self.mask_logits = nn.ParameterDict({k.replace(".", "_"): nn.Parameter(torch.full((1, *s), float(mask_init)))
+                                             for k, s in self.latent_shapes.items()})
+        self.decoders = nn.ModuleDict({kind: _decoder(self.latent_channels[kind], c) for kind, c in chans.items()})
+        self.priors = nn.ModuleDict({kind: FactorizedPrior(self.latent_channels[kind]) for kind in chans})
 
     @staticmethod
     def _key(name: str) -> str:
@@ -129,8 +146,9 @@ class PlaneCodec(nn.Module):
         Training (``tau`` set): straight-through rounding into the decoder, uniform noise for the rate.
         """
         out, bits, kept, total = {}, torch.zeros(()), torch.zeros(()), 0
-        for name, (c, h, w) in self.shapes.items():
+        for name, (_, h, w) in self.shapes.items():
             kind = name.split(".")[0]
+            c = self.latent_channels[kind]
             z = self.latents[self._key(name)]
             m = self.mask(name, tau, generator)
             zq = z + (torch.round(z) - z).detach() if quantized else z
@@ -241,7 +259,7 @@ def compress_tensorf(model, occupancy, data, settings: CompressSettings, *, n_sa
     shapes = feature_planes(model.arch)
     params = sum(math.prod(v) for v in shapes.values())
     targets = {name: model.plane(*_split(name)).detach().clone() for name in shapes}
-    codec = PlaneCodec(shapes, masks=s.masks, mask_init=s.mask_init)
+    codec = PlaneCodec(shapes, masks=s.masks, mask_init=s.mask_init, latent_multiplier=tuple(s.latent_multiplier))
     optim = torch.optim.Adam([
         {"params": [*codec.latents.parameters(), *codec.mask_logits.parameters()], "lr": s.lr_latent},
         {"params": codec.decoders.parameters(), "lr": s.lr_decoder},
@@ -269,21 +287,24 @@ def compress_tensorf(model, occupancy, data, settings: CompressSettings, *, n_sa
                 "seconds": time.perf_counter() - start,
                 "settings": dataclasses.asdict(s)}
 
-    bar = tqdm(total=s.iterations, initial=step, desc=f"ECTensoRF lambda={s.lam:g}", unit="it", disable=not progress)
+    total = s.recon_iterations + s.iterations
+    bar = tqdm(total=total, initial=step, desc=f"ECTensoRF lambda={s.lam:g}", unit="it", disable=not progress)
     last, log = time.monotonic(), []
     try:
-        while step < s.iterations:
+        while step < total:
             if stop is not None and stop():
                 if on_checkpoint is not None:
                     on_checkpoint(snapshot())
                 return None
-            tau = s.tau_start * (s.tau_end / s.tau_start) ** (step / max(1, s.iterations - 1))
+            tau = s.tau_start * (s.tau_end / s.tau_start) ** (step / max(1, total - 1))
             planes, bits, share = codec.planes(tau=tau, generator=gen)
-            model.plane_override = planes
-            o, d, target, bg = training_batch(batcher, s.batch_rays, "random", gen)
-            rgb, _, _ = render_rays(model, o, d, n_samples=n_samples, occupancy=occupancy, perturb=True,
-                                    generator=gen, background=bg)
-            render = torch.mean((rgb - target) ** 2)
+            render = torch.zeros(())
+            if step >= s.recon_iterations:
+                model.plane_override = planes
+                o, d, target, bg = training_batch(batcher, s.batch_rays, "random", gen)
+                rgb, _, _ = render_rays(model, o, d, n_samples=n_samples, occupancy=occupancy, perturb=True,
+                                        generator=gen, background=bg)
+                render = torch.mean((rgb - target) ** 2)
             recon = sum((importance[n] * (planes[n][0] - targets[n][0]) ** 2).mean() for n in shapes) / len(shapes)
             loss = render + s.beta * recon + s.lam * bits / params
             optim.zero_grad(set_to_none=True)
@@ -314,10 +335,10 @@ def _split(name: str) -> tuple[str, int]:
 
 
 @torch.no_grad()
-def _decoded_planes(shapes, decoders, latents: dict, masks: dict) -> dict[str, torch.Tensor]:
+def _decoded_planes(shapes, lshapes, decoders, latents: dict, masks: dict) -> dict[str, torch.Tensor]:
     out = {}
     for name, (c, h, w) in shapes.items():
-        z = torch.from_numpy(latents[name].astype(np.float32)).view(1, *_latent_shape((c, h, w)))
+        z = torch.from_numpy(latents[name].astype(np.float32)).view(1, *lshapes[name])
         m = torch.from_numpy(masks[name].astype(np.float32)).view_as(z)
         out[name] = decoders[name.split(".")[0]](m * z)[:, :, :h, :w].contiguous()
     return out
@@ -331,6 +352,49 @@ def pack_fp16(tensors: dict[str, torch.Tensor]) -> tuple[bytes, list]:
         index.append([name, list(a.shape)])
         chunks.append(a.tobytes())
     return zstandard.ZstdCompressor(level=19).compress(b"".join(chunks)), index
+
+
+def pack_occupancy(occupancy) -> bytes:
+    """The occupancy grid's ``occupied`` flags, ``np.packbits`` then zstd (res^3 bits before zstd)."""
+    return zstandard.ZstdCompressor(level=19).compress(np.packbits(occupancy.occupied.numpy()).tobytes())
+
+
+def pack_int8(tensors: dict[str, torch.Tensor]) -> tuple[bytes, list]:
+    """Weights (2+ dims) as symmetric 8-bit codes with one float32 step per slice of dim 0 (step = max |w| / 127),
+    vectors (biases) as float16; all through zstd. Returns (bytes, index for the header)."""
+    index, chunks = [], []
+    for name, t in tensors.items():
+        w = t.detach().float()
+        if w.dim() >= 2:
+            step = (w.abs().reshape(w.shape[0], -1).amax(1) / 127).clamp(min=1e-12)
+            codes = torch.round(w / step.view(-1, *[1] * (w.dim() - 1))).clamp(-127, 127).to(torch.int8)
+            chunks += [step.numpy().astype("<f4").tobytes(), codes.numpy().tobytes()]
+            index.append([name, list(w.shape), "int8"])
+        else:
+            chunks.append(w.half().numpy().tobytes())
+            index.append([name, list(w.shape), "float16"])
+    return zstandard.ZstdCompressor(level=19).compress(b"".join(chunks)), index
+
+
+def unpack_int8(data: bytes, index) -> dict[str, torch.Tensor]:
+    """The inverse of ``pack_int8``: name -> float32 tensor (codes x step, the same float operations)."""
+    data = zstandard.ZstdDecompressor().decompress(data)
+    out, at = {}, 0
+    for name, shape, fmt in index:
+        n = math.prod(shape)
+        if fmt == "int8":
+            step = torch.from_numpy(np.frombuffer(data[at:at + 4 * shape[0]], "<f4").copy())
+            at += 4 * shape[0]
+            codes = torch.from_numpy(np.frombuffer(data[at:at + n], np.int8).reshape(shape).copy())
+            at += n
+            out[name] = codes.float() * step.view(-1, *[1] * (len(shape) - 1))
+        else:
+            half = np.frombuffer(data[at:at + 2 * n], np.float16).reshape(shape)
+            out[name] = torch.from_numpy(half.astype(np.float32))
+            at += 2 * n
+    if at != len(data):
+        raise ValueError(f"int8 section holds {len(data)} bytes, its index {at}")
+    return out
 
 
 def unpack_fp16(data: bytes, index) -> dict[str, torch.Tensor]:
@@ -350,7 +414,7 @@ def unpack_fp16(data: bytes, index) -> dict[str, torch.Tensor]:
 def encode_tensorf(model, occupancy, codec: PlaneCodec, path) -> dict:
     """Write the compressed field to ``path`` and install its decoded planes in ``model``.
 
-    Decoders are rounded to float16 (as stored) before the planes are decoded, so ``model`` (with
+    Decoders are rounded to their stored 8-bit codes (``pack_int8``) before the planes are decoded, so ``model`` (with
     ``plane_override`` set) is then exactly the model ``decode_tensorf(path)`` rebuilds.
 
     Returns:
@@ -361,15 +425,17 @@ def encode_tensorf(model, occupancy, codec: PlaneCodec, path) -> dict:
 
     shapes = feature_planes(model.arch)
     _round_rest_fp16(model)
-    for p in codec.decoders.parameters():
-        p.copy_(_fp16(p))
+    dec_bytes, dec_index = pack_int8({f"{k}.{n}": p for k in KINDS for n, p in codec.decoders[k].named_parameters()})
+    for name, t in unpack_int8(dec_bytes, dec_index).items():  # the decoder as the file stores it
+        kind, rest_name = name.split(".", 1)
+        codec.decoders[kind].get_parameter(rest_name).copy_(t)
     latents = {n: torch.round(codec.latents[codec._key(n)]).to(torch.int64).numpy().reshape(-1) for n in shapes}
     masks = {n: codec.mask(n, None).to(torch.bool).numpy().reshape(-1) for n in shapes}
     sections, header = {}, {"arch": model.arch, "planes": {n: list(s) for n, s in shapes.items()},
-                            "masks": bool(codec.use_masks)}
+                            "masks": bool(codec.use_masks), "latent_channels": codec.latent_channels}
     for kind in KINDS:
         names = [n for n in shapes if n.startswith(kind + ".")]
-        c = shapes[names[0]][0]
+        c = codec.latent_channels[kind]
         per_channel = [np.concatenate([latents[n].reshape(c, -1)[ch][masks[n].reshape(c, -1)[ch]] for n in names])
                        for ch in range(c)]
         data, meta = pack_channels(per_channel, codec.priors[kind])
@@ -378,20 +444,20 @@ def encode_tensorf(model, occupancy, codec: PlaneCodec, path) -> dict:
         header[f"latents.{kind}"] = meta
     if codec.use_masks:
         sections["masks"] = encode_bits(np.concatenate([masks[n] for n in shapes]))
-    dec_bytes, dec_index = pack_fp16({f"{k}.{n}": p for k in KINDS for n, p in codec.decoders[k].named_parameters()})
     rest = {n: p for n, p in model.named_parameters() if "_planes." not in n}
     rest_bytes, rest_index = pack_fp16(rest)
     sections["decoders"], header["decoders"] = dec_bytes, dec_index
     sections["rest"], header["rest"] = rest_bytes, rest_index
-    sections["occupancy"] = np.packbits(occupancy.occupied.numpy()).tobytes()
+    sections["occupancy"] = pack_occupancy(occupancy)
     header["occupancy"] = {"res": occupancy.res, "threshold": occupancy.threshold}
     size = write_bitstream(path, KIND, header, sections)
-    model.plane_override = _decoded_planes(shapes, codec.decoders, latents,
+    model.plane_override = _decoded_planes(shapes, codec.latent_shapes, codec.decoders, latents,
                                            masks if codec.use_masks else {n: np.ones_like(masks[n]) for n in shapes})
     params = sum(math.prod(v) for v in shapes.values())
     coded = sum(len(v) for k, v in sections.items() if k.startswith(("latents.", "tables.")) or k == "masks")
     return {"bytes": size, "sections": {k: len(v) for k, v in sections.items()},
-            "kept_latents": int(sum(m.sum() for m in masks.values())), "latents": int(sum(m.size for m in masks.values())),
+            "kept_latents": int(sum(m.sum() for m in masks.values())),
+            "latents": int(sum(m.size for m in masks.values())),
             "bits_per_feature_parameter": 8 * coded / params, "feature_parameters": params}
 
 
@@ -405,12 +471,13 @@ def decode_tensorf(path):
     header, sections = read_bitstream(path, KIND)
     shapes = {n: tuple(s) for n, s in header["planes"].items()}
     model, occ = _model_from_header(header, sections)
-    decoders = nn.ModuleDict({kind: _decoder(next(s[0] for k, s in shapes.items() if k.startswith(kind + ".")))
-                              for kind in KINDS})
-    dec = unpack_fp16(sections["decoders"], header["decoders"])
+    lchans = {kind: int(header["latent_channels"][kind]) for kind in KINDS}
+    lshapes = latent_shapes(shapes, lchans)
+    decoders = nn.ModuleDict({kind: _decoder(lchans[kind], c) for kind, c in plane_channels(shapes).items()})
+    dec = unpack_int8(sections["decoders"], header["decoders"])
     for name, p in decoders.named_parameters():
         p.copy_(dec[name])
-    sizes = {n: math.prod(_latent_shape(s)) for n, s in shapes.items()}
+    sizes = {n: math.prod(s) for n, s in lshapes.items()}
     if header["masks"]:
         bits = decode_bits(sections["masks"], sum(sizes.values()))
         masks, at = {}, 0
@@ -422,7 +489,7 @@ def decode_tensorf(path):
     latents = {}
     for kind in KINDS:
         names = [n for n in shapes if n.startswith(kind + ".")]
-        c = shapes[names[0]][0]
+        c = lchans[kind]
         meta = {**header[f"latents.{kind}"], "tables": sections[f"tables.{kind}"]}
         per_channel = unpack_channels(sections[f"latents.{kind}"], meta)
         cursor = [0] * c
@@ -434,7 +501,7 @@ def decode_tensorf(path):
                 z[ch, m[ch]] = per_channel[ch][cursor[ch]:cursor[ch] + k]
                 cursor[ch] += k
             latents[n] = z.reshape(-1)
-    model.plane_override = _decoded_planes(shapes, decoders, latents, masks)
+    model.plane_override = _decoded_planes(shapes, lshapes, decoders, latents, masks)
     return model, occ
 
 
@@ -450,6 +517,7 @@ def _model_from_header(header: dict, sections: dict):
         own[n].copy_(t)
     meta = header["occupancy"]
     occ = OccupancyGrid(model.bbox, threshold=meta["threshold"], res=meta["res"])
-    flags = np.unpackbits(np.frombuffer(sections["occupancy"], np.uint8))[:occ.res ** 3].astype(bool)
+    raw = zstandard.ZstdDecompressor().decompress(sections["occupancy"])
+    flags = np.unpackbits(np.frombuffer(raw, np.uint8))[:occ.res ** 3].astype(bool)
     occ.occupied = torch.from_numpy(flags.copy())
     return model, occ

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import zstandard
 
-from quant.ectensorf import pack_fp16
+from quant.ectensorf import pack_fp16, pack_occupancy
 from quant.entropy import read_bitstream, write_bitstream
 
 __all__ = ["encode_tensorf_uniform", "decode_tensorf_uniform", "KIND", "ZSTD_LEVEL"]
@@ -59,7 +59,7 @@ def encode_tensorf_uniform(model, occupancy, bits: int, path) -> dict:
         planes[name] = _dequantize(c, lo, step)
     rest_bytes, rest_index = pack_fp16({n: p for n, p in model.named_parameters() if "_planes." not in n})
     sections = {"planes": zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.concatenate(codes).tobytes()),
-                "rest": rest_bytes, "occupancy": np.packbits(occupancy.occupied.numpy()).tobytes()}
+                "rest": rest_bytes, "occupancy": pack_occupancy(occupancy)}
     header = {"arch": model.arch, "bits": bits, "ranges": ranges, "planes": {n: list(s) for n, s in shapes.items()},
               "rest": rest_index, "occupancy": {"res": occupancy.res, "threshold": occupancy.threshold}}
     size = write_bitstream(path, KIND, header, sections)

@@ -45,8 +45,8 @@ def _render(model, occ, data):
 def test_ectensorf_round_trip_renders_the_same_pixels(field, tmp_path):
     ckpt, train_data, test = field
     model, occ, _ = model_from_checkpoint(ckpt, family="tensorf")
-    codec, log = compress_tensorf(model, occ, train_data, CompressSettings(lam=0.01, iterations=12, batch_rays=256,
-                                                                           importance_rays=512),
+    codec, log = compress_tensorf(model, occ, train_data, CompressSettings(lam=0.01, iterations=12, recon_iterations=8,
+                                                                           batch_rays=256, importance_rays=512),
                                   n_samples=SMOKE.n_samples, progress=False)
     path = tmp_path / "field.nhwb"
     info = encode_tensorf(model, occ, codec, path)
@@ -143,8 +143,8 @@ def test_resume_across_an_upsampling_is_exact(tmp_path):
 
 
 def test_compress_flow_tensorf_writes_table_plot_and_resumes(field, runs):
-    s = compress_flow("builtin", preset="smoke", lambdas=(0.01,), bits=(8,), iterations=4, runs_root=runs,
-                      progress=False)
+    s = compress_flow("builtin", preset="smoke", lambdas=(0.01,), bits=(8,), iterations=4, recon_iterations=4,
+                      runs_root=runs, progress=False)
     out = runs / "compress-builtin-smoke-tensorf"
     labels = [p["label"] for p in s["points"]]
     assert labels == ["float32", "uniform8-zstd", "ectensorf-lam0.01", "ectensorf-lam0.01-nomask",
@@ -154,8 +154,8 @@ def test_compress_flow_tensorf_writes_table_plot_and_resumes(field, runs):
     assert (out / "rd.png").stat().st_size > 1000
     assert "ectensorf-lam0.01-nomask" in (out / "rd.md").read_text()
     stamps = {f.name: f.stat().st_mtime_ns for f in (out / "points").glob("*.json")}
-    again = compress_flow("builtin", preset="smoke", lambdas=(0.01,), bits=(8,), iterations=4, runs_root=runs,
-                          progress=False)
+    again = compress_flow("builtin", preset="smoke", lambdas=(0.01,), bits=(8,), iterations=4,
+                          recon_iterations=4, runs_root=runs, progress=False)
     assert again["points"] == s["points"]
     assert stamps == {f.name: f.stat().st_mtime_ns for f in (out / "points").glob("*.json")}
 
