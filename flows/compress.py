@@ -111,6 +111,18 @@ def compress_flow(scene: str, *, model: str = "tensorf", preset: str = "tiny", l
     return summary
 
 
+def _round_trip(path: Path, encode, decode):
+    """``encode(path)`` then ``decode(path)``, each timed: (encode's info, decode's result, the point's fields
+    ``encode_seconds``, ``decode_seconds``, ``file``)."""
+    t0 = time.perf_counter()
+    info = encode(path)
+    enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoded = decode(path)
+    dec = time.perf_counter() - t0
+    return info, decoded, {"encode_seconds": round(enc, 3), "decode_seconds": round(dec, 3), "file": str(path)}
+
+
 def _cached(out: Path, label: str, make) -> dict | None:
     path = out / "points" / f"{label}.json"
     if path.exists():
@@ -119,8 +131,9 @@ def _cached(out: Path, label: str, make) -> dict | None:
     if point is None:
         return None
     point["label"] = label
-    atomic_write_text(path, json.dumps(point, indent=2) + "\n")
-    return point
+    text = json.dumps(point, indent=2) + "\n"
+    atomic_write_text(path, text)
+    return json.loads(text)  # as a resumed run reads it back
 
 
 def _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, steps, progress, seed, handle_signals):
@@ -153,15 +166,11 @@ def _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, steps, pro
     def uniform_point(b):
         def make():
             m, occ = fresh()
-            path = out / "bitstreams" / f"uniform{b}-zstd.nhwb"
-            t0 = time.perf_counter()
-            info = encode_tensorf_uniform(m, occ, b, path)
-            enc = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            dm, docc = decode_tensorf_uniform(path)
-            dec = time.perf_counter() - t0
-            return {"method": f"uniform {b}-bit + zstd", "bits": b, **info, "encode_seconds": round(enc, 3),
-                    "decode_seconds": round(dec, 3), "file": str(path), **_evaluate(dm, docc, test, n_samples, every)}
+            info, (dm, docc), files = _round_trip(out / "bitstreams" / f"uniform{b}-zstd.nhwb",
+                                                  lambda path: encode_tensorf_uniform(m, occ, b, path),
+                                                  decode_tensorf_uniform)
+            return {"method": f"uniform {b}-bit + zstd", "bits": b, **info, **files,
+                    **_evaluate(dm, docc, test, n_samples, every)}
         return make
 
     for b in bits:
@@ -188,18 +197,11 @@ def _tensorf_points(scene, ckpt, out, lambdas, bits, ablation_lambda, steps, pro
                 if res is None:
                     return None
                 codec, log = res
-                path = out / "bitstreams" / f"{label}.nhwb"
-                t0 = time.perf_counter()
-                info = encode_tensorf(m, occ, codec, path)
-                enc = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                dm, docc = decode_tensorf(path)
-                dec = time.perf_counter() - t0
+                info, (dm, docc), files = _round_trip(out / "bitstreams" / f"{label}.nhwb",
+                                                      lambda path: encode_tensorf(m, occ, codec, path), decode_tensorf)
                 state_path.unlink(missing_ok=True)
                 return {"method": method, "lambda": settings.lam, "settings": dataclasses.asdict(settings), **info,
-                        **log, "encode_seconds": round(enc, 3),
-                        "decode_seconds": round(dec, 3), "file": str(path),
-                        **_evaluate(dm, docc, test, n_samples, every)}
+                        **log, **files, **_evaluate(dm, docc, test, n_samples, every)}
 
             point = _cached(out, label, make)
             if point is None:
@@ -235,18 +237,12 @@ def _ngp_points(scene, ckpt, out, bits, policy_files, progress, seed):
         def make(policy=policy, label=label):
             m, occ, _ = model_from_checkpoint(ckpt)
             ptq(m, occ, train_data, policy, n_samples=n_samples, seed=seed)
-            path = out / "bitstreams" / f"{label}.nhwb"
-            t0 = time.perf_counter()
-            info = encode_ngp(m, occ, policy, path)
-            enc = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            dm, docc = decode_ngp(path)
-            dec = time.perf_counter() - t0
+            info, (dm, docc), files = _round_trip(out / "bitstreams" / f"{label}.nhwb",
+                                                  lambda path: encode_ngp(m, occ, policy, path), decode_ngp)
             return {"method": "entropy-coded tables (learned prior)", "policy": label, "bytes": info["file_bytes"],
                     "bits_per_table_parameter": info["bits_per_parameter"],
                     "policy_bits_per_table_parameter": info["policy_bits_per_parameter"], "codec": info,
-                    "encode_seconds": round(enc, 3), "decode_seconds": round(dec, 3), "file": str(path),
-                    **_evaluate(dm, docc, test, n_samples, every)}
+                    **files, **_evaluate(dm, docc, test, n_samples, every)}
 
         point = _cached(out, label, make)
         info = point["codec"]

@@ -315,8 +315,8 @@ def compress_tensorf(model, occupancy, data, settings: CompressSettings, *, n_sa
             bar.update(1)
             if step % 10 == 0:
                 mse, rate = log[-1]
-                bar.set_postfix(psnr=f"{-10 * math.log10(max(mse, 1e-10)):.2f}", bpp=f"{rate / params:.3f}",
-                                kept=f"{share:.2f}")
+                shown = {"psnr": f"{-10 * math.log10(max(mse, 1e-10)):.2f}"} if step > s.recon_iterations else {}
+                bar.set_postfix(**shown, bpp=f"{rate / params:.3f}", kept=f"{share:.2f}")
             if on_checkpoint is not None and time.monotonic() - last >= 60:
                 on_checkpoint(snapshot())
                 last = time.monotonic()
