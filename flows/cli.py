@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default="builtin",
                    help="'builtin', a Blender folder (transforms_*.json), an LLFF folder (poses_bounds.npy) or an "
                         "Instant-NGP / nerfstudio folder (transforms.json) (default builtin)")
-    p.add_argument("--preset", default="tiny", help="tiny | small | full; TensoRF: tiny | smoke (default tiny)")
+    p.add_argument("--preset", default="tiny", help="tiny | small | full; TensoRF: tiny | tiny-paper | smoke (default tiny)")
     p.add_argument("--model", choices=("ngp", "tensorf"), default="ngp",
                    help="ngp: Instant-NGP; tensorf: TensoRF-VM, written to runs/train-<scene>-<preset>-tensorf/ "
                         "(default ngp)")

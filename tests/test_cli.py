@@ -40,7 +40,7 @@ def test_train_command_rejects_unknown_preset(tmp_path, capsys):
     assert main(["--runs", str(tmp_path), "train", "--preset", "huge"]) == 2
     assert "unknown preset 'huge' of --model ngp (allowed: tiny, small, full)" in capsys.readouterr().err
     assert main(["--runs", str(tmp_path), "train", "--preset", "full", "--model", "tensorf"]) == 2
-    assert "unknown preset 'full' of --model tensorf (allowed: tiny, smoke)" in capsys.readouterr().err
+    assert "unknown preset 'full' of --model tensorf (allowed: tiny, tiny-paper, smoke)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
