@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -282,13 +283,14 @@ def _plot(out: Path, summary: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from common.atomic import atomic_write
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     groups: dict[str, list] = {}
-    for p in summary["points"]:
-        groups.setdefault(p["method"], []).append(p)
+    for p in summary["points"]:  # one series per method, the uniform bitwidths joined into one
+        groups.setdefault(re.sub(r"\b\d+-bit\b", "B-bit", p["method"]), []).append(p)
     for method, pts in groups.items():
         pts = sorted(pts, key=lambda q: q["bytes"])
         kb = [q["bytes"] / 1024 for q in pts]
@@ -296,6 +298,7 @@ def _plot(out: Path, summary: dict) -> None:
             ax.plot(kb, [q[key] for q in pts], "o-", label=method)
     for ax, key in zip(axes, ("PSNR (dB)", "SSIM")):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("file size (KiB)")
         ax.set_ylabel(key)
         ax.grid(True, alpha=0.3)
