@@ -234,8 +234,9 @@ def compress_tensorf(model, occupancy, data, settings: CompressSettings, *, n_sa
     """Learn latents, masks, decoders and entropy models for the planes of a frozen ``model``.
 
     Args:
-        model, occupancy: a trained ``nerf.tensorf.TensoRF`` and its grid (not modified, except that the
-            codec's planes are installed as ``model.plane_override`` while training).
+        model, occupancy: a trained ``nerf.tensorf.TensoRF`` and its grid. The model is frozen and its lines,
+            basis and MLP are rounded to float16 in place (as the file stores them); the codec's planes are
+            installed as ``model.plane_override`` only while training.
         data: a training split (``nerf.data``) for the rendering loss and the importance.
         state: a dict from ``on_checkpoint`` to resume from.
         on_checkpoint: called with a state dict every 60 s of wall time and when ``stop()`` turns true.
