@@ -191,7 +191,8 @@ def cmd_train(args) -> int:
     name = args.name or f"{scene_name}-{args.preset}" + ("-tensorf" if args.model == "tensorf" else "")
     out = Path(args.runs) / f"train-{name}"
     s = train(args.scene, presets[args.preset], out, seed=args.seed, downscale=args.downscale,
-              iterations=args.iterations, until=args.until, device=args.device, compile=args.compile,
+              iterations=args.iterations, until=args.until, device=args.device,
+              compile=args.model == "ngp" if args.compile is None else args.compile,
               checkpoint_seconds=args.checkpoint_seconds, skip_missing=args.skip_missing, background=args.background)
     code = _stopped_early(s, out)
     if code is not None:
@@ -508,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default <scene>-<preset>)")
     p.add_argument("--seed", type=option(int, ge=0), default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the field through torch.compile (default on; --no-compile for plain eager PyTorch)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the field through torch.compile (default on for ngp, off for tensorf, whose "
+                        "compiled training was not measured; --no-compile for plain eager PyTorch)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("kilonerf", help="distil a trained field into KiloNeRF; writes runs/kilonerf-<scene>-<preset>/ "
                                         "(resumable)",
