@@ -179,6 +179,7 @@ def _check_device(device: str) -> str:
 
 
 def cmd_train(args) -> int:
+    from flows.runs import model_suffix
     from nerf.train import presets_for, train
 
     presets = presets_for(args.model)
@@ -188,7 +189,7 @@ def cmd_train(args) -> int:
     scene_name = "builtin" if args.scene == "builtin" else Path(args.scene).resolve().name
     if scene_name == "transforms.json":  # a transforms file given directly: name the run after its folder
         scene_name = Path(args.scene).resolve().parent.name
-    name = args.name or f"{scene_name}-{args.preset}" + ("-tensorf" if args.model == "tensorf" else "")
+    name = args.name or f"{scene_name}-{args.preset}{model_suffix(args.model)}"
     out = Path(args.runs) / f"train-{name}"
     s = train(args.scene, presets[args.preset], out, seed=args.seed, downscale=args.downscale,
               iterations=args.iterations, until=args.until, device=args.device,
@@ -492,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default="builtin",
                    help="'builtin', a Blender folder (transforms_*.json), an LLFF folder (poses_bounds.npy) or an "
                         "Instant-NGP / nerfstudio folder (transforms.json) (default builtin)")
-    p.add_argument("--preset", default="tiny", help="tiny | small | full; TensoRF: tiny | tiny-paper | smoke (default tiny)")
+    p.add_argument("--preset", default="tiny",
+                   help="tiny | small | full; TensoRF: tiny | tiny-paper | smoke (default tiny)")
     p.add_argument("--model", choices=("ngp", "tensorf"), default="ngp",
                    help="ngp: Instant-NGP; tensorf: TensoRF-VM, written to runs/train-<scene>-<preset>-tensorf/ "
                         "(default ngp)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["scene_name", "train_dir", "train_command", "open_field", "cached_workload"]
+__all__ = ["scene_name", "model_suffix", "train_dir", "train_command", "open_field", "cached_workload"]
 
 
 def scene_name(scene: str) -> str:
@@ -12,9 +12,14 @@ def scene_name(scene: str) -> str:
     return "builtin" if scene == "builtin" else Path(scene).resolve().name
 
 
+def model_suffix(model: str) -> str:
+    """What a training run's folder name adds for the model family: nothing for Instant-NGP, ``-tensorf``."""
+    return "" if model == "ngp" else f"-{model}"
+
+
 def train_dir(scene: str, preset: str, runs_root="runs", *, model: str = "ngp") -> Path:
     """The folder ``make train SCENE=<scene> PRESET=<preset> [MODEL=tensorf]`` writes."""
-    return Path(runs_root) / (f"train-{scene_name(scene)}-{preset}" + ("-tensorf" if model == "tensorf" else ""))
+    return Path(runs_root) / f"train-{scene_name(scene)}-{preset}{model_suffix(model)}"
 
 
 def train_command(scene: str, preset: str, *, model: str = "ngp") -> str:

@@ -103,11 +103,13 @@ class TensoRF(QuantHooks, nn.Module):
         self.plane_override: dict[str, torch.Tensor] = {}
 
     # --- the factorisation ------------------------------------------------------------------------
-    def plane(self, kind: str, m: int) -> torch.Tensor:
-        name = f"{kind}.plane{m}"
+    def plane(self, name: str) -> torch.Tensor:
+        """The plane ``name`` of ``feature_planes`` (``density.plane0`` ..), float (1, R, H, W): its override if
+        one is installed, else the parameter through its quantization hook."""
         if name in self.plane_override:
             return self.plane_override[name]
-        return self._q(name, getattr(self, f"{kind}_planes")[m])
+        kind, plane = name.split(".")
+        return self._q(name, getattr(self, f"{kind}_planes")[int(plane[-1])])
 
     def normalize(self, pts: torch.Tensor) -> torch.Tensor:
         """World points (B, 3) -> [-1, 1]^3 of the bounding box (``grid_sample``'s coordinates)."""
@@ -121,7 +123,7 @@ class TensoRF(QuantHooks, nn.Module):
         for m, ((a, b), v) in enumerate(zip(MAT_MODE, VEC_MODE)):
             pc = xyz[:, [a, b]].view(1, -1, 1, 2)
             lc = torch.stack([torch.zeros_like(xyz[:, v]), xyz[:, v]], dim=-1).view(1, -1, 1, 2)
-            plane = torch.cat([self.plane(k, m) for k in kinds], dim=1)
+            plane = torch.cat([self.plane(f"{k}.plane{m}") for k in kinds], dim=1)
             line = torch.cat([self._q(f"{k}.line{m}", getattr(self, f"{k}_lines")[m]) for k in kinds], dim=1)
             p = F.grid_sample(plane, pc, mode="bilinear", align_corners=True).view(-1, xyz.shape[0])
             ln = F.grid_sample(line, lc, mode="bilinear", align_corners=True).view(-1, xyz.shape[0])

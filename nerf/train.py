@@ -115,16 +115,15 @@ PRESETS = {
 #: voxels with upsampling at 2k, 3k, 4k, 5.5k, 7k, R_sigma 16 / R_c 48, featureC 128, lr 0.02 / 1e-3. The tiny
 #: preset is what 2 cores afford on 100x100 views (ten times fewer iterations, 32^3 -> 128^3 voxels, a third
 #: of the components, a 64-wide decoder, the Instant-NGP sample budget); its PSNR cost is in the README.
+_TENSORF_TINY = TrainPreset("tiny", model="tensorf", iterations=2500, batch_rays=1024, n_samples=96,
+                            log2_table_size=0, n_max=0, downscale=4, batch_samples=1 << 14, lr=0.02, mlp_lr=1e-3,
+                            voxels_init=32 ** 3, voxels_final=128 ** 3, upsample_at=(250, 500, 750, 1000),
+                            density_components=8, app_components=24, hidden=64)
 TENSORF_PRESETS = {
-    "tiny": TrainPreset("tiny", model="tensorf", iterations=2500, batch_rays=1024, n_samples=96, log2_table_size=0,
-                        n_max=0, downscale=4, batch_samples=1 << 14, lr=0.02, mlp_lr=1e-3, voxels_init=32 ** 3,
-                        voxels_final=128 ** 3, upsample_at=(250, 500, 750, 1000), density_components=8,
-                        app_components=24, hidden=64),
+    "tiny": _TENSORF_TINY,
     # the tiny schedule with the paper's components and decoder width: what the smaller tiny model costs
-    "tiny-paper": TrainPreset("tiny-paper", model="tensorf", iterations=2500, batch_rays=1024, n_samples=96,
-                              log2_table_size=0, n_max=0, downscale=4, batch_samples=1 << 14, lr=0.02, mlp_lr=1e-3,
-                              voxels_init=32 ** 3, voxels_final=128 ** 3, upsample_at=(250, 500, 750, 1000),
-                              density_components=16, app_components=48, hidden=128),
+    "tiny-paper": dataclasses.replace(_TENSORF_TINY, name="tiny-paper", density_components=16, app_components=48,
+                                      hidden=128),
     "smoke": TrainPreset("smoke", model="tensorf", iterations=40, batch_rays=256, n_samples=48, log2_table_size=0,
                          n_max=0, downscale=4, batch_samples=1 << 12, lr=0.02, mlp_lr=1e-3, voxels_init=16 ** 3,
                          voxels_final=24 ** 3, upsample_at=(20,), density_components=4, app_components=8,

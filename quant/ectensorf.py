@@ -47,7 +47,8 @@ from quant.entropy import FactorizedPrior, decode_bits, encode_bits, pack_channe
     unpack_channels, write_bitstream
 
 __all__ = ["CompressSettings", "PlaneCodec", "compress_tensorf", "encode_tensorf", "decode_tensorf",
-           "plane_importance", "KIND", "KINDS"]
+           "plane_importance", "round_rest_fp16", "model_from_header", "pack_fp16", "unpack_fp16", "pack_int8",
+           "unpack_int8", "pack_occupancy", "KIND", "KINDS"]
 
 KIND = "tensorf-ectensorf"
 KINDS = ("density", "app")
@@ -140,7 +141,7 @@ class PlaneCodec(nn.Module):
         hard = (soft > 0.5).float()
         return hard + soft - soft.detach()
 
-    def planes(self, *, tau: float | None, generator=None, quantized: bool = True):
+    def planes(self, *, tau: float | None, generator=None):
         """Decode every plane. Returns (name -> plane float (1, C, H, W), rate bits (tensor), mask share).
 
         Training (``tau`` set): straight-through rounding into the decoder, uniform noise for the rate.
@@ -151,7 +152,7 @@ class PlaneCodec(nn.Module):
             c = self.latent_channels[kind]
             z = self.latents[self._key(name)]
             m = self.mask(name, tau, generator)
-            zq = z + (torch.round(z) - z).detach() if quantized else z
+            zq = z + (torch.round(z) - z).detach()
             plane = self.decoders[kind](m * zq)[:, :, :h, :w]
             out[name] = plane
             noisy = z + (torch.rand(z.shape, generator=generator) - 0.5) if tau is not None else torch.round(z)
@@ -217,16 +218,12 @@ def plane_importance(model, occupancy, data, *, rays: int, n_samples: int, seed:
     return out
 
 
-def _fp16(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().half().float()
-
-
-def _round_rest_fp16(model) -> None:
+def round_rest_fp16(model) -> None:
     """Lines, basis and MLP as the file stores them (float16)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "_planes." not in name:
-                p.copy_(_fp16(p))
+                p.copy_(p.half().float())
 
 
 def compress_tensorf(model, occupancy, data, settings: CompressSettings, *, n_samples: int, progress: bool = True,
@@ -256,10 +253,10 @@ def compress_tensorf(model, occupancy, data, settings: CompressSettings, *, n_sa
     torch.manual_seed(s.seed)
     for p in model.parameters():
         p.requires_grad_(False)
-    _round_rest_fp16(model)
+    round_rest_fp16(model)
     shapes = feature_planes(model.arch)
     params = sum(math.prod(v) for v in shapes.values())
-    targets = {name: model.plane(*_split(name)).detach().clone() for name in shapes}
+    targets = {name: model.plane(name).detach().clone() for name in shapes}
     codec = PlaneCodec(shapes, masks=s.masks, mask_init=s.mask_init, latent_multiplier=tuple(s.latent_multiplier))
     optim = torch.optim.Adam([
         {"params": [*codec.latents.parameters(), *codec.mask_logits.parameters()], "lr": s.lr_latent},
@@ -328,11 +325,6 @@ def compress_tensorf(model, occupancy, data, settings: CompressSettings, *, n_sa
     return codec, {"train_seconds": round(time.perf_counter() - start, 1),
                    "render_mse": float(np.mean([a for a, _ in tail])),
                    "rate_bits_estimate": float(np.mean([b for _, b in tail])), "feature_parameters": params}
-
-
-def _split(name: str) -> tuple[str, int]:
-    kind, plane = name.split(".")
-    return kind, int(plane[-1])
 
 
 @torch.no_grad()
@@ -425,7 +417,7 @@ def encode_tensorf(model, occupancy, codec: PlaneCodec, path) -> dict:
     from nerf.tensorf import feature_planes
 
     shapes = feature_planes(model.arch)
-    _round_rest_fp16(model)
+    round_rest_fp16(model)
     dec_bytes, dec_index = pack_int8({f"{k}.{n}": p for k in KINDS for n, p in codec.decoders[k].named_parameters()})
     for name, t in unpack_int8(dec_bytes, dec_index).items():  # the decoder as the file stores it
         kind, rest_name = name.split(".", 1)
@@ -471,7 +463,7 @@ def decode_tensorf(path):
     """
     header, sections = read_bitstream(path, KIND)
     shapes = {n: tuple(s) for n, s in header["planes"].items()}
-    model, occ = _model_from_header(header, sections)
+    model, occ = model_from_header(header, sections)
     lchans = {kind: int(header["latent_channels"][kind]) for kind in KINDS}
     lshapes = latent_shapes(shapes, lchans)
     decoders = nn.ModuleDict({kind: _decoder(lchans[kind], c) for kind, c in plane_channels(shapes).items()})
@@ -506,7 +498,7 @@ def decode_tensorf(path):
     return model, occ
 
 
-def _model_from_header(header: dict, sections: dict):
+def model_from_header(header: dict, sections: dict):
     """The TensoRF of a file's ``arch`` with its float16 ``rest`` loaded (planes left to the caller), and the
     occupancy grid of its ``occupancy`` bits."""
     from nerf.occupancy import OccupancyGrid

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import zstandard
 
-from quant.ectensorf import pack_fp16, pack_occupancy
+from quant.ectensorf import model_from_header, pack_fp16, pack_occupancy, round_rest_fp16
 from quant.entropy import read_bitstream, write_bitstream
 
 __all__ = ["encode_tensorf_uniform", "decode_tensorf_uniform", "KIND", "ZSTD_LEVEL"]
@@ -41,15 +41,14 @@ def encode_tensorf_uniform(model, occupancy, bits: int, path) -> dict:
         ValueError: bits outside 2..8.
     """
     from nerf.tensorf import feature_planes
-    from quant.ectensorf import _round_rest_fp16, _split
 
     if not (isinstance(bits, int) and 2 <= bits <= 8):
         raise ValueError(f"bits must be an integer in 2..8 (one code per byte), not {bits!r}")
     shapes = feature_planes(model.arch)
-    _round_rest_fp16(model)
+    round_rest_fp16(model)
     codes, ranges, planes = [], {}, {}
     for name in shapes:
-        x = model.plane(*_split(name)).detach()
+        x = model.plane(name).detach()
         lo, hi = float(x.min()), float(x.max())
         step = float(np.float32((hi - lo) / (2 ** bits - 1) if hi > lo else 1.0))
         c = torch.round((x - torch.tensor(lo, dtype=torch.float32)) / step).clamp(0, 2 ** bits - 1)
@@ -76,10 +75,8 @@ def decode_tensorf_uniform(path):
     Raises:
         quant.entropy.BitstreamError: not such a file, truncated, corrupted or another kind.
     """
-    from quant.ectensorf import _model_from_header
-
     header, sections = read_bitstream(path, KIND)
-    model, occ = _model_from_header(header, sections)
+    model, occ = model_from_header(header, sections)
     raw = np.frombuffer(zstandard.ZstdDecompressor().decompress(sections["planes"]), np.uint8)
     at, planes = 0, {}
     for name, shape in header["planes"].items():
