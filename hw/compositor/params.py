@@ -60,7 +60,7 @@ class CompositorParams(ParamsMixin):
     exp_index_bits: Annotated[int, Field(ge=4, le=14)] = 10
     l2e_bits: Annotated[int, Field(ge=8, le=24)] = 20
     pixel_bits: Annotated[int, Field(ge=8, le=16)] = 8
-    pix_mult_bits: Annotated[int, Field(ge=8, le=24)] = 20
+    pix_mult_bits: Annotated[int, Field(ge=8, le=24)] = 24
     count_bits: Annotated[int, Field(ge=1, le=16)] = 12
 
     #: Config-file section, Verilog top module and file stem.
