@@ -52,7 +52,8 @@ from nerf.layout import ModelLayout, model_layout
 
 __all__ = ["ACCEL_DIR", "ENCODER", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "AcceleratorPreset",
            "load_accelerator", "layer_of", "mlp_layers", "mlp_shapes", "encoder_params", "engines_for_policy",
-           "check_bits", "check_policy_fits", "MemoryPreset", "encoder_section", "level_bits_of"]
+           "check_bits", "check_policy_fits", "MemoryPreset", "encoder_section", "level_bits_of", "RENDERER_COMPONENTS",
+           "HW_FULL_BITS", "hardware_bits", "top_params"]
 
 #: Hardware presets of the accelerator (``make search HW=<name>``).
 ACCEL_DIR = Path(__file__).resolve().parents[1] / "flows" / "accel"
@@ -362,3 +363,76 @@ def check_policy_fits(policy: Mapping[str, int], engines: Mapping[str, object], 
             mlp_layers(policy, arch, mlp)
         except ConfigError as exc:
             raise ConfigError(f"{exc} in {where}") from None
+
+
+# --- the accelerator top ----------------------------------------------------------------------
+#: The renderer's inputs that the policy may leave at full precision: the top still needs a width for
+#: them, and runs them at this many bits (the units' widest).
+RENDERER_COMPONENTS = ("density.out", "color.l2.out", "color.out")
+HW_FULL_BITS = 16
+
+
+def hardware_bits(policy: Mapping[str, int], arch: Mapping) -> dict[str, int]:
+    """The width the accelerator top runs each component at: the policy's, except that a renderer input
+    (``RENDERER_COMPONENTS``) left at full precision (32) runs at ``HW_FULL_BITS``.
+
+    ``sh.out`` keeps its entry, but the top puts the SH encoding on ``density.l1.out``'s grid (step,
+    offset and bits): the colour engine's first layer reads both as one vector with one scale.
+
+    Raises:
+        ConfigError: a component the top cannot run at the policy's width (a hash level, an MLP weight or
+            an activation at 32 bits or above 16), naming it.
+    """
+    out = {}
+    for name in model_layout(arch).hash_components + [n for n in policy if not n.startswith("hash.")]:
+        bits = int(policy[name])
+        if name in RENDERER_COMPONENTS and bits == 32:
+            bits = HW_FULL_BITS
+        if bits > HW_FULL_BITS:
+            raise ConfigError(f"policy {name} = {bits} bits: the accelerator top runs at most {HW_FULL_BITS} bits"
+                              + (" (full precision does not run on the integer datapath)" if bits == 32 else ""))
+        out[name] = bits
+    return out
+
+
+def top_params(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]):
+    """The accelerator top (``hw.top.TopParams``) for a model, a hardware preset and a policy: every unit
+    sized by the policy's widths (``hardware_bits``).
+
+    * encoder: ``encoder_params``' arithmetic (on-chip form) with ``feature_bits`` the widest level;
+    * requant: one lane per encoder output, ``enc.out`` bits out;
+    * mlp: the preset's array with the widest weight and activation (inputs and outputs) of the model;
+    * sh: 16-bit directions, ``density.l1.out`` bits out (the colour engine's grid);
+    * density_act / color_act: ``density.l1.out`` -> ``density.out`` and ``color.l2.out`` -> ``color.out``
+      tables, exact up to 12 input bits (index_bits = min(bits, 12));
+    * compositor: ``density.out`` and ``color.out`` bits, the unit's default precision.
+
+    Raises:
+        ConfigError: a policy the top cannot run (``hardware_bits``), or no valid unit for it.
+    """
+    from hw.activation.params import ActivationParams
+    from hw.compositor.params import CompositorParams
+    from hw.requant.params import RequantParams
+    from hw.sh_unit.params import ShUnitParams
+    from hw.top.params import TopParams
+
+    bits = hardware_bits(policy, arch)
+    layout = model_layout(arch)
+    layers = list(layout.layers.values())
+    levels = [bits[n] for n in layout.hash_components]
+    enc = HashEncoderParams(levels=arch["levels"], log2_table_size=arch["log2_table_size"], features=arch["features"],
+                            feature_bits=max(levels), coord_bits=preset.coord_bits, n_min=arch["n_min"],
+                            n_max=arch["n_max"], lanes=min(preset.lanes, arch["levels"]))
+    acts = [bits[n] for ly in layers for n in ly.inputs] + [bits["density.l1.out"], bits["color.l2.out"]]
+    mlp = dataclasses.replace(preset.mlp, max_weight_bits=max(bits[ly.weight] for ly in layers),
+                              max_act_bits=max(acts), max_in=max(ly.in_size for ly in layers),
+                              max_out=max(ly.out_size for ly in layers),
+                              max_layers=max(len(layout.mlp(m)) for m in layout.mlps))
+    geo, logits = bits["density.l1.out"], bits["color.l2.out"]
+    return TopParams(
+        preset=preset.name, encoder=enc,
+        requant=RequantParams(lanes=layout.encoder_out, in_bits=enc.out_bits, max_out_bits=bits["enc.out"]),
+        mlp=mlp, sh=ShUnitParams(dir_bits=16, max_out_bits=geo),
+        density_act=ActivationParams(lanes=1, in_bits=geo, out_bits=bits["density.out"], index_bits=min(geo, 12)),
+        color_act=ActivationParams(lanes=3, in_bits=logits, out_bits=bits["color.out"], index_bits=min(logits, 12)),
+        compositor=CompositorParams(sigma_bits=bits["density.out"], color_bits=bits["color.out"]))

@@ -1,0 +1,186 @@
+"""``make hwrender``: test views rendered through the accelerator's own integer arithmetic.
+
+For a trained Instant-NGP field, a policy and a hardware preset: PTQ at the top's widths
+(``sim.mapping.hardware_bits``), the integer export (``quant.int_export``, written as ``model.nhwi``
+and read back through its checking loader), then every test view (training's test stride) rendered
+three ways:
+
+* ``fake-quant``: the float renderer (``nerf.render``) with the policy's fake quantizers, what the
+  search measured;
+* ``fake-quant (hw widths)``: the same at the top's widths (a renderer input left at 32 bits runs at 16);
+* ``hardware``: ``sim.bitexact.render_int`` from the exported integers, rays prepared by the host
+  (``host_rays``: the occupancy grid's empty-space skipping, fixed-point positions and directions, q).
+
+Results in ``runs/hwrender-<scene>-<preset>-<policy>-<hw>/``: ``summary.json``, ``table.md``, the
+hardware renders ``hw/NNN.png`` and ``diff/NNN.png`` (|hardware - fake-quant| x 10).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from flows.report import write_json
+from flows.runs import scene_name
+
+__all__ = ["host_rays", "hwrender", "hwrender_dir", "render_view_int"]
+
+
+def hwrender_dir(scene: str, preset: str, policy_name: str, hw: str, runs_root="runs") -> Path:
+    return Path(runs_root) / f"hwrender-{scene_name(scene)}-{preset}-{policy_name}-{Path(hw).stem}"
+
+
+def host_rays(m, occupancy, origins, dirs, *, n_samples: int):
+    """The host's side of the top: rays of a view as a ``sim.bitexact.RayBatch``.
+
+    Samples as ``nerf.render.render_rays`` places them (``n_samples`` midpoints across the model's box),
+    kept where the occupancy grid is occupied (empty-space skipping; early ray termination is the
+    compositor's); positions normalised by the box as ``InstantNGP.normalize`` and converted by
+    ``sim.tlm.hash_encoder.to_fixed``; directions by ``sim.tlm.sh_unit.to_direction_codes``; q by
+    ``sim.tlm.compositor.depth_step``.
+
+    Args:
+        m: the ``IntModel``; occupancy: the field's ``OccupancyGrid``.
+        origins, dirs: float32 torch tensors (R, 3), world units (dirs need not be unit length).
+    """
+    import torch
+
+    from nerf.render import ray_aabb
+    from sim.bitexact import RayBatch
+    from sim.tlm.compositor import depth_step
+    from sim.tlm.hash_encoder import to_fixed
+    from sim.tlm.sh_unit import to_direction_codes
+
+    lo, hi = torch.tensor(m.bbox[0], dtype=torch.float32), torch.tensor(m.bbox[1], dtype=torch.float32)
+    with torch.no_grad():
+        d = dirs / dirs.norm(dim=-1, keepdim=True)
+        t_near, t_far, hit = ray_aabb(origins, d, lo, hi)
+        delta = (t_far - t_near).clamp(min=0.0) / n_samples
+        steps = torch.arange(n_samples, dtype=origins.dtype)
+        t = t_near[:, None] + (steps[None, :] + 0.5) * delta[:, None]
+        pts = origins[:, None, :] + d[:, None, :] * t[..., None]  # (R, S, 3)
+        keep = occupancy.query(pts.reshape(-1, 3)).reshape(t.shape) & hit[:, None]
+        u = ((pts[keep] - lo) / (hi - lo)).clamp(0.0, 1.0 - 1e-6)
+    top = m.top
+    return RayBatch(coords=to_fixed(u.double().numpy(), top.encoder.coord_bits),
+                    counts=keep.sum(1).numpy().astype(np.int64),
+                    dirs=to_direction_codes(d.double().numpy(), top.sh.dir_bits),
+                    q=depth_step(delta.double().numpy(), m.sigma_step, top.compositor))
+
+
+def render_view_int(m, occupancy, data, index: int, *, n_samples: int, encoder=None, chunk: int = 4096):
+    """View ``index`` of ``data`` through the top: ``(image float32 (H, W, 3) in [0, 1], stats dict)``."""
+    import torch
+
+    from nerf.cameras import get_rays
+    from sim.bitexact import render_int
+
+    o, d = get_rays(data.height, data.width, data.focal, data.poses[index], **data.intrinsics)
+    o, d = torch.from_numpy(np.asarray(o, np.float32)), torch.from_numpy(np.asarray(d, np.float32))
+    pixels, samples, contributed = [], 0, 0
+    for a in range(0, o.shape[0], chunk):
+        rays = host_rays(m, occupancy, o[a:a + chunk], d[a:a + chunk], n_samples=n_samples)
+        r = render_int(m, rays, encoder)
+        pixels.append(r.pixels)
+        samples += len(rays.coords)
+        contributed += int(r.contributed.sum())
+    full = (1 << m.top.compositor.pixel_bits) - 1
+    img = (np.concatenate(pixels).astype(np.float32) / full).reshape(data.height, data.width, 3)
+    return img, {"samples": samples, "contributed": contributed}
+
+
+def _policy_bits(quantizers, bits) -> None:
+    for name, q in quantizers.items():
+        q.bits = bits[name]
+
+
+def hwrender(scene: str, preset: str, policy_spec: str, *, hw: str = "default", runs_root="runs",
+             views: int | None = None, progress: bool = True) -> dict:
+    """Export the policy's integers and render the test views three ways (module doc); returns the summary.
+
+    Args:
+        views: render only the first ``views`` test views of training's stride (default all of them).
+
+    Raises:
+        hw.config.ConfigError: a policy the top cannot run or a bad hardware preset (before any work).
+        FileNotFoundError: no trained field / policy file.
+    """
+    from PIL import Image
+    from tqdm import tqdm
+
+    from common.atomic import atomic_write, atomic_write_text
+    from flows.quantize import TrainedField, resolve_policy
+    from nerf.metrics import psnr, ssim
+    from nerf.render import render_image
+    from nerf.train import test_stride
+    from quant.int_export import export_int, load_int, save_int
+    from quant.policy import QuantPolicy
+    from quant.ptq import ptq
+    from sim.mapping import hardware_bits, load_accelerator, top_params
+    from sim.tlm.hash_encoder import HashEncoderTLM
+
+    resolve_policy(policy_spec, None)  # a bad spec fails before the field loads
+    accel = load_accelerator(hw)
+    field = TrainedField(scene, preset, progress=progress)
+    name, policy = resolve_policy(policy_spec, field.levels)
+    arch = field.model.arch
+    bits = hardware_bits(policy, arch)
+    top = top_params(accel, arch, policy)
+    out = hwrender_dir(scene, preset, name, hw, runs_root)
+    t0 = time.perf_counter()
+    quantizers = ptq(field.model, field.occupancy, field.train_data, QuantPolicy(bits, field.levels),
+                     n_samples=field.n_samples)
+    im = export_int(field.model, top, policy, bits)
+    size = save_int(out / "model.nhwi", im)
+    im = load_int(out / "model.nhwi", expect={"arch": arch, "model": im.model, "preset": accel.name})
+    t_export = time.perf_counter() - t0
+    data = field.test_data
+    every = test_stride(field.settings["test_every"], len(data.images))
+    indices = list(range(0, len(data.images), every))[:views]
+    encoder = HashEncoderTLM(top.encoder, im.tables)
+    rows, times = [], []
+    for i in tqdm(indices, desc="hwrender", unit="view", disable=not progress):
+        _policy_bits(quantizers, {n: policy[n] for n in quantizers})
+        fq, _ = render_image(field.model, field.occupancy, data, i, n_samples=field.n_samples)
+        _policy_bits(quantizers, bits)
+        fq_hw, _ = render_image(field.model, field.occupancy, data, i, n_samples=field.n_samples)
+        t = time.perf_counter()
+        img, stats = render_view_int(im, field.occupancy, data, i, n_samples=field.n_samples, encoder=encoder)
+        times.append(time.perf_counter() - t)
+        gt = data.images[i]
+        rows.append({"view": i, "psnr_fq": psnr(fq, gt), "psnr_fq_hw": psnr(fq_hw, gt), "psnr_hw": psnr(img, gt),
+                     "ssim_fq": ssim(fq, gt), "ssim_hw": ssim(img, gt),
+                     "max_abs_diff": float(np.abs(img - fq_hw).max()), **stats})
+        for folder, pic in (("hw", img), ("diff", np.clip(np.abs(img - fq) * 10, 0, 1))):
+            pil = Image.fromarray((pic * 255 + 0.5).astype(np.uint8))
+            atomic_write(out / folder / f"{i:03d}.png", lambda tmp, pil=pil: pil.save(tmp, format="png"))
+    field.model.clear_quantizers()
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_fq", "psnr_fq_hw", "psnr_hw", "ssim_fq",
+                                                                "ssim_hw")}
+    summary = {
+        "scene": field.scene, "preset": preset, "policy": name, "hw": accel.name, "views": len(rows),
+        "size": [data.height, data.width], "bits_policy": dict(policy), "bits_hardware": bits,
+        **{k: round(v, 4) for k, v in mean.items()},
+        "delta_db": round(mean["psnr_hw"] - mean["psnr_fq"], 4),
+        "delta_db_hw_widths": round(mean["psnr_hw"] - mean["psnr_fq_hw"], 4),
+        "export_bytes": size, "export_seconds": round(t_export, 2),
+        "seconds_per_view": round(float(np.median(times)), 3),
+        "samples_per_view": float(np.mean([r["samples"] for r in rows])),
+        "contributed_per_view": float(np.mean([r["contributed"] for r in rows])),
+        "top": top.to_dict(), "per_view": rows,
+    }
+    write_json(out / "summary.json", summary)
+    atomic_write_text(out / "table.md", "\n".join(table_lines(summary)) + "\n")
+    return summary
+
+
+def table_lines(s: dict) -> list[str]:
+    """The summary as a Markdown table (one row)."""
+    return ["| scene | policy | hw | views | fake-quant PSNR | fake-quant at hw widths | hardware PSNR | "
+            "hardware - fake-quant dB | SSIM fq / hw | s/view |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            f"| {Path(s['scene']).name} | {s['policy']} | {s['hw']} | {s['views']} | {s['psnr_fq']:.3f} | "
+            f"{s['psnr_fq_hw']:.3f} | {s['psnr_hw']:.3f} | {s['delta_db']:+.3f} | {s['ssim_fq']:.4f} / "
+            f"{s['ssim_hw']:.4f} | {s['seconds_per_view']:.2f} |"]
