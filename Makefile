@@ -33,7 +33,7 @@ MAX_LOSS ?=
 MODEL ?=
 
 .PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr acaq acaq-table compare grid \
-	report compress clean help
+	report compress hwrender clean help
 
 help:
 	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
@@ -65,6 +65,8 @@ help:
 	@echo "make compress [SCENE=..] [PRESET=tiny] [MODEL=tensorf|ngp] [LAMBDAS=0.003,0.01,0.03,0.1] [BITS=8,6,4]"
 	@echo "             ECTensoRF / entropy-coded hash tables with real bitstreams vs quantization + zstd;"
 	@echo "             writes runs/compress-<scene>-<preset>-<model>/ (rd.md, rd.png; resumable)"
+	@echo "make hwrender [SCENE=..] [PRESET=tiny] [POLICY=uniform-8|<policy.yaml>] [HW=default]  test views through the"
+	@echo "             accelerator's integer arithmetic vs fake-quant; writes runs/hwrender-<scene>-<preset>-<policy>-<hw>/"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
 
@@ -139,6 +141,9 @@ compare: $(STAMP)
 
 grid: $(STAMP)
 	$(CLI) grid --scenes $(SCENES) --preset $(PRESET) --hws $(HWS) --seeds $(SEEDS) --name $(NAME) $(if $(WORK),--budget $(WORK))
+
+hwrender: $(STAMP)
+	$(CLI) hwrender --scene $(SCENE) --preset $(PRESET) --policy $(or $(POLICY),uniform-8) --hw $(HW)
 
 report: $(STAMP)
 	$(CLI) report --run $(RUN)

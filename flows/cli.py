@@ -416,6 +416,16 @@ def cmd_compress(args) -> int:
     return 0
 
 
+def cmd_hwrender(args) -> int:
+    from flows.hwrender import hwrender, hwrender_dir, table_lines
+
+    s = hwrender(args.scene, args.preset, args.policy, hw=args.hw, runs_root=args.runs, views=args.views)
+    print("\n".join(table_lines(s)))
+    print(f"-> {hwrender_dir(args.scene, args.preset, s['policy'], args.hw, args.runs)}/"
+          "{summary.json,table.md,model.nhwi,hw/,diff/}")
+    return 0
+
+
 def _csv(kind, check=None):
     def parse(text: str) -> list:
         items = [t.strip() for t in text.split(",") if t.strip()]
@@ -711,6 +721,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", action="append", help="an Instant-NGP policy YAML to code too (repeatable)")
     p.add_argument("--seed", type=option(int, ge=0), default=0)
     p.set_defaults(func=cmd_compress)
+    p = sub.add_parser("hwrender", help="test views rendered through the accelerator's integer arithmetic; writes "
+                                        "runs/hwrender-<scene>-<preset>-<policy>-<hw>/",
+                       description="PTQ of the trained field at the accelerator top's widths, the integer export "
+                                   "(model.nhwi: table codes, weight codes, biases, requantization multipliers and "
+                                   "shifts, activation tables), and every test view rendered by the fake-quantized "
+                                   "float model and by the top's bit-exact integer reference; PSNR / SSIM of both "
+                                   "against ground truth, the hardware renders and their differences.")
+    _scene_options(p)
+    p.add_argument("--policy", default="uniform-8",
+                   help="uniform-<bits> or a policy YAML (default uniform-8); renderer inputs at 32 bits run at 16")
+    p.add_argument("--hw", default="default", help="hardware preset (default default)")
+    p.add_argument("--views", type=option(int, ge=1), help="render only the first N test views (default all)")
+    p.set_defaults(func=cmd_hwrender)
     p = sub.add_parser("report", help="one self-contained HTML page for a search or comparison run folder",
                        description="Writes <run>/report.html: table, Pareto plot, latency by engine, bits per "
                                    "component, renders, co-simulation status.")

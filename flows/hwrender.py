@@ -121,10 +121,13 @@ def hwrender(scene: str, preset: str, policy_spec: str, *, hw: str = "default", 
     from sim.mapping import hardware_bits, load_accelerator, top_params
     from sim.tlm.hash_encoder import HashEncoderTLM
 
-    resolve_policy(policy_spec, None)  # a bad spec fails before the field loads
+    _, early = resolve_policy(policy_spec, None)  # a bad spec or a policy the top cannot run fails before the field loads
+    levels = sum(1 for n in early if n.startswith("hash.level"))
+    hardware_bits(early, {"levels": levels, "features": 1, "hidden": 1, "geo_features": 1})
     accel = load_accelerator(hw)
-    field = TrainedField(scene, preset, progress=progress)
+    field = TrainedField(scene, preset, runs_root=runs_root, progress=progress)
     name, policy = resolve_policy(policy_spec, field.levels)
+    name = Path(policy_spec).parent.name if name == "policy" else name  # runs/<run>/policy.yaml: the run's name
     arch = field.model.arch
     bits = hardware_bits(policy, arch)
     top = top_params(accel, arch, policy)
