@@ -31,6 +31,7 @@ WORK ?=
 RUN ?=
 MAX_LOSS ?=
 MODEL ?=
+CHECKPOINT ?=
 
 .PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr acaq acaq-table compare grid \
 	report compress hwrender clean help
@@ -65,7 +66,8 @@ help:
 	@echo "make compress [SCENE=..] [PRESET=tiny] [MODEL=tensorf|ngp] [LAMBDAS=0.003,0.01,0.03,0.1] [BITS=8,6,4]"
 	@echo "             ECTensoRF / entropy-coded hash tables with real bitstreams vs quantization + zstd;"
 	@echo "             writes runs/compress-<scene>-<preset>-<model>/ (rd.md, rd.png; resumable)"
-	@echo "make hwrender [SCENE=..] [PRESET=tiny] [POLICY=uniform-8|<policy.yaml>] [HW=default]  test views through the"
+	@echo "make hwrender [SCENE=..] [PRESET=tiny] [POLICY=uniform-8|<policy.yaml> | CHECKPOINT=runs/final-*/checkpoint.pt]"
+	@echo "             [HW=default]  test views through the"
 	@echo "             accelerator's integer arithmetic vs fake-quant; writes runs/hwrender-<scene>-<preset>-<policy>-<hw>/"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
@@ -143,7 +145,8 @@ grid: $(STAMP)
 	$(CLI) grid --scenes $(SCENES) --preset $(PRESET) --hws $(HWS) --seeds $(SEEDS) --name $(NAME) $(if $(WORK),--budget $(WORK))
 
 hwrender: $(STAMP)
-	$(CLI) hwrender --scene $(SCENE) --preset $(PRESET) --policy $(or $(POLICY),uniform-8) --hw $(HW)
+	$(CLI) hwrender --scene $(SCENE) --preset $(PRESET) --hw $(HW) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),\
+		--policy $(or $(POLICY),uniform-8))
 
 report: $(STAMP)
 	$(CLI) report --run $(RUN)

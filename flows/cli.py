@@ -419,7 +419,9 @@ def cmd_compress(args) -> int:
 def cmd_hwrender(args) -> int:
     from flows.hwrender import hwrender, hwrender_dir, table_lines
 
-    s = hwrender(args.scene, args.preset, args.policy, hw=args.hw, runs_root=args.runs, views=args.views)
+    policy = None if args.checkpoint and args.policy is None else (args.policy or "uniform-8")
+    s = hwrender(args.scene, args.preset, policy, hw=args.hw, runs_root=args.runs, views=args.views,
+                 checkpoint=args.checkpoint)
     print("\n".join(table_lines(s)))
     print(f"-> {hwrender_dir(args.scene, args.preset, s['policy'], args.hw, args.runs)}/"
           "{summary.json,table.md,model.nhwi,hw/,diff/}")
@@ -729,8 +731,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "float model and by the top's bit-exact integer reference; PSNR / SSIM of both "
                                    "against ground truth, the hardware renders and their differences.")
     _scene_options(p)
-    p.add_argument("--policy", default="uniform-8",
-                   help="uniform-<bits> or a policy YAML (default uniform-8); renderer inputs at 32 bits run at 16")
+    p.add_argument("--policy", help="uniform-<bits> or a policy YAML, by PTQ (default uniform-8); renderer inputs at "
+                                    "32 bits run at 16")
+    p.add_argument("--checkpoint", help="a QAT-finalised field instead: an LSQ+ fine-tuning checkpoint of the trained "
+                                        "field (runs/final-*/checkpoint.pt of make compare), with its own policy")
     p.add_argument("--hw", default="default", help="hardware preset (default default)")
     p.add_argument("--views", type=option(int, ge=1), help="render only the first N test views (default all)")
     p.set_defaults(func=cmd_hwrender)

@@ -91,17 +91,62 @@ def render_view_int(m, occupancy, data, index: int, *, n_samples: int, encoder=N
     return img, {"samples": samples, "contributed": contributed}
 
 
-def _policy_bits(quantizers, bits) -> None:
-    for name, q in quantizers.items():
-        q.bits = bits[name]
+def _full_precision(quantizers, names, on: bool) -> None:
+    """Pass ``names``' quantizers through (the policy's 32-bit components the top runs narrower), or not."""
+    for name in names:
+        quantizers[name].enabled = not on
 
 
-def hwrender(scene: str, preset: str, policy_spec: str, *, hw: str = "default", runs_root="runs",
-             views: int | None = None, progress: bool = True) -> dict:
+def _qat_model(field, checkpoint: Path, bits):
+    """Load a fine-tuning checkpoint (``quant.acaq``, kind ``nerfhw-qat``, LSQ+ ``FakeQuantizer`` s) into the
+    field's model: its weights, tables and trained quantizers; a component its policy leaves at 32 bits that the
+    top runs narrower gets a min-max quantizer calibrated alone. Returns ``(policy, quantizers)``.
+
+    Raises:
+        ValueError: not a fine-tuning checkpoint of this field's architecture, or not LSQ+ (A-CAQ's learned-
+            bitwidth quantizers are no ``FakeQuantizer``), naming the field.
+    """
+    import torch
+    from torch import nn
+
+    from quant.policy import QuantPolicy, scheme_of
+    from quant.ptq import apply_policy, calibrate_field
+    from quant.quantizers import FakeQuantizer
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != "nerfhw-qat":
+        raise ValueError(f"--checkpoint {checkpoint}: not a fine-tuning checkpoint of nerfhw (kind nerfhw-qat)")
+    if ckpt["settings"].get("method") != "lsq+" or ckpt["settings"].get("policy") is None:
+        raise ValueError(f"--checkpoint {checkpoint}: method {ckpt['settings'].get('method')!r} with policy "
+                         f"{'given' if ckpt['settings'].get('policy') else 'none'}: only an LSQ+ fine-tuning of a "
+                         "policy (make compare's final-* runs) has fixed quantizers to export")
+    for key, value in field.model.arch.items():
+        if ckpt["arch"].get(key) != value:
+            raise ValueError(f"--checkpoint {checkpoint}: architecture field {key!r} is {ckpt['arch'].get(key)!r}, "
+                             f"the trained field's is {value!r}")
+    policy = QuantPolicy(ckpt["settings"]["policy"], field.levels)
+    quantizers = apply_policy(field.model, policy)
+    field.model.load_state_dict(ckpt["model"])
+    added = nn.ModuleDict()
+    for name, b in bits.items():
+        if name not in quantizers:
+            q = FakeQuantizer(scheme_of(name), b, name=name)
+            field.model.install_quantizer(name, q)
+            quantizers[name] = added[name.replace(".", "__")] = q
+    if len(added):
+        calibrate_field(field.model, field.occupancy, field.train_data, n_samples=field.n_samples, observers=added)
+    return policy, quantizers
+
+
+def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "default", runs_root="runs",
+             views: int | None = None, checkpoint: str | Path | None = None, progress: bool = True) -> dict:
     """Export the policy's integers and render the test views three ways (module doc); returns the summary.
 
     Args:
+        policy_spec: ``uniform-<B>`` or a policy YAML (PTQ of the trained field); None with ``checkpoint``.
         views: render only the first ``views`` test views of training's stride (default all of them).
+        checkpoint: a QAT-finalised field instead of PTQ: an LSQ+ fine-tuning checkpoint (``make compare``'s
+            ``runs/final-*/checkpoint.pt``) of the trained field, with its own policy.
 
     Raises:
         hw.config.ConfigError: a policy the top cannot run or a bad hardware preset (before any work).
@@ -121,20 +166,36 @@ def hwrender(scene: str, preset: str, policy_spec: str, *, hw: str = "default", 
     from sim.mapping import hardware_bits, load_accelerator, top_params
     from sim.tlm.hash_encoder import HashEncoderTLM
 
-    _, early = resolve_policy(policy_spec, None)  # a bad spec or a policy the top cannot run fails before the field loads
-    levels = sum(1 for n in early if n.startswith("hash.level"))
-    hardware_bits(early, {"levels": levels, "features": 1, "hidden": 1, "geo_features": 1})
+    if (policy_spec is None) == (checkpoint is None):
+        raise ValueError("give a policy (PTQ) or a fine-tuning checkpoint (QAT-finalised), not both or neither")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
+    if policy_spec is not None:  # a bad spec or a policy the top cannot run fails before the field loads
+        _, early = resolve_policy(policy_spec, None)
+        levels = sum(1 for n in early if n.startswith("hash.level"))
+        hardware_bits(early, {"levels": levels, "features": 1, "hidden": 1, "geo_features": 1})
     accel = load_accelerator(hw)
     field = TrainedField(scene, preset, runs_root=runs_root, progress=progress)
-    name, policy = resolve_policy(policy_spec, field.levels)
-    name = Path(policy_spec).parent.name if name == "policy" else name  # runs/<run>/policy.yaml: the run's name
     arch = field.model.arch
-    bits = hardware_bits(policy, arch)
+    t0 = time.perf_counter()
+    if checkpoint is None:
+        name, policy = resolve_policy(policy_spec, field.levels)
+        name = Path(policy_spec).parent.name if name == "policy" else name  # runs/<run>/policy.yaml: the run's name
+        bits = hardware_bits(policy, arch)
+        quantizers = ptq(field.model, field.occupancy, field.train_data, QuantPolicy(bits, field.levels),
+                         n_samples=field.n_samples)
+    else:
+        import torch
+
+        qat = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        early = QuantPolicy(qat["settings"]["policy"], field.levels) if isinstance(qat, dict) and \
+            isinstance(qat.get("settings"), dict) and qat["settings"].get("policy") else None
+        bits = hardware_bits(early, arch) if early is not None else None
+        policy, quantizers = _qat_model(field, Path(checkpoint), bits or {})
+        bits = hardware_bits(policy, arch)
+        name = f"qat-{Path(checkpoint).parent.name}"
     top = top_params(accel, arch, policy)
     out = hwrender_dir(scene, preset, name, hw, runs_root)
-    t0 = time.perf_counter()
-    quantizers = ptq(field.model, field.occupancy, field.train_data, QuantPolicy(bits, field.levels),
-                     n_samples=field.n_samples)
     im = export_int(field.model, top, policy, bits)
     size = save_int(out / "model.nhwi", im)
     im = load_int(out / "model.nhwi", expect={"arch": arch, "model": im.model, "preset": accel.name})
@@ -143,11 +204,12 @@ def hwrender(scene: str, preset: str, policy_spec: str, *, hw: str = "default", 
     every = test_stride(field.settings["test_every"], len(data.images))
     indices = list(range(0, len(data.images), every))[:views]
     encoder = HashEncoderTLM(top.encoder, im.tables)
+    widened = [n for n in bits if policy[n] != bits[n]]
     rows, times = [], []
     for i in tqdm(indices, desc="hwrender", unit="view", disable=not progress):
-        _policy_bits(quantizers, {n: policy[n] for n in quantizers})
+        _full_precision(quantizers, widened, True)
         fq, _ = render_image(field.model, field.occupancy, data, i, n_samples=field.n_samples)
-        _policy_bits(quantizers, bits)
+        _full_precision(quantizers, widened, False)
         fq_hw, _ = render_image(field.model, field.occupancy, data, i, n_samples=field.n_samples)
         t = time.perf_counter()
         img, stats = render_view_int(im, field.occupancy, data, i, n_samples=field.n_samples, encoder=encoder)
@@ -164,6 +226,7 @@ def hwrender(scene: str, preset: str, policy_spec: str, *, hw: str = "default", 
                                                                 "ssim_hw")}
     summary = {
         "scene": field.scene, "preset": preset, "policy": name, "hw": accel.name, "views": len(rows),
+        "quantization": "PTQ" if checkpoint is None else f"LSQ+ ({checkpoint})",
         "size": [data.height, data.width], "bits_policy": dict(policy), "bits_hardware": bits,
         **{k: round(v, 4) for k, v in mean.items()},
         "delta_db": round(mean["psnr_hw"] - mean["psnr_fq"], 4),

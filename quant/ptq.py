@@ -46,8 +46,11 @@ def apply_policy(model, policy: Mapping[str, int]) -> dict[str, FakeQuantizer]:
 
 @torch.no_grad()
 def calibrate_field(model, occupancy, data, *, rays: int = 16384, n_samples: int, seed: int = 0,
-                    chunk: int = 8192) -> int:
+                    chunk: int = 8192, observers=None) -> int:
     """Min-max calibration on ``rays`` random rays of ``data`` (a training split); returns the samples seen.
+
+    ``observers``: a module holding the quantizers to calibrate (default: every one of ``model``); the
+    others keep their scales (e.g. LSQ+-trained ones beside a newly added quantizer).
 
     Rays are drawn with ``nerf.data.RayBatcher(data, rays, seed=seed)``, so calibration is deterministic.
     """
@@ -58,7 +61,7 @@ def calibrate_field(model, occupancy, data, *, rays: int = 16384, n_samples: int
     device = model.bbox.device
     seen = 0
     model.eval()
-    with calibrate(model):
+    with calibrate(model if observers is None else observers):
         for a in range(0, rays, chunk):
             o = torch.from_numpy(np.ascontiguousarray(origins[a:a + chunk])).to(device)
             d = torch.from_numpy(np.ascontiguousarray(dirs[a:a + chunk])).to(device)
