@@ -15,7 +15,7 @@ from pathlib import Path
 from hw.registry import load_config
 from common.atomic import atomic_write_text
 
-__all__ = ["bench_hash_encoder", "bench_perf", "bench_memory", "bench_memory_frame", "ray_workload"]
+__all__ = ["bench_hash_encoder", "bench_perf", "bench_memory", "bench_memory_frame", "ray_workload", "bench_bitexact"]
 
 
 def _tlm_against_verilator(config, model, traffic, *, engine: str, points: int, seed: int, build_root, runs_root):
@@ -175,4 +175,64 @@ def bench_memory_frame(*, samples_per_ray: int = 4, every: int = 4, runs_root="r
               "estimate_meets_target": frame["estimate_seconds"] < 5.0 and abs(frame["cycles_error_percent"]) < 2.0,
               "machine": {"python": platform.python_version(), "processor": platform.machine()}}
     atomic_write_text(Path(runs_root) / "bench" / "memory_frame.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _random_int_model(policy_bits: int = 8, seed: int = 0):
+    """An ``IntModel`` of the tiny architecture (16 levels, T = 2^15, N 16..256) with random tables and weights,
+    calibrated on random points: what the bit-exact reference's speed depends on, without a trained scene."""
+    import torch
+
+    from nerf.model import InstantNGP
+    from quant.int_export import export_int
+    from quant.policy import QuantPolicy
+    from quant.ptq import apply_policy
+    from quant.quantizers import calibrate
+    from sim.mapping import hardware_bits, load_accelerator, top_params
+
+    torch.manual_seed(seed)
+    model = InstantNGP(levels=16, log2_table_size=15, n_min=16, n_max=256)
+    with torch.no_grad():
+        model.encoding.table.uniform_(-1.0, 1.0)
+    policy = QuantPolicy.uniform(policy_bits, 16)
+    bits = hardware_bits(policy, model.arch)
+    apply_policy(model, QuantPolicy(bits, 16))
+    with torch.no_grad(), calibrate(model):
+        d = torch.randn(4096, 3)
+        model(torch.rand(4096, 3) * 3 - 1.5, d / d.norm(dim=-1, keepdim=True))
+    return export_int(model, top_params(load_accelerator("default"), model.arch, policy), policy, bits)
+
+
+def bench_bitexact(*, width: int = 100, samples_per_ray: int = 5, repeats: int = 3, runs_root="runs") -> dict:
+    """Samples per second of the top's bit-exact reference (``sim.bitexact.render_int``) on a width x width view
+    with ``samples_per_ray`` samples per ray (lego's 100x100 test views average 5.2 after empty-space skipping,
+    ``make hwrender``), best of ``repeats``. Target: a 100x100 view under 10 s. Writes
+    ``<runs_root>/bench/bitexact.json``."""
+    import numpy as np
+
+    from sim.bitexact import RayBatch, render_int
+    from sim.tlm.hash_encoder import HashEncoderTLM
+
+    m = _random_int_model()
+    rays = width * width
+    coords = ray_workload(width, width, samples_per_ray, m.top.encoder.coord_bits)
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(rays, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    from sim.tlm.sh_unit import to_direction_codes
+
+    batch = RayBatch(coords=coords, counts=np.full(rays, samples_per_ray, np.int64),
+                     dirs=to_direction_codes(d, m.top.sh.dir_bits), q=np.full(rays, 1 << 20, np.int64))
+    encoder = HashEncoderTLM(m.top.encoder, m.tables)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        render_int(m, batch, encoder)
+        best = min(best, time.perf_counter() - t0)
+    result = {"model": "sim.bitexact.render_int", "view": [width, width], "samples": len(coords),
+              "samples_per_ray": samples_per_ray, "seconds": round(best, 3),
+              "samples_per_second": round(len(coords) / best, 1), "target_seconds": 10.0,
+              "meets_target": best < 10.0,
+              "machine": {"python": platform.python_version(), "processor": platform.machine()}}
+    atomic_write_text(Path(runs_root) / "bench" / "bitexact.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -141,9 +141,10 @@ def cmd_cosim(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from flows.bench import bench_hash_encoder, bench_memory, bench_memory_frame, bench_perf
+    from flows.bench import bench_bitexact, bench_hash_encoder, bench_memory, bench_memory_frame, bench_perf
 
     print(json.dumps(bench_perf(runs_root=args.runs), indent=2))
+    print(json.dumps(bench_bitexact(runs_root=args.runs), indent=2))
     print(json.dumps(bench_memory_frame(runs_root=args.runs), indent=2))
     result = bench_hash_encoder(args.config or DEFAULT_CONFIG, points=args.points, seed=args.seed,
                                 build_root=args.build, runs_root=args.runs)
