@@ -80,12 +80,14 @@ def _engines() -> dict[str, Engine]:
     from hw.hash_encoder.params import HashEncoderParams
     from hw.hash_encoder_axi.params import HashEncoderAxiParams
     from hw.mlp_engine.params import MlpEngineParams
+    from hw.sh_unit.params import ShUnitParams
 
     records = [
         _record(HashEncoderParams, "HashEncoder"),
         _record(MlpEngineParams, "MlpEngine"),
         _record(HadamardParams, "HadamardEngine"),
         _record(HashEncoderAxiParams, "HashEncoderAxi"),
+        _record(ShUnitParams, "ShUnit"),
     ]
     return {e.section: e for e in records}
 
