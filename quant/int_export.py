@@ -43,6 +43,7 @@ from quant.dyadic import dyadic_multiplier
 from quant.entropy import BitstreamError, from_bytes, write_bitstream
 from sim.tlm.activation import activation_table
 from sim.tlm.compositor import PixelConstants, pixel_constants
+from sim.tlm.fixed import fit_shift
 from sim.tlm.sh_unit import sh_constants
 
 __all__ = ["KIND", "FORMAT_VERSION", "ExportError", "IntMlp", "IntModel", "export_int", "save_int", "load_int",
@@ -160,12 +161,11 @@ def _np_quantize(q):
 
 
 def _fit_shift(make, limits, shift_max: int, what: str):
-    """The largest S in [0, shift_max] whose values ``make(S)`` (a list per limit) fit ``abs(v) < limit``."""
-    for s in range(shift_max, -1, -1):
-        values = make(s)
-        if all(max((abs(v) for v in vs), default=0) < lim for vs, lim in zip(values, limits)):
-            return s, values
-    raise ExportError(f"{what}: no shift in [0, {shift_max}] fits the constants")
+    """``sim.tlm.fixed.fit_shift``, or ExportError naming ``what``."""
+    fit = fit_shift(make, limits, shift_max)
+    if fit is None:
+        raise ExportError(f"{what}: no shift in [0, {shift_max}] fits the constants")
+    return fit
 
 
 def _mlp(model, top: TopParams, mlp: str, bits: Mapping[str, int], in_grid: tuple[float, float],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["round_shift", "clamp_bits"]
+__all__ = ["round_shift", "clamp_bits", "fit_shift"]
 
 
 def round_shift(v, shift):
@@ -25,3 +25,20 @@ def clamp_bits(v, bits: int, signed: bool):
     """Saturate to ``bits``: [-2^(bits-1), 2^(bits-1) - 1] if ``signed``, else [0, 2^bits - 1]."""
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     return np.clip(np.asarray(v, dtype=np.int64), lo, hi)
+
+
+def fit_shift(make, limits, shift_max: int):
+    """The largest shift S in [0, shift_max] whose constants fit their widths, and the constants.
+
+    Args:
+        make: S -> a list of integer lists, one per entry of ``limits`` (e.g. ``[multipliers, offsets]``).
+        limits: each list's bound: every value must satisfy ``abs(v) < limit``.
+
+    Returns:
+        ``(S, make(S))``, or None when no shift fits.
+    """
+    for s in range(shift_max, -1, -1):
+        values = make(s)
+        if all(max((abs(v) for v in vs), default=0) < lim for vs, lim in zip(values, limits)):
+            return s, values
+    return None

@@ -43,7 +43,7 @@ import numpy as np
 
 from hw.config import check_int
 from hw.sh_unit.params import SH_COEFFICIENTS, ShUnitParams
-from sim.tlm.fixed import clamp_bits, round_shift
+from sim.tlm.fixed import clamp_bits, fit_shift, round_shift
 from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector
 
 __all__ = ["SH_SCALE", "SH_CONSTANT", "to_direction_codes", "sh_monomials", "sh_reference", "sh_constants",
@@ -106,16 +106,14 @@ def sh_constants(step: float, low: float, out_bits: int, params: ShUnitParams) -
     """
     q = params.frac_bits
     half = 1 << (out_bits - 1)
-    for s in range(params.shift_max, -1, -1):
-        mult = [round(c / step * 2.0 ** (s - q)) for c in SH_SCALE]
-        off = [round(((c0 - low) / step - half) * 2.0 ** s) for c0 in SH_CONSTANT]
-        if max(abs(v) for v in mult) < (1 << (params.mult_bits - 1)) and \
-                max(abs(v) for v in off) < (1 << (params.offset_bits - 1)):
-            if max(abs(v) for v in mult) > 0:
-                return mult, off, s
-            break
-    raise ValueError(f"SH output step {step!r} needs multipliers wider than mult_bits = {params.mult_bits} "
-                     f"or offsets wider than offset_bits = {params.offset_bits}")
+    fit = fit_shift(lambda s: [[round(c / step * 2.0 ** (s - q)) for c in SH_SCALE],
+                               [round(((c0 - low) / step - half) * 2.0 ** s) for c0 in SH_CONSTANT]],
+                    (1 << (params.mult_bits - 1), 1 << (params.offset_bits - 1)), params.shift_max)
+    if fit is None or not any(fit[1][0]):
+        raise ValueError(f"SH output step {step!r} needs multipliers wider than mult_bits = {params.mult_bits} "
+                         f"or offsets wider than offset_bits = {params.offset_bits}")
+    shift, (mult, off) = fit
+    return mult, off, shift
 
 
 # --- the unit's ports (the drivers' view) ------------------------------------------------------------
