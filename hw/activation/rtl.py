@@ -11,7 +11,7 @@ Interfaces (all in the ``sync`` domain):
 
 * ``i``: ``stream.Signature(ArrayLayout(signed(in_bits), lanes))``: one vector per transfer, lane j in
   bits [j * in_bits, (j + 1) * in_bits), each code sign-extended from B to ``in_bits`` bits (the
-  bits above B are copies of bit B - 1; the unit uses only the low B bits).
+  bits above B must be copies of bit B - 1, as ``sim.tlm.transfers.pack_vector`` writes them).
 * ``o``: ``stream.Signature(ArrayLayout(unsigned(out_bits), lanes))``: the table entries, lane j in bits
   [j * out_bits, (j + 1) * out_bits). Outputs leave in input order.
 * ``cfg`` (``ConfigWriteSignature``): while ``en``, B is written from ``data.bits``
