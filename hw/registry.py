@@ -76,6 +76,7 @@ def _record(params: type, component: str) -> Engine:
 
 
 def _engines() -> dict[str, Engine]:
+    from hw.compositor.params import CompositorParams
     from hw.hadamard.params import HadamardParams
     from hw.hash_encoder.params import HashEncoderParams
     from hw.hash_encoder_axi.params import HashEncoderAxiParams
@@ -86,6 +87,7 @@ def _engines() -> dict[str, Engine]:
         _record(MlpEngineParams, "MlpEngine"),
         _record(HadamardParams, "HadamardEngine"),
         _record(HashEncoderAxiParams, "HashEncoderAxi"),
+        _record(CompositorParams, "Compositor"),
     ]
     return {e.section: e for e in records}
 
