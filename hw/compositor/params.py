@@ -36,6 +36,21 @@ class CompositorParams(ParamsMixin):
     * the pixel: ``clamp(round_shift(A * M_c + (2^Ft - T) * M_l + T * M_b, S), pixel_bits)`` per channel,
       which applies the colour step, the colour offset and the background.
 
+    Timing (``hw.compositor.rtl`` has the micro-architecture, ``sim.tlm.compositor.CompositorTLM`` the
+    cycle model): a pipeline of ``PIPELINE_STAGES`` = 10 registers that never stalls, one token per cycle.
+
+    * Throughput: one sample per cycle, also across rays (the next ray's header waits in a queue of
+      ``HEADER_DEPTH`` = 2, so its first sample follows the previous ray's last in the next cycle): per
+      ray overhead 0 cycles for a ray with samples, 1 cycle for a ray without samples (its background
+      token). At full rate R rays take ``sum_k max(count_k, 1) + PIPELINE_STAGES + 2`` cycles.
+    * Latency (``LATENCY`` = 11): from the transfer of a ray's last sample to its pixel's transfer; a ray
+      without samples has its pixel ``HEADER_CYCLES + LATENCY`` = 12 cycles after its header; a ray's
+      first sample transfers at the earliest ``HEADER_CYCLES`` = 1 cycle after its header.
+    * Backpressure: a ray holds a credit from its header to its pixel transfer; ``OUT_FIFO_DEPTH`` = 13
+      credits and output-queue entries, enough that an always-ready output never slows a full-rate
+      stream (the round trip of a ray without samples is 13 cycles). A stalled output fills the queue,
+      then the headers and so the samples wait; nothing inside stalls.
+
     Fields:
         sigma_bits: widest density code (unsigned, bits), in [2, 16].
         color_bits: widest colour code (unsigned, bits), in [2, 16].

@@ -105,9 +105,10 @@ def random_compositor_workload(
     or "saturate" (20 %); the first three rays of every phase are one without samples, one that
     saturates and one dense (then all are shuffled). Every third phase (phase 2, 5, ...) is a *short*
     phase: rays of 0 .. 2 samples and pixel stalls up to 64 cycles (the first 3 ``OUT_FIFO_DEPTH``
-    cycles stalled), so that all ``OUT_FIFO_DEPTH`` credits are held and the headers wait for them. Gaps: the next header at once (60 %) or 1..(most
-    samples) cycles later, the next sample at once (60 %) or 1..3 cycles later. Pixel ready: segments of
-    1..24 cycles (short phases 1..64), always ready, ready with probability 0.5, or stalled.
+    cycles stalled), so that all ``OUT_FIFO_DEPTH`` credits are held and the headers wait for them.
+    Gaps: the next header at once (60 %) or 1 .. (most samples) cycles later, the next sample at once
+    (60 %) or 1..3 cycles later. Pixel ready: segments of 1..24 cycles (short phases 1..64), always
+    ready, ready with probability 0.5, or stalled.
 
     Args:
         params: the unit's parameters.
@@ -197,5 +198,6 @@ def summary_lines(s: dict) -> list[str]:
         lines.append(f"phase {k}: M_c/M_l/M_b={c['mult_color']}/{c['mult_low']}/{c['mult_background']} "
                      f"S={c['shift']} limit={c['depth_limit']}, {ph['rays']} rays, {ph['samples']} samples, "
                      f"{ph['zero_rays']} empty, {ph['early_rays']} terminated early, {ph['saturations']} saturated, "
-                     f"{ph['clamped']} clamped, {ph['credit_stalls']} credit stalls; cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
+                     f"{ph['clamped']} clamped, {ph['credit_stalls']} credit stalls; "
+                     f"cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
     return lines
