@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.compositor.params import CompositorParams
-from sim.tlm.fixed import clamp_bits, round_shift
+from sim.tlm.fixed import clamp_bits, fit_shift, round_shift
 from sim.tlm.transfers import ReadyPattern, check_offers, check_range, pack_vector
 
 __all__ = ["PixelConstants", "CompositeResult", "exp2_table", "transmittance", "composite_reference",
@@ -163,12 +163,13 @@ def pixel_constants(color_step: float, color_low: float, background: float, t_mi
     """
     p = params
     scale = (1 << p.pixel_bits) - 1
-    lim = 1 << (p.pix_mult_bits - 1)
-    for s in range(p.pixel_shift_max, -1, -1):
-        m = [round(v * scale * 2.0 ** (s - p.trans_bits)) for v in (color_step, color_low, background)]
-        if max(abs(v) for v in m) < lim:
-            return PixelConstants(m[0], m[1], m[2], s, _depth_limit(math.floor(t_min * (1 << p.trans_bits)), p))
-    raise ValueError(f"pixel constants do not fit pix_mult_bits = {p.pix_mult_bits}")
+    fit = fit_shift(lambda s: [[round(v * scale * 2.0 ** (s - p.trans_bits)) for v in (color_step, color_low,
+                                                                                       background)]],
+                    (1 << (p.pix_mult_bits - 1),), p.pixel_shift_max)
+    if fit is None:
+        raise ValueError(f"pixel constants do not fit pix_mult_bits = {p.pix_mult_bits}")
+    s, (m,) = fit
+    return PixelConstants(m[0], m[1], m[2], s, _depth_limit(math.floor(t_min * (1 << p.trans_bits)), p))
 
 
 def _depth_limit(threshold: int, p: CompositorParams) -> int:
