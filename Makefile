@@ -32,6 +32,7 @@ RUN ?=
 MAX_LOSS ?=
 MODEL ?=
 CHECKPOINT ?=
+BREAKDOWN ?=
 
 .PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr acaq acaq-table compare grid \
 	report compress hwrender clean help
@@ -146,7 +147,7 @@ grid: $(STAMP)
 
 hwrender: $(STAMP)
 	$(CLI) hwrender --scene $(SCENE) --preset $(PRESET) --hw $(HW) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),\
-		--policy $(or $(POLICY),uniform-8))
+		--policy $(or $(POLICY),uniform-8)) $(if $(BREAKDOWN),--breakdown)
 
 report: $(STAMP)
 	$(CLI) report --run $(RUN)

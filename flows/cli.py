@@ -422,7 +422,7 @@ def cmd_hwrender(args) -> int:
 
     policy = None if args.checkpoint and args.policy is None else (args.policy or "uniform-8")
     s = hwrender(args.scene, args.preset, policy, hw=args.hw, runs_root=args.runs, views=args.views,
-                 checkpoint=args.checkpoint)
+                 checkpoint=args.checkpoint, breakdown=args.breakdown)
     print("\n".join(table_lines(s)))
     print(f"-> {hwrender_dir(args.scene, args.preset, s['policy'], args.hw, args.runs)}/"
           "{summary.json,table.md,model.nhwi,hw/,diff/}")
@@ -738,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "field (runs/final-*/checkpoint.pt of make compare), with its own policy")
     p.add_argument("--hw", default="default", help="hardware preset (default default)")
     p.add_argument("--views", type=option(int, ge=1), help="render only the first N test views (default all)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="split the hardware's difference to fake-quant into the SH grid, the datapath, 8-bit pixels "
+                        "and the compositor (two more renders per view)")
     p.set_defaults(func=cmd_hwrender)
     p = sub.add_parser("report", help="one self-contained HTML page for a search or comparison run folder",
                        description="Writes <run>/report.html: table, Pareto plot, latency by engine, bits per "

@@ -17,6 +17,7 @@ hardware renders ``hw/NNN.png`` and ``diff/NNN.png`` (|hardware - fake-quant| x 
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -25,7 +26,16 @@ import numpy as np
 from flows.report import write_json
 from flows.runs import scene_name
 
-__all__ = ["host_rays", "hwrender", "hwrender_dir", "render_view_int"]
+__all__ = ["host_rays", "hwrender", "hwrender_dir", "render_view_int", "composite_float", "BREAKDOWN"]
+
+#: ``--breakdown``: the hardware's PSNR difference to fake-quant split into parts that add up to it (dB).
+BREAKDOWN = {
+    "sh_grid": "fake-quant with sh.out on density.l1.out's grid, minus fake-quant: the SH unit's grid",
+    "datapath": "the hardware's sample codes composited in float64, minus the above: requantization, biases, "
+                "fixed-point positions and directions, activation tables",
+    "pixels_8bit": "the same rounded to 8-bit pixels, minus the float composite",
+    "compositor": "the hardware, minus the above: the compositor's fixed-point transmittance and early termination",
+}
 
 
 def hwrender_dir(scene: str, preset: str, policy_name: str, hw: str, runs_root="runs") -> Path:
@@ -70,25 +80,57 @@ def host_rays(m, occupancy, origins, dirs, *, n_samples: int):
                     q=depth_step(delta.double().numpy(), m.sigma_step, top.compositor))
 
 
-def render_view_int(m, occupancy, data, index: int, *, n_samples: int, encoder=None, chunk: int = 4096):
-    """View ``index`` of ``data`` through the top: ``(image float32 (H, W, 3) in [0, 1], stats dict)``."""
+def render_view_int(m, occupancy, data, index: int, *, n_samples: int, encoder=None, chunk: int = 4096,
+                    float_composite: bool = False):
+    """View ``index`` of ``data`` through the top: ``(image float32 (H, W, 3) in [0, 1], stats dict)``.
+
+    ``float_composite``: also return the same samples' codes composited in float64 (``composite_float``),
+    without and with 8-bit pixel rounding: ``(image, stats, float image, float image rounded)``.
+    """
     import torch
 
     from nerf.cameras import get_rays
-    from sim.bitexact import render_int
+    from sim.bitexact import sample_codes
+    from sim.tlm.compositor import composite_reference
 
     o, d = get_rays(data.height, data.width, data.focal, data.poses[index], **data.intrinsics)
     o, d = torch.from_numpy(np.asarray(o, np.float32)), torch.from_numpy(np.asarray(d, np.float32))
-    pixels, samples, contributed = [], 0, 0
+    pixels, floats, samples, contributed = [], [], 0, 0
     for a in range(0, o.shape[0], chunk):
         rays = host_rays(m, occupancy, o[a:a + chunk], d[a:a + chunk], n_samples=n_samples)
-        r = render_int(m, rays, encoder)
+        codes = sample_codes(m, rays, encoder)
+        r = composite_reference(codes.sigma, codes.color, rays.counts, rays.q, m.pixel, m.top.compositor)
         pixels.append(r.pixels)
+        if float_composite:
+            floats.append(composite_float(m, rays, codes))
         samples += len(rays.coords)
         contributed += int(r.contributed.sum())
     full = (1 << m.top.compositor.pixel_bits) - 1
-    img = (np.concatenate(pixels).astype(np.float32) / full).reshape(data.height, data.width, 3)
-    return img, {"samples": samples, "contributed": contributed}
+    shape = (data.height, data.width, 3)
+    img = (np.concatenate(pixels).astype(np.float32) / full).reshape(shape)
+    stats = {"samples": samples, "contributed": contributed}
+    if not float_composite:
+        return img, stats
+    flt = np.concatenate(floats).reshape(shape)
+    return img, stats, flt.astype(np.float32), (np.rint(flt * full) / full).astype(np.float32)
+
+
+def composite_float(m, rays, codes) -> np.ndarray:
+    """The samples' density and colour codes composited in float64 (exact exp, no early termination, the
+    background), float64 (R, 3) in [0, 1]: the compositor's own share of the hardware's difference."""
+    c = m.top.compositor
+    delta = rays.q / 2.0 ** c.depth_frac / m.sigma_step
+    ray = np.repeat(np.arange(len(rays.counts)), rays.counts)
+    tau = codes.sigma * m.sigma_step * delta[ray]
+    col = codes.color * m.color_step + m.color_low
+    start = np.r_[0, np.cumsum(rays.counts)[:-1]]
+    csum = np.r_[0, np.cumsum(tau)]
+    before = csum[:-1] - csum[start][ray]
+    w = np.exp(-before) - np.exp(-(before + tau))
+    rgb = np.zeros((len(rays.counts), 3))
+    np.add.at(rgb, ray, w[:, None] * col)
+    t_end = np.exp(-(csum[start + rays.counts] - csum[start]))
+    return np.clip(rgb + t_end[:, None] * m.background, 0.0, 1.0)
 
 
 def _full_precision(quantizers, names, on: bool) -> None:
@@ -139,7 +181,8 @@ def _qat_model(field, checkpoint: Path, bits):
 
 
 def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "default", runs_root="runs",
-             views: int | None = None, checkpoint: str | Path | None = None, progress: bool = True) -> dict:
+             views: int | None = None, checkpoint: str | Path | None = None, breakdown: bool = False,
+             progress: bool = True) -> dict:
     """Export the policy's integers and render the test views three ways (module doc); returns the summary.
 
     Args:
@@ -147,6 +190,9 @@ def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "def
         views: render only the first ``views`` test views of training's stride (default all of them).
         checkpoint: a QAT-finalised field instead of PTQ: an LSQ+ fine-tuning checkpoint (``make compare``'s
             ``runs/final-*/checkpoint.pt``) of the trained field, with its own policy.
+        breakdown: also attribute the hardware's difference to its parts (``BREAKDOWN``): two more renders
+            per view, the fake-quant one with ``sh.out`` on ``density.l1.out``'s grid (the SH unit's), and the
+            hardware's sample codes composited in float64 with and without 8-bit pixels.
 
     Raises:
         hw.config.ConfigError: a policy the top cannot run or a bad hardware preset (before any work).
@@ -212,12 +258,23 @@ def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "def
         _full_precision(quantizers, widened, False)
         fq_hw, _ = render_image(field.model, field.occupancy, data, i, n_samples=field.n_samples)
         t = time.perf_counter()
-        img, stats = render_view_int(im, field.occupancy, data, i, n_samples=field.n_samples, encoder=encoder)
+        out_int = render_view_int(im, field.occupancy, data, i, n_samples=field.n_samples, encoder=encoder,
+                                  float_composite=breakdown)
         times.append(time.perf_counter() - t)
+        img, stats = out_int[:2]
         gt = data.images[i]
         rows.append({"view": i, "psnr_fq": psnr(fq, gt), "psnr_fq_hw": psnr(fq_hw, gt), "psnr_hw": psnr(img, gt),
                      "ssim_fq": ssim(fq, gt), "ssim_hw": ssim(img, gt),
                      "max_abs_diff": float(np.abs(img - fq_hw).max()), **stats})
+        if breakdown:
+            sh = quantizers["sh.out"]
+            field.model.install_quantizer("sh.out", copy.deepcopy(quantizers["density.l1.out"]))
+            _full_precision(quantizers, widened, True)
+            fq_sh, _ = render_image(field.model, field.occupancy, data, i, n_samples=field.n_samples)
+            _full_precision(quantizers, widened, False)
+            field.model.install_quantizer("sh.out", sh)
+            rows[-1].update(psnr_fq_sh_grid=psnr(fq_sh, gt), psnr_hw_float=psnr(out_int[2], gt),
+                            psnr_hw_float_pixels=psnr(out_int[3], gt))
         for folder, pic in (("hw", img), ("diff", np.clip(np.abs(img - fq) * 10, 0, 1))):
             pil = Image.fromarray((pic * 255 + 0.5).astype(np.uint8))
             atomic_write(out / folder / f"{i:03d}.png", lambda tmp, pil=pil: pil.save(tmp, format="png"))
@@ -237,16 +294,28 @@ def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "def
         "contributed_per_view": float(np.mean([r["contributed"] for r in rows])),
         "top": top.to_dict(), "per_view": rows,
     }
+    if breakdown:
+        m = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_fq_sh_grid", "psnr_hw_float",
+                                                               "psnr_hw_float_pixels")}
+        summary["breakdown_db"] = {
+            "sh_grid": round(m["psnr_fq_sh_grid"] - mean["psnr_fq"], 4),
+            "datapath": round(m["psnr_hw_float"] - m["psnr_fq_sh_grid"], 4),
+            "pixels_8bit": round(m["psnr_hw_float_pixels"] - m["psnr_hw_float"], 4),
+            "compositor": round(mean["psnr_hw"] - m["psnr_hw_float_pixels"], 4)}
     write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.md", "\n".join(table_lines(summary)) + "\n")
     return summary
 
 
 def table_lines(s: dict) -> list[str]:
-    """The summary as a Markdown table (one row)."""
-    return ["| scene | policy | hw | views | fake-quant PSNR | fake-quant at hw widths | hardware PSNR | "
+    """The summary as a Markdown table (one row), and the breakdown's when there is one."""
+    lines = ["| scene | policy | hw | views | fake-quant PSNR | fake-quant at hw widths | hardware PSNR | "
             "hardware - fake-quant dB | SSIM fq / hw | s/view |",
             "|---|---|---|---|---|---|---|---|---|---|",
             f"| {Path(s['scene']).name} | {s['policy']} | {s['hw']} | {s['views']} | {s['psnr_fq']:.3f} | "
             f"{s['psnr_fq_hw']:.3f} | {s['psnr_hw']:.3f} | {s['delta_db']:+.3f} | {s['ssim_fq']:.4f} / "
             f"{s['ssim_hw']:.4f} | {s['seconds_per_view']:.2f} |"]
+    if "breakdown_db" in s:
+        lines += ["", "| part | dB | what |", "|---|---|---|"]
+        lines += [f"| {k} | {v:+.3f} | {BREAKDOWN[k]} |" for k, v in s["breakdown_db"].items()]
+    return lines

@@ -30,7 +30,7 @@ import io
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,7 @@ class IntModel:
         density, color: the two MLP programs. density_table, color_table: int64 activation tables.
         sh_mult, sh_offset: int64 (16,); sh_shift; sh_bits: the SH output width (``density.l1.out``'s).
         pixel: the compositor's constants. sigma_step: the density code step (1/world unit) for q.
+        color_step, color_low: the colour codes' grid (value = step * code + low), for analysis.
         bbox: the model's box ((lo), (hi)), world units. background: in [0, 1]. t_min: early ray
         termination threshold on transmittance.
     """
@@ -101,10 +102,11 @@ class IntModel:
     color_table: np.ndarray
     pixel: PixelConstants
     sigma_step: float
+    color_step: float
+    color_low: float
     bbox: list
     background: float = 1.0
     t_min: float = 1e-4
-    extra: dict = field(default_factory=dict)
 
     @property
     def requant_bits(self) -> int:
@@ -273,12 +275,13 @@ def export_int(model, top: TopParams, policy: Mapping[str, int], bits: Mapping[s
                     requant_offset=np.array(r_off, np.int64), requant_shift=r_shift, density=density,
                     density_table=density_table, sh_mult=np.array(sh_mult, np.int64),
                     sh_offset=np.array(sh_off, np.int64), sh_shift=sh_shift, color=color, color_table=color_table,
-                    pixel=pixel, sigma_step=_grid(sq)[0], bbox=[list(map(float, b)) for b in arch["bbox"]],
+                    pixel=pixel, sigma_step=_grid(sq)[0], color_step=s_c, color_low=lo_c,
+                    bbox=[list(map(float, b)) for b in arch["bbox"]],
                     background=float(background), t_min=float(t_min))
 
 
 # --- file -------------------------------------------------------------------------------------
-_SCALARS = ("requant_shift", "sh_shift", "sigma_step", "background", "t_min")
+_SCALARS = ("requant_shift", "sh_shift", "sigma_step", "color_step", "color_low", "background", "t_min")
 
 
 def _arrays(m: IntModel) -> dict[str, np.ndarray]:
@@ -416,6 +419,7 @@ def load_int(path: str | os.PathLike, *, expect: Mapping | None = None) -> IntMo
                     density=progs["density"], density_table=arrays["density_table"], sh_mult=arrays["sh_mult"],
                     sh_offset=arrays["sh_offset"], sh_shift=int(scalars["sh_shift"]), color=progs["color"],
                     color_table=arrays["color_table"], pixel=pixel, sigma_step=float(scalars["sigma_step"]),
+                    color_step=float(scalars["color_step"]), color_low=float(scalars["color_low"]),
                     bbox=_need(header, "bbox", list, source), background=float(scalars["background"]),
                     t_min=float(scalars["t_min"]))
 

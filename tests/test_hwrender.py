@@ -163,11 +163,13 @@ def test_policies_the_top_cannot_run_are_refused(exported):
 
 
 def test_hwrender_flow_and_cli(runs, tmp_path, capsys):
-    s = hwrender("builtin", "quick", "uniform-8", runs_root=runs, views=2, progress=False)
+    s = hwrender("builtin", "quick", "uniform-8", runs_root=runs, views=2, breakdown=True, progress=False)
     out = hwrender_dir("builtin", "quick", "uniform-8", "default", runs)
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(s))
     assert s["views"] == 2 and abs(s["delta_db"]) < 0.3, s["delta_db"]
     assert s["psnr_fq"] == s["psnr_fq_hw"]  # every component of uniform-8 runs at 8 bits on the top
+    assert sum(s["breakdown_db"].values()) == pytest.approx(s["delta_db"], abs=2e-3)  # the parts add up
+    assert set(s["breakdown_db"]) == {"sh_grid", "datapath", "pixels_8bit", "compositor"}
     assert {p.name for p in (out / "hw").iterdir()} == {f"{r['view']:03d}.png" for r in s["per_view"]}
     assert (out / "table.md").read_text().count("|") > 20 and (out / "model.nhwi").is_file()
     # a policy the top cannot run: refused before any work, naming the component
