@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["offer_cycles", "ready_pattern", "pick"]
+__all__ = ["offer_cycles", "ready_pattern", "pick", "phased_workload"]
 
 
 def offer_cycles(rng: np.random.Generator, n: int, max_gap: int) -> np.ndarray:
@@ -38,3 +38,18 @@ def pick(rng, lo: int, hi: int) -> int:
     """A value in [lo, hi], either end with probability 0.2 each."""
     u = rng.random()
     return hi if u < 0.2 else lo if u < 0.4 else int(rng.integers(lo, hi + 1))
+
+
+def phased_workload(vectors, phases, noun: str = "vector") -> dict:
+    """``{"vectors", "phases"}`` of a co-simulation job whose inputs are split into phases (default 3), validated.
+
+    Raises:
+        ValueError: fewer inputs (``noun`` s) than phases, or a count below 1.
+    """
+    from hw.config import check_int
+
+    phases = check_int("phases", 3 if phases is None else phases, 1)
+    vectors = check_int("vectors", vectors, 1)
+    if vectors < phases:
+        raise ValueError(f"need at least one {noun} per phase, not {vectors} {noun}s for {phases} phases")
+    return {"vectors": vectors, "phases": phases}

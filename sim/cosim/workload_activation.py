@@ -9,7 +9,7 @@ import numpy as np
 
 from hw.activation.params import ActivationConfig, ActivationParams
 from hw.config import check_int
-from sim.cosim.traffic import offer_cycles, pick, ready_pattern
+from sim.cosim.traffic import offer_cycles, phased_workload, pick, ready_pattern
 from sim.tlm.activation import lut_index, table_writes
 from sim.tlm.transfers import pack_vector
 
@@ -136,11 +136,7 @@ def job_workload(params: ActivationParams, *, vectors: int = 30, phases: int | N
     Raises:
         ValueError: fewer vectors than phases, or a count below 1.
     """
-    phases = check_int("phases", 3 if phases is None else phases, 1)
-    vectors = check_int("vectors", vectors, 1)
-    if vectors < phases:
-        raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
-    return {"vectors": vectors, "phases": phases}
+    return phased_workload(vectors, phases, "vector")
 
 
 def summary_lines(s: dict) -> list[str]:

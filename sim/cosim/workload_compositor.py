@@ -11,7 +11,7 @@ import numpy as np
 
 from hw.compositor.params import CompositorParams
 from hw.config import check_int
-from sim.cosim.traffic import offer_cycles, ready_pattern
+from sim.cosim.traffic import offer_cycles, phased_workload, ready_pattern
 from sim.tlm.compositor import PixelConstants, pixel_constants, ray_payload, sample_payload
 
 __all__ = ["CompositorPhase", "random_compositor_workload", "ray_events", "job_workload", "summary_lines"]
@@ -180,11 +180,7 @@ def job_workload(params: CompositorParams, *, vectors: int = 30, phases: int | N
     Raises:
         ValueError: fewer rays than phases, or a count below 1.
     """
-    phases = check_int("phases", 3 if phases is None else phases, 1)
-    rays = check_int("vectors", vectors, 1)
-    if rays < phases:
-        raise ValueError(f"need at least one ray per phase, not {rays} rays for {phases} phases")
-    return {"vectors": rays, "phases": phases}
+    return phased_workload(vectors, phases, "ray")
 
 
 def summary_lines(s: dict) -> list[str]:

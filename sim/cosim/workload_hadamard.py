@@ -9,7 +9,7 @@ import numpy as np
 
 from hw.config import check_int
 from hw.hadamard.params import HadamardConfig, HadamardParams
-from sim.cosim.traffic import offer_cycles, pick as _pick, ready_pattern
+from sim.cosim.traffic import offer_cycles, phased_workload, pick as _pick, ready_pattern
 from sim.tlm import hadamard as had
 from sim.tlm.transfers import pack_vector
 
@@ -150,11 +150,7 @@ def job_workload(params: HadamardParams, *, vectors: int = 30, phases: int | Non
     Raises:
         ValueError: fewer vectors than phases, or a count below 1.
     """
-    phases = check_int("phases", 3 if phases is None else phases, 1)
-    vectors = check_int("vectors", vectors, 1)
-    if vectors < phases:
-        raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
-    return {"vectors": vectors, "phases": phases}
+    return phased_workload(vectors, phases, "vector")
 
 
 def summary_lines(s: dict) -> list[str]:

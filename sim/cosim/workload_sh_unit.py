@@ -10,7 +10,7 @@ import numpy as np
 
 from hw.config import check_int
 from hw.sh_unit.params import SH_COEFFICIENTS, ShUnitParams
-from sim.cosim.traffic import offer_cycles, pick, ready_pattern
+from sim.cosim.traffic import offer_cycles, phased_workload, pick, ready_pattern
 from sim.tlm.fixed import round_shift
 from sim.tlm.sh_unit import const_writes, sh_constants, sh_monomials, to_direction_codes
 from sim.tlm.transfers import pack_vector
@@ -188,11 +188,7 @@ def job_workload(params: ShUnitParams, *, vectors: int = 30, phases: int | None 
     Raises:
         ValueError: fewer directions than phases, or a count below 1.
     """
-    phases = check_int("phases", 3 if phases is None else phases, 1)
-    vectors = check_int("vectors", vectors, 1)
-    if vectors < phases:
-        raise ValueError(f"need at least one direction per phase, not {vectors} directions for {phases} phases")
-    return {"vectors": vectors, "phases": phases}
+    return phased_workload(vectors, phases, "direction")
 
 
 def summary_lines(s: dict) -> list[str]:
