@@ -292,6 +292,7 @@ def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "def
         "seconds_per_view": round(float(np.median(times)), 3),
         "samples_per_view": float(np.mean([r["samples"] for r in rows])),
         "contributed_per_view": float(np.mean([r["contributed"] for r in rows])),
+        "steps": {n: float(q.scale.detach()) for n, q in quantizers.items()},  # each component's grid step
         "top": top.to_dict(), "per_view": rows,
     }
     if breakdown:
