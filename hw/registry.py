@@ -76,16 +76,20 @@ def _record(params: type, component: str) -> Engine:
 
 
 def _engines() -> dict[str, Engine]:
+    from hw.activation.params import ActivationParams
     from hw.hadamard.params import HadamardParams
     from hw.hash_encoder.params import HashEncoderParams
     from hw.hash_encoder_axi.params import HashEncoderAxiParams
     from hw.mlp_engine.params import MlpEngineParams
+    from hw.requant.params import RequantParams
 
     records = [
         _record(HashEncoderParams, "HashEncoder"),
         _record(MlpEngineParams, "MlpEngine"),
         _record(HadamardParams, "HadamardEngine"),
         _record(HashEncoderAxiParams, "HashEncoderAxi"),
+        _record(ActivationParams, "ActivationUnit"),
+        _record(RequantParams, "Requantizer"),
     ]
     return {e.section: e for e in records}
 

@@ -1,5 +1,15 @@
-"""The activation of the renderer: parameters (``params``); the RTL is in ``rtl`` (loaded on first use)."""
+"""The activation of the renderer: parameters (``params``), RTL (``rtl``).
 
-from hw.activation.params import ActivationParams, verilog_bytes, verilog_header
+Importing the package is cheap (no Amaranth): the RTL names (``ActivationUnit``, the write-port signatures)
+are loaded from ``hw.activation.rtl`` on first use.
+"""
 
-__all__ = ["ActivationParams", "verilog_header", "verilog_bytes"]
+from hw.activation.params import ActivationConfig, ActivationParams, verilog_bytes, verilog_header
+from hw.config import lazy_rtl
+
+__all__ = ["ActivationParams", "ActivationConfig", "verilog_header", "verilog_bytes", "ActivationUnit",
+           "ConfigWriteSignature", "TableWriteSignature"]
+
+_RTL = ("ActivationUnit", "ConfigWriteSignature", "TableWriteSignature")
+
+__getattr__ = lazy_rtl(__name__, _RTL)
