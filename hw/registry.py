@@ -82,6 +82,7 @@ def _engines() -> dict[str, Engine]:
     from hw.hash_encoder_axi.params import HashEncoderAxiParams
     from hw.mlp_engine.params import MlpEngineParams
     from hw.requant.params import RequantParams
+    from hw.sh_unit.params import ShUnitParams
 
     records = [
         _record(HashEncoderParams, "HashEncoder"),
@@ -90,6 +91,7 @@ def _engines() -> dict[str, Engine]:
         _record(HashEncoderAxiParams, "HashEncoderAxi"),
         _record(ActivationParams, "ActivationUnit"),
         _record(RequantParams, "Requantizer"),
+        _record(ShUnitParams, "ShUnit"),
     ]
     return {e.section: e for e in records}
 

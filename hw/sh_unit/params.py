@@ -46,6 +46,14 @@ class ShUnitParams(ParamsMixin):
 
     #: Config-file section, Verilog top module and file stem.
     SECTION = "sh_unit"
+    #: Pipeline stages after the input register (``hw.sh_unit.rtl``): 1 squares and cross products,
+    #: 2 the third-order monomials, 3 the 16 constant multiplies plus offsets, 4 round, clamp and
+    #: write into the output FIFO.
+    PIPELINE_STAGES = 4
+    #: Largest |m_k| / 2^Q of each monomial for direction codes anywhere in the signed dir_bits range
+    #: (-2^Q included; reached there, e.g. m_11 = r(y, 2^Q - 5 zz) = 4 * 2^Q at y = -2^Q, |z| = 2^Q);
+    #: 0 marks the plain components y, z, x (monomials 1-3), which keep dir_bits bits.
+    MONOMIAL_BOUNDS = (1, 0, 0, 0, 1, 1, 1, 1, 1, 2, 1, 4, 2, 4, 1, 2)
 
     @property
     def frac_bits(self) -> int:
@@ -63,13 +71,44 @@ class ShUnitParams(ParamsMixin):
         """Largest output shift S, ``max(monomial_bits + mult_bits, offset_bits)``."""
         return max(self.monomial_bits + self.mult_bits, self.offset_bits)
 
+    @property
+    def monomial_widths(self) -> tuple[int, ...]:
+        """Signed width (bits) of each monomial register m_0 .. m_15 (``MONOMIAL_BOUNDS``): dir_bits for the
+        components, else the narrowest that holds +-bound * 2^Q (Q + 2, Q + 3 or Q + 4 = monomial_bits).
+
+        The bounds are checked exhaustively at dir_bits 4..6 (``tests/test_tlm_sh_unit.py``); the widths
+        also follow from the factors' ranges alone: a component and a square are within +-2^Q, and the
+        linear combinations of monomials 9, 12 and 15 within +-3 * 2^Q, 11 and 13 within +-4 * 2^Q."""
+        return tuple(self.dir_bits if b == 0 else (b << self.frac_bits).bit_length() + 1 for b in self.MONOMIAL_BOUNDS)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a direction's input transfer to the earliest transfer of its output: the input
+        register, ``PIPELINE_STAGES`` (the last writes the output FIFO) and the FIFO's output, 5."""
+        return self.PIPELINE_STAGES + 1
+
+    @property
+    def fifo_depth(self) -> int:
+        """Output FIFO entries, also the input credits (a direction holds one from its input transfer to its
+        output transfer): ``latency + 1`` = 6 keeps II = 1 with the output always ready."""
+        return self.latency + 1
+
+    @property
+    def config_fields(self) -> tuple[tuple[str, int], ...]:
+        """The ``cfg`` word, ``(name, bits)`` from bit 0 up: ``out_bits`` (2 .. max_out_bits) and ``shift``
+        (S, 0 .. shift_max). The one definition of the layout (``hw.common.config_layout``)."""
+        return (("out_bits", self.max_out_bits.bit_length()), ("shift", self.shift_max.bit_length()))
+
 
 def verilog_header(params: ShUnitParams) -> str:
+    """The comment lines after the parameter line of ``sh_unit.v``: timing and widths."""
     p = params
-    return (f"// one direction per cycle; 16 x signed out codes; direction {p.dir_bits} bits (Q{p.frac_bits}), "
-            f"multipliers {p.mult_bits} bits, offsets {p.offset_bits} bits\n")
+    return (f"// one direction per cycle (II = 1), latency {p.latency} cycles; 16 x signed out codes of "
+            f"{p.max_out_bits} bits; direction {p.dir_bits} bits (Q{p.frac_bits}), "
+            f"multipliers {p.mult_bits} bits, offsets {p.offset_bits} bits, shift 0..{p.shift_max}\n")
 
 
 def verilog_bytes(params: ShUnitParams) -> int:
-    """Estimated size of ``sh_unit.v`` in bytes (a rough figure for the export's size check)."""
-    return 30_000 + 600 * (params.dir_bits + params.mult_bits)
+    """Estimated size of ``sh_unit.v`` in bytes: 16 coefficients' datapaths whatever the widths; calibrated
+    on dir_bits 4..20 and mult_bits 2..24 (56 to 62 kB, within 0.9x to 1.1x)."""
+    return 50_000 + 300 * (params.dir_bits + params.mult_bits)

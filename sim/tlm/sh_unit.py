@@ -1,4 +1,5 @@
-"""Model of ``hw.sh_unit.ShUnit``: the bit-exact arithmetic (``sh_reference``), vectorized.
+"""Model of ``hw.sh_unit.ShUnit``: the bit-exact arithmetic (``sh_reference``), vectorized, and the
+cycle-for-cycle model of the unit (``ShUnitTLM``).
 
 Arithmetic, per direction (x, y, z), signed codes with Q = dir_bits - 1 fractional bits
 (``to_direction_codes``), ``r(a, b) = round_shift(a * b, Q)`` (``sim.tlm.fixed``):
@@ -10,16 +11,43 @@ Arithmetic, per direction (x, y, z), signed codes with Q = dir_bits - 1 fraction
 
 The monomials are those of ``nerf.sh.sh_encode`` without their constants; ``sh_constants`` gives
 M_k and O_k for an output grid (step and offset).
+
+Accuracy (``tests/test_tlm_sh_unit.py``): with ``sh_constants`` for the 16-bit grid of step 1.5 / 2^16
+from -0.75 (mult_bits 18, offset_bits 40), the decoded outputs ``step * (code + 2^15) + low`` of
+200 000 random unit directions, the axes and the diagonals differ from ``nerf.sh.sh_encode`` in float64
+by at most 1.52e-4 at dir_bits 16 and 2.21e-3 at dir_bits 12 (measured; the tests bound them by 2e-4
+and 3e-3). Both maxima are coefficient 12 on the z axis, where z = +-1 becomes the code +-(2^Q - 1)
+and the basis function 0.373 z (5 z^2 - 3) has its steepest slope, 4.48; elsewhere the errors are the
+direction codes' rounding (2^-Q / 2 per component) through the basis's slopes, the products'
+rounding to Q bits and the grid's own step / 2 = 1.1e-5.
+
+Timing (``ShUnitTLM``; ``hw.sh_unit.rtl`` has the derivation): II = 1; a direction accepted at cycle a
+can leave at a + L, L = ``ShUnitParams.latency`` = 5; F = ``fifo_depth`` = 6 credits. Cycle 0 is the
+first cycle with the unit idle after its settings and constants are written; a transfer "at cycle t"
+means valid and ready were both high at cycle t's closing rising edge. With terms of a negative index
+left out::
+
+    a_k = max(offer_k, a_{k-1} + 1, o_{k-F} + 1)              input transfer
+    o_k = min{t >= max(a_k + L, o_{k-1} + 1) : ready[t]}      output transfer
+
+N directions offered at cycle 0 with the output always ready finish (last output transfer + 1) at N + 5.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import numpy as np
 
+from hw.config import check_int
 from hw.sh_unit.params import SH_COEFFICIENTS, ShUnitParams
 from sim.tlm.fixed import clamp_bits, round_shift
+from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector
 
-__all__ = ["SH_SCALE", "SH_CONSTANT", "to_direction_codes", "sh_monomials", "sh_reference", "sh_constants"]
+__all__ = ["SH_SCALE", "SH_CONSTANT", "to_direction_codes", "sh_monomials", "sh_reference", "sh_constants",
+           "ShUnitTLM", "ShUnitResult", "sh_config_word", "const_writes", "stream_cycles"]
 
 #: The basis constant of each coefficient (``nerf.sh``), multiplying its monomial.
 SH_SCALE = (0.28209479177387814, -0.48860251190291987, 0.48860251190291987, -0.48860251190291987,
@@ -88,3 +116,171 @@ def sh_constants(step: float, low: float, out_bits: int, params: ShUnitParams) -
             break
     raise ValueError(f"SH output step {step!r} needs multipliers wider than mult_bits = {params.mult_bits} "
                      f"or offsets wider than offset_bits = {params.offset_bits}")
+
+
+# --- the unit's ports (the drivers' view) ------------------------------------------------------------
+def sh_config_word(params: ShUnitParams, out_bits: int, shift: int) -> int:
+    """The ``cfg.data`` word: ``out_bits`` from bit 0, then ``shift`` (``ShUnitParams.config_fields``).
+
+    Raises:
+        ValueError: out_bits outside [2, max_out_bits] or shift outside [0, shift_max], naming it.
+    """
+    check_int("out_bits", out_bits, 2, params.max_out_bits)
+    check_int("shift", shift, 0, params.shift_max)
+    return config_word(params, SimpleNamespace(out_bits=out_bits, shift=shift))
+
+
+def const_writes(mult, offset) -> list[tuple[int, int, int]]:
+    """The ``consts`` port writes that load M_k and O_k: ``[(k, M_k, O_k), ...]`` for k = 0..15, as signed
+    Python ints (a driver writes them as two's complement of mult_bits / offset_bits)."""
+    return [(k, int(mv), int(ov)) for k, (mv, ov) in enumerate(zip(mult, offset))]
+
+
+def stream_cycles(params: ShUnitParams, directions: int) -> int:
+    """Cycles (last output transfer + 1) of ``directions`` directions offered at cycle 0 with the output
+    always ready: ``N + latency`` = N + 5 (0 for none)."""
+    n = check_int("directions", directions, 0)
+    return n + params.latency if n else 0
+
+
+# --- the model -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShUnitResult:
+    """What the model predicts for one run of N directions.
+
+    Attributes:
+        accept_cycles: int64 (N,), cycle of each input transfer.
+        out_cycles: int64 (N,), cycle of each output transfer (outputs leave in input order).
+        monomials: int64 (N, 16), ``sh_monomials`` (Q fractional bits).
+        outputs: int64 (N, 16), the signed out_bits codes (``sh_reference``).
+        payloads: N output payloads (``pack_vector`` of the outputs, ``max_out_bits`` per coefficient).
+        cycles: last output transfer cycle + 1 (0 for no directions).
+    """
+
+    accept_cycles: np.ndarray
+    out_cycles: np.ndarray
+    monomials: np.ndarray
+    outputs: np.ndarray
+    payloads: list[int]
+    cycles: int
+
+
+class ShUnitTLM:
+    """Model of one ``ShUnit`` under one set of constants and settings.
+
+    Args:
+        params: the unit's parameters.
+        mult: int (16,), M_k, signed ``mult_bits``.
+        offset: int (16,), O_k, signed ``offset_bits``.
+        shift: S, in [0, shift_max]; out_bits: B, in [2, max_out_bits] (both keyword-only).
+
+    Raises:
+        ValueError: a constant of the wrong shape or out of range (naming its index and value), or a
+            setting out of range (naming it).
+    """
+
+    #: Cycles per direction (initiation interval), for harnesses that size their time limits by it.
+    T = 1
+
+    def __init__(self, params: ShUnitParams, mult, offset, *, shift: int, out_bits: int) -> None:
+        self.params = p = params
+        self.shift = check_int("shift", shift, 0, p.shift_max)
+        self.out_bits = check_int("out_bits", out_bits, 2, p.max_out_bits)
+        self.mult = self._constants(mult, "mult", p.mult_bits)
+        self.offset = self._constants(offset, "offset", p.offset_bits)
+
+    @staticmethod
+    def _constants(values, name: str, bits: int) -> np.ndarray:
+        a = np.asarray(values)
+        if a.shape != (SH_COEFFICIENTS,) or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name} must be an integer array of shape ({SH_COEFFICIENTS},), not {a.dtype} {a.shape}")
+        half = 1 << (bits - 1)
+        check_range(a, -half, half - 1, name, f"signed {bits}-bit")
+        return a.astype(np.int64)
+
+    # --- data path --------------------------------------------------------------------------------
+    def check_inputs(self, codes) -> np.ndarray:
+        """Validate direction codes: int (N, 3) in the signed ``dir_bits`` range; int64 (N, 3)."""
+        p = self.params
+        c = np.asarray(codes)
+        if c.ndim != 2 or c.shape[1] != 3 or not np.issubdtype(c.dtype, np.integer):
+            raise ValueError(f"codes must be an integer array of shape (N, 3), not {c.dtype} {c.shape}")
+        half = 1 << (p.dir_bits - 1)
+        check_range(c, -half, half - 1, "codes", f"signed {p.dir_bits}-bit")
+        return c.astype(np.int64)
+
+    def forward(self, codes) -> np.ndarray:
+        """The outputs, int64 (N, 16): ``sh_reference`` with this model's constants and settings."""
+        return sh_reference(self.check_inputs(codes), self.mult, self.offset, self.shift, self.out_bits, self.params)
+
+    def in_payload(self, code) -> int:
+        """Input payload of one direction ``(x, y, z)``: ``dir_bits`` each, x in the low bits."""
+        return pack_vector(code, self.params.dir_bits)
+
+    def payload(self, output) -> int:
+        """Output payload of one output row (16 codes, ``max_out_bits`` each)."""
+        return pack_vector(output, self.params.max_out_bits)
+
+    def config_word(self) -> int:
+        """This model's ``cfg.data`` word (``sh_config_word``)."""
+        return sh_config_word(self.params, self.out_bits, self.shift)
+
+    def const_writes(self) -> list[tuple[int, int, int]]:
+        """This model's ``consts`` writes (``const_writes``)."""
+        return const_writes(self.mult, self.offset)
+
+    # --- timing -----------------------------------------------------------------------------------
+    def schedule(self, offer_cycles, ready=None) -> tuple[np.ndarray, np.ndarray]:
+        """Transfer cycles of N directions, stepping the RTL's control state one cycle at a time.
+
+        Args:
+            offer_cycles: int (N,); direction i is offered from ``max(offer_cycles[i], accept[i-1] + 1)``
+                until accepted.
+            ready: bool (R,), output ready per cycle; cycles >= R are ready. None: always ready.
+
+        Returns:
+            ``(accept_cycles, out_cycles)``, int64 (N,).
+
+        State mirrored from ``hw.sh_unit.rtl``: the credits (input ready = credits in use <
+        fifo_depth), the directions in the pipeline (each with the cycle it is on the FIFO's output)
+        and the output FIFO.
+        """
+        p = self.params
+        offers = check_offers(offer_cycles)
+        ready_at = ReadyPattern(ready)
+        n = len(offers)
+        depth, latency = p.fifo_depth, p.latency
+        accept = np.full(n, -1, dtype=np.int64)
+        out = np.full(n, -1, dtype=np.int64)
+        flight: deque[tuple[int, int]] = deque()  # (first cycle on the FIFO's output, direction)
+        credits = nxt = done = t = 0
+        while done < n:
+            in_fire = nxt < n and offers[nxt] <= t and credits < depth
+            o_fire = bool(flight) and flight[0][0] <= t and ready_at(t)
+            # --- closing edge of cycle t ---
+            if in_fire:
+                accept[nxt] = t
+                flight.append((t + latency, nxt))
+                nxt += 1
+            if o_fire:
+                out[flight.popleft()[1]] = t
+                done += 1
+            credits += int(in_fire) - int(o_fire)
+            t += 1
+        return accept, out
+
+    def run(self, codes, offer_cycles=None, ready=None) -> ShUnitResult:
+        """Predict a whole run: outputs (``sh_reference``) and transfer cycles (``schedule``).
+
+        Args:
+            codes: int (N, 3), direction codes (``to_direction_codes``), signed ``dir_bits``.
+            offer_cycles: int (N,); default all zeros (a source that is always valid).
+            ready: bool (R,) output ready pattern; default always ready.
+        """
+        c = self.check_inputs(codes)
+        n = len(c)
+        offer_cycles = check_offers(offer_cycles, n, "directions")
+        mono = sh_monomials(c, self.params)
+        y = sh_reference(c, self.mult, self.offset, self.shift, self.out_bits, self.params)
+        accept, out = self.schedule(offer_cycles, ready)
+        return ShUnitResult(accept, out, mono, y, [self.payload(row) for row in y], int(out.max()) + 1 if n else 0)
