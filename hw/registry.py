@@ -77,6 +77,7 @@ def _record(params: type, component: str) -> Engine:
 
 def _engines() -> dict[str, Engine]:
     from hw.activation.params import ActivationParams
+    from hw.compositor.params import CompositorParams
     from hw.hadamard.params import HadamardParams
     from hw.hash_encoder.params import HashEncoderParams
     from hw.hash_encoder_axi.params import HashEncoderAxiParams
@@ -92,6 +93,7 @@ def _engines() -> dict[str, Engine]:
         _record(ActivationParams, "ActivationUnit"),
         _record(RequantParams, "Requantizer"),
         _record(ShUnitParams, "ShUnit"),
+        _record(CompositorParams, "Compositor"),
     ]
     return {e.section: e for e in records}
 

@@ -17,20 +17,40 @@ Per ray (``hw.compositor.params`` has the derivation), with Ft = trans_bits, G =
 The software renderer (``nerf.render``) computes alpha_i = 1 - exp(-sigma_i delta), T_i as the product
 of (1 - alpha_j) and ``rgb = sum_i T_i alpha_i c_i + T_N bg``; with one delta per ray, T_i = exp(-D_i)
 and T_i alpha_i = T_i - T_{i+1}, the same sums.
+
+``CompositorTLM`` is the cycle-for-cycle model of the unit (payloads from ``composite_reference``; the
+cycle of every ray-header, sample and pixel transfer from ``CompositorTLM.schedule``, which steps the
+RTL's control state). Cycle 0 is the first cycle after the constants were written (the unit idle); a
+transfer "at cycle t" means valid and ready were both high when cycle t's closing rising edge sampled
+them. Ray k's header is offered from ``max(ray_offers[k], header transfer of ray k-1 + 1)``, sample j
+from ``max(sample_offers[j], transfer of sample j-1 + 1)``; ``ready[t]`` is the pixel output's ready.
+With P = ``PIPELINE_STAGES``, H = ``HEADER_DEPTH``, Q = ``OUT_FIFO_DEPTH`` (``hw.compositor.rtl`` has
+the derivation), per cycle t:
+
+    rays.ready    = (headers queued < H) and (credits < Q)      credits: rays accepted, pixel not out
+    samples.ready = the head ray (queued since before t) has samples
+    a head ray without samples is a background token at t; a head ray's last sample pops it at t
+    a ray's pixel is pushed P cycles after its last token and may transfer from the next cycle on
+
+Full rate (everything offered at cycle 0, output always ready): ``stream_cycles`` = sum_k max(count_k, 1)
++ P + 2.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from hw.compositor.params import CompositorParams
 from sim.tlm.fixed import clamp_bits, round_shift
+from sim.tlm.transfers import ReadyPattern, check_offers, check_range, pack_vector
 
 __all__ = ["PixelConstants", "CompositeResult", "exp2_table", "transmittance", "composite_reference",
-           "pixel_constants", "depth_step"]
+           "pixel_constants", "depth_step", "check_constants", "constants_word", "ray_payload", "sample_payload",
+           "pixel_payload", "stream_cycles", "CompositorRun", "CompositorTLM"]
 
 
 @dataclass(frozen=True)
@@ -174,3 +194,199 @@ def depth_step(delta, sigma_step: float, params: CompositorParams) -> np.ndarray
     if bad.size:
         raise ValueError(f"ray {int(bad[0])}: q = {int(q[bad[0]])} does not fit q_bits = {params.q_bits}")
     return q
+
+
+# --- the unit's ports (the drivers' view) ----------------------------------------------------------------
+def check_constants(consts: PixelConstants, params: CompositorParams) -> PixelConstants:
+    """``consts`` if every field fits the unit's ``cfg`` word: the multipliers in signed ``pix_mult_bits``,
+    S in [0, ``pixel_shift_max``], the depth limit in [0, 2^depth_bits - 1].
+
+    Raises:
+        ValueError: naming the field, its range and the value.
+    """
+    p = params
+    half = 1 << (p.pix_mult_bits - 1)
+    ranges = {"mult_color": (-half, half - 1), "mult_low": (-half, half - 1), "mult_background": (-half, half - 1),
+              "shift": (0, p.pixel_shift_max), "depth_limit": (0, p.depth_max)}
+    for name, (lo, hi) in ranges.items():
+        value = getattr(consts, name)
+        if not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+            raise ValueError(f"PixelConstants.{name} must be an integer in [{lo}, {hi}], not {value!r}")
+    return consts
+
+
+def constants_word(params: CompositorParams, consts: PixelConstants) -> int:
+    """The ``cfg.data`` word of the constants: the fields of ``params.config_fields`` from bit 0 up, the
+    multipliers as two's complement (``check_constants`` first)."""
+    check_constants(consts, params)
+    word, pos = 0, 0
+    for name, bits in params.config_fields:
+        word |= (int(getattr(consts, name)) & ((1 << bits) - 1)) << pos
+        pos += bits
+    return word
+
+
+def ray_payload(q: int, count: int, params: CompositorParams) -> int:
+    """``rays`` payload: q in the low ``q_bits``, then count (``count_bits``)."""
+    return int(q) | (int(count) << params.q_bits)
+
+
+def sample_payload(sigma: int, color, params: CompositorParams) -> int:
+    """``samples`` payload: sigma in the low ``sigma_bits``, then the 3 colour codes (``color_bits`` each, R first)."""
+    return int(sigma) | (pack_vector(color, params.color_bits) << params.sigma_bits)
+
+
+def pixel_payload(pixel, params: CompositorParams) -> int:
+    """``pixels`` payload: 3 x ``pixel_bits``, R in the low bits."""
+    return pack_vector(pixel, params.pixel_bits)
+
+
+def stream_cycles(params: CompositorParams, counts) -> int:
+    """Total cycles (last pixel transfer + 1) of rays with these sample counts when every header and
+    sample is offered from cycle 0 and the output is always ready: ``sum_k max(count_k, 1) + P + 2``
+    (P = ``PIPELINE_STAGES``; 0 for no rays). One sample per cycle; a ray without samples takes a cycle."""
+    c = np.asarray(counts, np.int64)
+    return int(np.maximum(c, 1).sum()) + params.PIPELINE_STAGES + 2 if len(c) else 0
+
+
+# --- the cycle model ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompositorRun:
+    """What ``CompositorTLM.run`` predicts for R rays with N samples in all.
+
+    Attributes:
+        ray_accept_cycles: int64 (R,), cycle of each header transfer.
+        sample_accept_cycles: int64 (N,), cycle of each sample transfer.
+        out_cycles: int64 (R,), cycle of each pixel transfer (pixels leave in ray order).
+        pixels: int64 (R, 3), unsigned ``pixel_bits`` codes (``composite_reference``).
+        trans: int64 (R,), T_end. contributed: int64 (R,), samples before early ray termination.
+        payloads: R pixel payloads (``pixel_payload``).
+        cycles: last pixel transfer + 1 (0 for no rays).
+        credit_stalls: cycles in which a header was offered, the header queue had room, and every credit
+            was held (rays in flight waiting for their pixels to transfer: output backpressure).
+    """
+
+    ray_accept_cycles: np.ndarray
+    sample_accept_cycles: np.ndarray
+    out_cycles: np.ndarray
+    pixels: np.ndarray
+    trans: np.ndarray
+    contributed: np.ndarray
+    payloads: list[int]
+    cycles: int
+    credit_stalls: int = 0
+
+
+class CompositorTLM:
+    """Model of one ``hw.compositor.Compositor`` under one set of constants (module docstring).
+
+    Args:
+        params: the unit's parameters.
+        consts: the run-time constants, checked by ``check_constants``.
+
+    Raises:
+        ValueError: a constant out of range, naming it.
+    """
+
+    def __init__(self, params: CompositorParams, consts: PixelConstants) -> None:
+        self.params = params
+        self.consts = check_constants(consts, params)
+
+    def check_inputs(self, sigma, color, counts, q) -> tuple[np.ndarray, ...]:
+        """Validate and convert the rays: sigma int (N,), color int (N, 3), counts int (R,) summing to
+        N, q int (R,), each within its field's unsigned width.
+
+        Raises:
+            ValueError: a wrong shape or an element out of range, naming the array, position and value.
+        """
+        p = self.params
+        sigma, color, counts, q = (np.asarray(a) for a in (sigma, color, counts, q))
+        for name, a, ndim in (("sigma", sigma, 1), ("color", color, 2), ("counts", counts, 1), ("q", q, 1)):
+            if a.ndim != ndim or (a.size and not np.issubdtype(a.dtype, np.integer)):
+                raise ValueError(f"{name} must be a {ndim}-D integer array, not {a.dtype} {a.shape}")
+        if color.shape != (len(sigma), 3) or len(q) != len(counts) or counts.sum() != len(sigma):
+            raise ValueError(f"{len(sigma)} sigma, color {color.shape}, {len(counts)} counts summing to "
+                             f"{int(counts.sum())} and {len(q)} q do not describe the same rays")
+        for name, a, bits in (("sigma", sigma, p.sigma_bits), ("color", color, p.color_bits),
+                              ("counts", counts, p.count_bits), ("q", q, p.q_bits)):
+            check_range(a, 0, (1 << bits) - 1, name, f"unsigned {bits}-bit")
+        return tuple(a.astype(np.int64) for a in (sigma, color, counts, q))
+
+    def schedule(self, counts, ray_offers=None, sample_offers=None, ready=None):
+        """Transfer cycles of R rays with ``counts`` samples, stepping the RTL's control state.
+
+        Args:
+            counts: int (R,), samples per ray.
+            ray_offers: int (R,), the first cycle header k may be offered; None: all 0.
+            sample_offers: int (N,), the first cycle sample j may be offered; None: all 0.
+            ready: bool (T,), pixel ready per cycle; cycles >= T are ready. None: always ready.
+
+        Returns:
+            ``(ray_accept_cycles, sample_accept_cycles, out_cycles, credit_stalls)``: int64 (R,), (N,),
+            (R,) and the count of ``CompositorRun.credit_stalls``.
+
+        State mirrored from ``hw.compositor``: the header queue, the samples taken of its head ray, the
+        credits, the pixel pushes travelling down the pipeline and the output queue.
+        """
+        p = self.params
+        counts = np.asarray(counts, np.int64)
+        rays, total = len(counts), int(counts.sum())
+        r_offers = check_offers(ray_offers, rays, "rays")
+        s_offers = check_offers(sample_offers, total, "samples")
+        ready_at = ReadyPattern(ready)
+        P, H, Q = p.PIPELINE_STAGES, p.HEADER_DEPTH, p.OUT_FIFO_DEPTH
+        ray_acc = np.full(rays, -1, np.int64)
+        smp_acc = np.full(total, -1, np.int64)
+        out = np.full(rays, -1, np.int64)
+        headers: deque[int] = deque()  # header queue (rays), visible from the cycle after the push
+        pushes: deque[tuple[int, int]] = deque()  # (push cycle, ray)
+        outq: deque[int] = deque()
+        taken = credits = nr = ns = done = stalls = 0
+        t = 0
+        while done < rays:
+            head = headers[0] if headers else None
+            background = head is not None and counts[head] == 0
+            s_fire = head is not None and counts[head] > 0 and ns < total and s_offers[ns] <= t
+            r_offered = nr < rays and bool(r_offers[nr] <= t) and len(headers) < H
+            r_fire = r_offered and credits < Q
+            stalls += int(r_offered and not r_fire)
+            o_fire = bool(outq) and ready_at(t)
+            # --- closing edge of cycle t ---
+            if o_fire:
+                out[outq.popleft()] = t
+                done += 1
+            if pushes and pushes[0][0] == t:
+                outq.append(pushes.popleft()[1])
+            if s_fire:
+                smp_acc[ns] = t
+                ns += 1
+                taken += 1
+                if taken == counts[head]:
+                    headers.popleft()
+                    pushes.append((t + P, head))
+                    taken = 0
+            elif background:
+                headers.popleft()
+                pushes.append((t + P, head))
+            if r_fire:
+                ray_acc[nr] = t
+                headers.append(nr)
+                nr += 1
+            credits += int(r_fire) - int(o_fire)
+            t += 1
+        return ray_acc, smp_acc, out, stalls
+
+    def run(self, sigma, color, counts, q, ray_offers=None, sample_offers=None, ready=None) -> CompositorRun:
+        """Predict a whole run: pixels (``composite_reference``) and transfer cycles (``schedule``).
+
+        Args:
+            sigma: int (N,), density codes; color: int (N, 3), colour codes; the samples of ray 0 first.
+            counts: int (R,), samples per ray (0 allowed); q: int (R,), each ray's q.
+            ray_offers, sample_offers, ready: as ``schedule``.
+        """
+        sigma, color, counts, q = self.check_inputs(sigma, color, counts, q)
+        ref = composite_reference(sigma, color, counts, q, self.consts, self.params)
+        ray_acc, smp_acc, out, stalls = self.schedule(counts, ray_offers, sample_offers, ready)
+        payloads = [pixel_payload(row, self.params) for row in ref.pixels]
+        return CompositorRun(ray_acc, smp_acc, out, ref.pixels, ref.trans, ref.contributed, payloads,
+                             int(out.max()) + 1 if len(out) else 0, stalls)
