@@ -178,15 +178,38 @@ class TopTLM:
     """
 
     def __init__(self, m, *, encoder: HashEncoderTLM | None = None) -> None:
+        self._setup(m.top, {name: getattr(m, name).layers for name in ("density", "color")},
+                    int(m.arch.get("geo_features", 15)))
         self.m = m
-        self.params = p = m.top
-        self.geo_features = int(m.arch.get("geo_features", 15))
-        p.check_top(self.geo_features)
         self.encoder = encoder
+
+    @classmethod
+    def from_layers(cls, top, layers, geo_features: int = 15) -> "TopTLM":
+        """A model for timing alone (``schedule``; ``run`` needs an ``IntModel``).
+
+        Args:
+            top: the ``TopParams``.
+            layers: ``{"density": [...], "color": [...]}``, each layer an ``MlpLayer`` or a mapping with
+                ``in_size``, ``out_size``, ``weight_bits`` and ``act_bits`` (``sim.mapping.mlp_layers``).
+            geo_features: G.
+        """
+        self = cls.__new__(cls)
+        self._setup(top, layers, geo_features)
+        self.m = self.encoder = None
+        return self
+
+    def _setup(self, top, layers, geo_features: int) -> None:
+        self.params = p = top
+        self.geo_features = geo_features
+        p.check_top(geo_features)
+
+        def dims(x):
+            get = x.get if isinstance(x, dict) else lambda k: getattr(x, k)
+            return {k: int(get(k)) for k in ("in_size", "out_size", "weight_bits", "act_bits")}
+
         try:
-            self.issue = {name: tuple(layer_cycles(p.mlp, in_size=x.in_size, out_size=x.out_size,
-                                                   weight_bits=x.weight_bits, act_bits=x.act_bits)
-                                      for x in getattr(m, name).layers) for name in ("density", "color")}
+            self.issue = {name: tuple(layer_cycles(p.mlp, **dims(x)) for x in layers[name])
+                          for name in ("density", "color")}
         except ValueError as exc:
             raise ConfigError(f"the model's MLP layers do not fit the engines: {exc}") from None
 
@@ -324,6 +347,8 @@ class TopTLM:
         from sim.bitexact import render_int
 
         m = self.m
+        if m is None:
+            raise ValueError("a timing-only TopTLM (from_layers) predicts no pixels: build it from an IntModel")
         if self.encoder is None:
             self.encoder = HashEncoderTLM(m.top.encoder, m.tables)
         counts = _check_counts(rays.counts)
