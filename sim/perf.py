@@ -139,7 +139,8 @@ class FramePerf:
     levels: list = field(default_factory=list)  # per level {"accesses", "hits", "misses", "hit_rate", "resident", "bits"}
     dram: dict = field(default_factory=dict)  # {"preset", "bytes", "requests", "row": {hit, closed, conflict}, "stall_cycles", "stall_share"}
     workload: dict = field(default_factory=dict)  # {"points", "scale", "note"}: what the statistics were measured on
-    # with rays (the accelerator top): {"rays", "empty_rays", "added_cycles", "exact"}
+    # with rays (the accelerator top): {"rays", "empty_rays", "exact", "added_cycles": the cycles after the colour
+    # engine's last output (colour activation 3, compositor 11, one per ray without samples after the last sample)}
     renderer: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
