@@ -75,7 +75,8 @@ def workload(tmp_path_factory):
     ptq(model, occupancy, train_data, QuantPolicy(bits, model.arch["levels"]), n_samples=preset.n_samples, rays=2048)
     save_int(root / "model.nhwi", export_int(model, top, policy, bits))
     m = load_int(root / "model.nhwi", expect={"arch": model.arch, "preset": accel.name})
-    rays = _whole_rays(m, occupancy, load_scene("builtin", "test", downscale=4), np.random.default_rng(0), rows=(11, 13))
+    test_data = load_scene("builtin", "test", downscale=4)
+    rays = _whole_rays(m, occupancy, test_data, np.random.default_rng(0), rows=(11, 13))
     save_rays(root / "rays.npz", rays)
     return {"root": root, "model": root / "model.nhwi", "rays": root / "rays.npz", "m": m, "batch": rays,
             "accel": accel, "policy": policy, "psnr": summary["psnr_test"]}
