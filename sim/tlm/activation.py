@@ -95,7 +95,6 @@ def stream_cycles(params: ActivationParams, vectors: int) -> int:
     return credit_pipe.stream_cycles(vectors, params.LATENCY)
 
 
-
 def timing(params: ActivationParams) -> credit_pipe.CreditPipeTiming:
     """The unit's control state, stepped one cycle at a time (``sim.tlm.credit_pipe.CreditPipeTiming`` with
     L = ``LATENCY``, D = ``OUT_FIFO_DEPTH``): what ``sim.tlm.top`` composes with the other units of the top."""

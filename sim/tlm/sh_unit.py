@@ -143,7 +143,6 @@ def stream_cycles(params: ShUnitParams, directions: int) -> int:
     return n + params.latency if n else 0
 
 
-
 def timing(params: ShUnitParams) -> credit_pipe.CreditPipeTiming:
     """The unit's control state, stepped one cycle at a time (``sim.tlm.credit_pipe.CreditPipeTiming`` with
     L = ``latency``, D = ``fifo_depth``): what ``ShUnitTLM.schedule`` runs and ``sim.tlm.top`` composes with the
