@@ -50,6 +50,9 @@ class TopParams:
             section puts the tables in DRAM, which changes timing, not values).
         requant, mlp, sh, density_act, color_act, compositor: the other units.
 
+    The glue of ``hw.top.rtl`` adds three FIFOs (``count_fifo_depth``, ``ray_fifo_depth``,
+    ``sigma_fifo_depth``, each justified below); ``check_top`` checks that the units fit together.
+
     Raises:
         ConfigError: a field of the wrong type.
     """
