@@ -13,7 +13,8 @@ from common.atomic import atomic_write_text
 from hw.config import ConfigError
 from hw.registry import ENGINES, load_config, read_params_line
 
-__all__ = ["run_cosim", "config_name", "config_engines", "check_verilog", "summary_lines", "TEST_MODULES"]
+__all__ = ["run_cosim", "run_top_cosim", "config_name", "config_engines", "check_verilog", "summary_lines",
+           "TEST_MODULES"]
 
 #: Engine section -> cocotb test module (from the registry).
 TEST_MODULES = {name: engine.testbench for name, engine in ENGINES.items()}
@@ -175,3 +176,52 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"       waveform: {s['waves']}")
     lines += [f"       mismatch: {m}" for m in s["mismatch_examples"]]
     return lines
+
+
+def run_top_cosim(model: str | Path, rays: str | Path, *, seed: int = 1, init_seed: int = 1, idle: bool = True,
+                  backpressure: bool = True, fault: str | None = None, waves: bool = False,
+                  build_root: str | Path = "build", runs_root: str | Path = "runs",
+                  run_name: str = "cosim-top") -> dict:
+    """Co-simulate the accelerator top (``hw.top``) loaded with an integer model on whole rays, against
+    ``sim.tlm.top.TopTLM`` (``sim.cosim.tb_top``), and write ``<runs_root>/<run_name>/summary.json``.
+
+    Args:
+        model: a ``quant.int_export`` file (``save_int``): the top's parameters and everything it loads.
+        rays: the rays (``sim.cosim.workload_top.save_rays``, a ``sim.bitexact.RayBatch``).
+        seed: the traffic seed (``workload_top.top_traffic``); idle, backpressure: its input gaps and the
+            pixels' stalls. init_seed: the random power-up state (>= 1). fault: "cycle" or "bit" (a wrong
+            model, to show the scoreboard catches it). waves: keep a VCD waveform.
+
+    Returns:
+        The summary: the testbench's result (transfers, mismatches, cycles_rtl, cycles_tlm, ...), passed, the
+        build and test wall times (seconds), the Verilog and the log.
+
+    Raises:
+        quant.int_export.ExportError, quant.entropy.BitstreamError: an unreadable model file.
+        RuntimeError: the simulator gave no result.
+    """
+    import time
+
+    from hw.top.rtl import write_top_verilog
+    from quant.int_export import load_int
+    from sim.cosim import runner
+
+    m = load_int(model)  # every check before the (slow) generation and build
+    runner.random_init_plusargs(init_seed)
+    build_root, runs_root = Path(build_root), Path(runs_root)
+    t0 = time.perf_counter()
+    verilog = write_top_verilog(m.top, build_root / "verilog" / "top", geo_features=int(m.arch["geo_features"]))
+    verilog_seconds = time.perf_counter() - t0
+    sim_build = build_root / "cosim" / ("top" + ("-waves" if waves else ""))
+    sim, build_seconds = runner.build(verilog, "accelerator_top", sim_build, waves=waves)
+    run_dir = runs_root / run_name
+    job = {"model": str(Path(model).resolve()), "rays": str(Path(rays).resolve()), "seed": seed, "idle": idle,
+           "backpressure": backpressure, "fault": fault}
+    result = runner.run(sim, toplevel="accelerator_top", test_module="sim.cosim.tb_top", build_dir=sim_build,
+                        run_dir=run_dir, job=job, waves=waves, init_seed=init_seed)
+    summary = {"engine": "accelerator_top", "top": m.top.to_dict(), "model_id": m.model, **job, "init_seed": init_seed,
+               **result.result, "passed": result.passed, "verilog_seconds": round(verilog_seconds, 3),
+               "build_seconds": round(build_seconds, 3), "test_seconds": round(result.test_seconds, 3),
+               "verilog": str(verilog), "log": str(result.log), "waves": str(result.waves) if result.waves else None}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

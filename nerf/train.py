@@ -83,6 +83,7 @@ class TrainPreset:
     test_every: int = 8  # evaluate every k-th test view
     levels: int = 16
     n_min: int = 16
+    ngp_hidden: int = 64  # Instant-NGP's MLP width H (nerf.layout); small hardware tests narrow it
     # Instant-NGP's fixed sample budget: after each step the ray count becomes
     # batch_samples / (field evaluations per ray of that step), clamped to [64, max_batch_rays].
     batch_samples: int | None = None
@@ -168,7 +169,7 @@ def build_model(preset: TrainPreset, bbox, *, step: int = 0):
         return TensoRF(grid=tensorf_grid(preset, bbox, step), bbox=bbox, density_components=preset.density_components,
                        app_components=preset.app_components, app_dim=preset.app_dim, hidden=preset.hidden)
     return InstantNGP(levels=preset.levels, log2_table_size=preset.log2_table_size, n_min=preset.n_min,
-                      n_max=preset.n_max, bbox=bbox)
+                      n_max=preset.n_max, hidden=preset.ngp_hidden, bbox=bbox)
 
 
 def _optimizer(model, preset: TrainPreset):

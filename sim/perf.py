@@ -14,7 +14,9 @@ which model component runs where, and the engines' pipeline latencies, are ``sim
   (``sim.tlm.mlp_engine``), its bits taken from the policy;
 * between engines, synchronous FIFOs of ``INTER_ENGINE_FIFO`` = 2 words with backpressure (a word
   written at cycle t is offered from t + 1); the renderer (alpha compositing, and the SH encoding
-  beside the density engine) keeps up and adds no cycles.
+  beside the density engine) keeps up and adds no cycles. That is this pipeline's figure; the
+  accelerator top as built (``hw.top``) differs at both ends and per ray ("The top" below), and
+  ``frame_perf(..., rays=)`` gives its exact cycles.
 
 Each MLP engine follows the TLM's recurrence with its output always ready: vector k offered at
 ``offer_k`` is loaded at ``l_k = max(offer_k + 1, l_{k-1} + T)`` and leaves at
@@ -36,6 +38,31 @@ the wider of ``density.l1.out`` and ``sh.out``; ``color.l1``/``color.l2``: their
 change the table memory and its read traffic, not the encoder's cycles. A component at 32 bits (full
 precision) cannot run on the integer engines: ``frame_perf`` raises for it.
 
+**The top.** ``hw.top.AcceleratorTop`` (rays in, pixels out) is the engines plus the renderer's units
+and glue, and the assumption above was not exact: (1) a requantizer sits between the encoder and the
+density engine, which sees a vector ``RequantParams.LATENCY`` = 4 cycles after the encoder's output
+transfer instead of the FIFO's 1; (2) the density engine's outputs go through the density fork and
+the SH pairing into the colour engine's input register in the same cycle (no FIFO: one cycle less);
+(3) after the colour engine, the colour activation (``ActivationParams.LATENCY`` = 3) and the
+compositor, whose pixel leaves ``CompositorParams.LATENCY`` = 11 cycles after the ray's last token;
+(4) per ray: the compositor takes one token per cycle, a sample or, for a ray without samples, a
+background token, so rays without samples after the last sample add one cycle each (the others fit
+between samples), and the SH pairing drops one ray without samples per cycle. At full rate (every ray
+and sample offered at cycle 0, pixels always ready) ``top_transfer_cycles`` gives every sample's
+cycles and every pixel's: the engines' stall-free chain as above with those couplings
+(``o_d = k max(G, T_d) + G + 7 + 4 + T_d + 6``, ``o_c = k max(G, T_d, T_c) + o_d(0) + T_c + 6``, the
+compositor's sample transfer ``o_c + 3``), then the compositor's tokens ``t_i = max(t_{i-1} + 1, b_i)``
+(b_i a sample's transfer, or ray j's header ``j + 2`` for a ray without samples) and each pixel at its
+ray's last token + 11; frame cycles = last pixel + 1, i.e. ``o_c(N - 1) + 3 + E + 12`` with E the
+rays without samples after the last sample. Exact, every sample's and every pixel's cycle
+(``tests/test_perf.py`` against ``sim.tlm.top.TopTLM``), while the SH pairing holds each sample's ray
+before the colour engine can take it: the rays without samples before the first sample are dropped
+(one per cycle, ``TOP_PAIRING_LATENCY`` after each ray's transfer) by the first colour offer, those
+between two consecutive samples within the bottleneck's interval less 2, and the ray FIFO
+(``TopParams.RAY_FIFO_DEPTH``) holds the rays from that of sample k - 4 to that of sample k. The result
+says whether a frame meets these (``exact``); otherwise its figure is a lower bound (long runs of rays
+without samples make the colour engine wait for the SH pairing, about one cycle per such ray).
+
 **Tables in DRAM.** A preset with a ``memory`` section (``flows/accel/default.yaml``) runs
 ``hw.hash_encoder_axi``: the tables are bit-packed at each level's ``hash.levelNN`` width in DRAM
 behind a per-level cache, so table bits change hits, DRAM traffic and the encoder's stalls, which
@@ -56,7 +83,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nerf.layout import model_layout
+from hw.activation.params import ActivationParams
+from hw.compositor.params import CompositorParams
 from hw.params import ConfigError
+from hw.requant.params import RequantParams
+from hw.sh_unit.params import ShUnitParams
+from hw.top.params import TopParams
 from sim.mapping import (ACCEL_DIR, ENCODER, ENCODER_EXTRA_LATENCY, MLP_EXTRA_LATENCY, AcceleratorPreset, check_bits,
                          encoder_params, load_accelerator, mlp_layers)
 from sim.tlm.mlp_engine import vector_cycles
@@ -65,7 +97,8 @@ from sim.tlm.mlp_engine import vector_cycles
 # live in sim.mapping (the accelerator mapping); they stay importable from here.
 __all__ = ["AcceleratorPreset", "load_accelerator", "mlp_layers", "encoder_params", "frame_perf", "FramePerf",
            "ACCEL_DIR", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "INTER_ENGINE_FIFO", "transfer_cycles",
-           "workload_codes", "mlp_cycles", "memory_result"]
+           "workload_codes", "mlp_cycles", "memory_result", "top_transfer_cycles", "TOP_RAY_TO_TOKEN",
+           "TOP_PAIRING_LATENCY"]
 
 #: Words of each FIFO between two engines.
 INTER_ENGINE_FIFO = 2
@@ -106,6 +139,9 @@ class FramePerf:
     levels: list = field(default_factory=list)  # per level {"accesses", "hits", "misses", "hit_rate", "resident", "bits"}
     dram: dict = field(default_factory=dict)  # {"preset", "bytes", "requests", "row": {hit, closed, conflict}, "stall_cycles", "stall_share"}
     workload: dict = field(default_factory=dict)  # {"points", "scale", "note"}: what the statistics were measured on
+    # with rays (the accelerator top): {"rays", "empty_rays", "exact", "added_cycles": the cycles after the colour
+    # engine's last output (colour activation 3, compositor 11, one per ray without samples after the last sample)}
+    renderer: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = {"samples": self.samples, "cycles": self.cycles, "latency_ms": self.latency_ms,
@@ -113,7 +149,87 @@ class FramePerf:
                "memory": self.memory, "fifo_depth": INTER_ENGINE_FIFO}
         if self.dram:
             out.update(levels=self.levels, dram=self.dram, workload=self.workload)
+        if self.renderer:
+            out["renderer"] = self.renderer
         return out
+
+
+#: The accelerator top (``hw.top``): cycles from a ray's transfer into the top to the earliest token of a
+#: ray without samples at the compositor: the ray FIFO (one cycle from write to read) and the compositor's
+#: header queue (``HEADER_CYCLES``).
+TOP_RAY_TO_TOKEN = 1 + CompositorParams.HEADER_CYCLES
+
+
+#: The accelerator top: cycles from a ray's transfer to the first cycle the SH pairing can hold it (the SH
+#: unit's latency, then the pairing's take).
+TOP_PAIRING_LATENCY = ShUnitParams().latency + 1
+
+
+def top_transfer_cycles(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], counts) -> dict:
+    """The accelerator top (``hw.top``, rays in, pixels out) at full rate: every ray and sample offered at
+    cycle 0, the pixels always ready. Exact (``tests/test_perf.py`` checks it against ``sim.tlm.top.TopTLM``,
+    every sample's and every pixel's cycle) while the renderer keeps up (module doc, "The top").
+
+    Args:
+        counts: int (R,), the frame's samples per ray, in ray order (0: a ray without samples).
+
+    Returns:
+        ``{"encoder", "density", "color", "join"}``: int64 (N,), each sample's output transfer at the
+        encoder, the density and the colour engine and its transfer into the compositor; ``"pixels"``: int64
+        (R,), each ray's pixel transfer; ``"cycles"``: the last pixel transfer + 1 (0 for no rays);
+        ``"exact"``: whether the rays meet the conditions under which these are exact (module doc, "The top");
+        otherwise they are a lower bound (the SH pairing or the ray splitter makes the colour engine wait).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError(f"counts must be a 1-D array of non-negative sample counts, not {counts!r}")
+    enc = encoder_params(preset, arch)
+    t_mlp = {name: vector_cycles(preset.mlp, ls) for name, ls in mlp_layers(policy, arch, preset.mlp).items()}
+    g, t_d, t_c = enc.groups, t_mlp["density"], t_mlp["color"]
+    n, rays = int(counts.sum()), len(counts)
+    k = np.arange(n, dtype=np.int64)
+    # encoder -> requant -> density engine: offered when the requant's output is valid (no FIFO between)
+    e0 = g + ENCODER_EXTRA_LATENCY
+    d_slope, d0 = max(g, t_d), e0 + RequantParams.LATENCY + t_d + MLP_EXTRA_LATENCY
+    # density engine -> (fork, SH pairing) -> colour engine in the same cycle; colour activation -> join
+    c_slope, c0 = max(d_slope, t_c), d0 + t_c + MLP_EXTRA_LATENCY
+    out = {"encoder": k * g + e0, "density": k * d_slope + d0, "color": k * c_slope + c0}
+    out["join"] = out["color"] + ActivationParams.LATENCY
+    # the compositor's tokens, one per cycle at most: each sample at its join, each ray without samples as
+    # soon as its header is there (ray j offered at cycle j) and the token before it has passed:
+    # t_i = max(t_{i-1} + 1, b_i), i.e. t_i = i + max_{m <= i} (b_m - m)
+    ray_of_token = np.repeat(np.arange(rays), np.maximum(counts, 1))
+    empty = counts[ray_of_token] == 0
+    b = np.empty(len(ray_of_token), dtype=np.int64)
+    b[~empty] = out["join"]
+    b[empty] = ray_of_token[empty] + TOP_RAY_TO_TOKEN
+    i = np.arange(len(b), dtype=np.int64)
+    tokens = np.maximum.accumulate(b - i) + i if len(b) else b
+    last = np.cumsum(np.maximum(counts, 1)) - 1
+    out["pixels"] = tokens[last] + CompositorParams.LATENCY
+    out["cycles"] = int(out["pixels"][-1]) + 1 if rays else 0
+    out["exact"] = _renderer_keeps_up(counts, out["density"][0] if n else 0, c_slope)
+    return out
+
+
+def _renderer_keeps_up(counts: np.ndarray, first_offer: int, slope: int) -> bool:
+    """Whether the rays let the SH pairing hold each sample's ray before the colour engine can take the sample
+    (module doc, "The top"): (a) the pairing has dropped the rays without samples before the first sample
+    (one per cycle, each ray's SH codes ``TOP_PAIRING_LATENCY`` cycles after it entered the top); (b) it drops
+    those between two consecutive samples within the bottleneck's interval; (c) the ray FIFO and the
+    compositor's header queue hold every ray from that of sample k - 4 (still before the compositor) to that of
+    sample k, so the splitter never waits for the compositor."""
+    n = int(counts.sum())
+    if n == 0:
+        return True
+    ray = np.repeat(np.arange(len(counts)), counts)
+    if int(ray[0]) + TOP_PAIRING_LATENCY > first_offer:
+        return False
+    gaps = np.diff(ray) - 1
+    if len(gaps) and int(gaps.max()) > slope - 2:
+        return False
+    lag = ray - ray[np.maximum(np.arange(n) - 4, 0)]
+    return bool(lag.max() <= TopParams.RAY_FIFO_DEPTH)
 
 
 def transfer_cycles(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], samples: int) -> dict:
@@ -206,7 +322,7 @@ def memory_result(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str,
 
 
 def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], *, samples: int,
-               workload=None, every: int = 1) -> FramePerf:
+               workload=None, every: int = 1, rays=None) -> FramePerf:
     """Cycles, latency, per-engine utilization and memory traffic of one frame of ``samples`` points.
 
     Returns:
@@ -226,11 +342,17 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
             ``workload["note"]`` says so). With N = ``samples`` the result is exact
             (``sim.memory.frame.memory_frame_perf``).
         every: > 1: ``memory_frame_perf``'s chunk-subset estimate (its docstring gives the error).
+        rays: tables on chip only: the frame's samples per ray, int (R,) in ray order, summing to
+            ``samples``: the cycles are then the accelerator top's (``hw.top``, rays in, pixels out:
+            ``top_transfer_cycles``), and the result's ``renderer`` says how many rays, how many without
+            samples, the cycles the renderer adds after the colour engine's last output and whether the
+            figure is exact (module doc, "The top"). Without it, the cycles are the engines' pipeline's.
 
     Raises:
         ConfigError: a policy bitwidth the engines cannot run, or a hash-table width above the
-            preset's ``feature_bits``; a preset with memory and no workload.
-        ValueError: a workload of more points than ``samples``, or not (N, 3) in [0, 1).
+            preset's ``feature_bits``; a preset with memory and no workload; rays with a memory preset.
+        ValueError: a workload of more points than ``samples``, or not (N, 3) in [0, 1); rays that do
+            not sum to ``samples``.
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 0:
         raise ValueError(f"samples must be a non-negative integer, not {samples!r}")
@@ -238,6 +360,9 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
     layout = model_layout(arch)
     _check_policy(preset, arch, policy)
     if preset.memory is not None:
+        if rays is not None:
+            raise ConfigError(f"hardware preset {preset.name!r} keeps the hash tables in DRAM; the accelerator top "
+                              "(rays=) has them on chip: use the on-chip preset 'onchip'")
         if workload is None:
             raise ConfigError(f"hardware preset {preset.name!r} keeps the hash tables in DRAM, so a frame's latency "
                               "depends on where its samples are: pass workload= (nerf.render.sample_positions), or "
@@ -259,6 +384,17 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
     last = list(layers)[-1]
     slope, intercept = _linear_stages(enc.groups, {n: per_sample[n] for n in layers})[last]
     cycles = (samples - 1) * slope + intercept + 1 if samples else 0
+    renderer = {}
+    if rays is not None:
+        counts = np.asarray(rays)
+        if counts.ndim != 1 or not np.issubdtype(counts.dtype, np.integer) or int(counts.sum()) != samples:
+            raise ValueError(f"rays must be the frame's samples per ray, summing to samples = {samples}, not "
+                             f"{counts.dtype} {counts.shape} summing to {int(counts.sum()) if counts.size else 0}")
+        top = top_transfer_cycles(preset, arch, policy, counts)
+        cycles = top["cycles"]
+        colour_done = int(top["color"][-1]) + 1 if samples else 0
+        renderer = {"rays": len(counts), "empty_rays": int((counts == 0).sum()), "exact": top["exact"],
+                    "added_cycles": cycles - colour_done}
     engines = {name: {"cycles_per_sample": ii, "busy_cycles": ii * samples,
                       "utilization": round(ii * samples / cycles, 6) if cycles else 0.0}
                for name, ii in per_sample.items()}
@@ -279,5 +415,5 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
     }
     return FramePerf(samples=samples, cycles=cycles, latency_ms=cycles / (preset.clock_mhz * 1e3),
                      clock_mhz=preset.clock_mhz, engines=engines, memory=memory,
-                     bottleneck=max(per_sample, key=per_sample.get))
+                     bottleneck=max(per_sample, key=per_sample.get), renderer=renderer)
 

@@ -1,5 +1,6 @@
 """sim/perf.py against the TLMs: the frame-level model predicts every colour-engine output cycle of the
-three engines run back to back with 2-word FIFOs and backpressure."""
+three engines run back to back with 2-word FIFOs and backpressure, and, given the rays, every pixel of the
+accelerator top (sim.tlm.top.TopTLM) at full rate."""
 
 import dataclasses
 
@@ -196,3 +197,78 @@ def test_frame_perf_with_a_workload_is_the_exact_memory_frame_model():
     assert "stand for the frame's" in r2.workload["note"] and r2.workload["scale"] == 2.0
     with pytest.raises(ValueError, match="more than the frame's samples"):
         frame_perf(preset, MEM_ARCH, pol, samples=len(u) - 1, workload=u)
+
+
+# --- the accelerator top (hw.top): the frame model against TopTLM, full rate, pixels always ready ---------------
+TOP_COUNTS = {  # samples per ray
+    "plain": [3, 1, 4, 2], "leading-empty": [0, 0, 0, 2, 3], "middle-empty": [2, 0, 1, 0, 0, 3],
+    "trailing-empty": [2, 3, 0, 0, 0, 0], "one-sample": [1], "all-empty": [0, 0, 0], "no-rays": [],
+    "single-samples": [1] * 12, "mixed": [0, 1, 0, 2, 0, 0, 1, 3, 0],
+}
+
+
+def _top_tlm(preset, policy):
+    from sim.mapping import top_params
+    from sim.tlm.top import TopTLM
+
+    top = top_params(preset, SMALL_ARCH, policy)
+    return TopTLM.from_layers(top, mlp_layers(policy, SMALL_ARCH, preset.mlp), SMALL_ARCH["geo_features"])
+
+
+@pytest.mark.parametrize("counts", TOP_COUNTS)
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("lanes,rows,cols", [(4, 4, 4), (1, 32, 32), (2, 3, 5)])
+def test_top_frame_model_equals_the_top_tlm(lanes, rows, cols, policy, counts):
+    """Every ray and sample offered at cycle 0, the pixels always ready: the frame model gives TopTLM's cycle
+    of every colour-engine output, every compositor sample transfer and every pixel, and its total."""
+    from sim.perf import top_transfer_cycles
+
+    preset, pol, counts = _preset(lanes, rows, cols), POLICIES[policy], np.array(TOP_COUNTS[counts], np.int64)
+    got = _top_tlm(preset, pol).schedule(counts)
+    want = top_transfer_cycles(preset, SMALL_ARCH, pol, counts)
+    assert want["exact"]
+    for stage in ("color", "join"):
+        np.testing.assert_array_equal(want[stage], got["stages"][stage])
+    np.testing.assert_array_equal(want["pixels"], got["pixel_cycles"])
+    assert want["cycles"] == got["cycles"]
+    n = int(counts.sum())
+    perf = frame_perf(preset, SMALL_ARCH, pol, samples=n, rays=counts)
+    assert perf.cycles == got["cycles"] and perf.renderer["rays"] == len(counts)
+    assert perf.renderer["empty_rays"] == int((counts == 0).sum()) and perf.to_dict()["renderer"] == perf.renderer
+    if n:  # the renderer adds the colour activation, the compositor and the trailing rays without samples
+        trailing = len(counts) - 1 - int(np.flatnonzero(counts)[-1])
+        assert perf.renderer["added_cycles"] == 3 + trailing + 11
+
+
+def test_top_frame_model_is_exact_or_a_lower_bound_on_random_frames():
+    """Random frames: where the rays meet the frame model's conditions (``exact``) it is TopTLM's, every pixel;
+    elsewhere (long runs of rays without samples) it is a lower bound, and some such frames are slower."""
+    from sim.perf import top_transfer_cycles
+
+    rng = np.random.default_rng(7)
+    exact = slower = 0
+    for trial in range(60):
+        preset = _preset(*[(4, 4, 4), (1, 32, 32), (2, 3, 5)][trial % 3])
+        pol = list(POLICIES.values())[(trial // 3) % 4]
+        run = int(rng.choice([3, 12, 30]))
+        counts = [0] * int(rng.integers(0, run + 1))
+        for _ in range(int(rng.integers(1, 6))):
+            counts += list(rng.integers(1, 4, size=int(rng.integers(1, 4)))) + [0] * int(rng.integers(0, run + 1))
+        got = _top_tlm(preset, pol).schedule(np.array(counts))
+        want = top_transfer_cycles(preset, SMALL_ARCH, pol, counts)
+        if want["exact"]:
+            exact += 1
+            np.testing.assert_array_equal(want["pixels"], got["pixel_cycles"])
+        else:
+            assert got["cycles"] >= want["cycles"] and (got["pixel_cycles"] >= want["pixels"]).all()
+            slower += got["cycles"] > want["cycles"]
+    assert exact > 20 and slower > 5
+
+
+def test_top_frame_model_refuses_rays_it_cannot_take(tmp_path):
+    preset, pol = _preset(1, 8, 8), POLICIES["uniform-4"]
+    with pytest.raises(ValueError, match="rays must be the frame's samples per ray, summing to samples = 5"):
+        frame_perf(preset, SMALL_ARCH, pol, samples=5, rays=[1, 2])
+    with pytest.raises(ConfigError, match="keeps the hash tables in DRAM; the accelerator top"):
+        frame_perf(_memory_preset(), MEM_ARCH, QuantPolicy.uniform(8, 4), samples=3, rays=[3])
+    assert "renderer" not in frame_perf(preset, SMALL_ARCH, pol, samples=3).to_dict()

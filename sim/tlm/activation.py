@@ -28,8 +28,8 @@ from sim.tlm import credit_pipe
 from sim.tlm.transfers import check_offers, check_range, config_word, pack_vector, unpack_vector
 
 __all__ = ["lut_index", "activation_reference", "activation_table", "ActivationConfig", "ActivationTLM",
-           "ActivationResult", "table_writes", "vector_latency", "stream_cycles", "config_word", "pack_vector",
-           "unpack_vector"]
+           "ActivationResult", "table_writes", "vector_latency", "timing", "stream_cycles", "config_word",
+           "pack_vector", "unpack_vector"]
 
 
 def lut_index(z, bits: int, index_bits: int) -> np.ndarray:
@@ -93,6 +93,12 @@ def stream_cycles(params: ActivationParams, vectors: int) -> int:
     """Total cycles (last output transfer + 1) of ``vectors`` vectors all offered at cycle 0 with the
     output always ready: ``vectors + 3`` (0 for no vectors): II = 1."""
     return credit_pipe.stream_cycles(vectors, params.LATENCY)
+
+
+def timing(params: ActivationParams) -> credit_pipe.CreditPipeTiming:
+    """The unit's control state, stepped one cycle at a time (``sim.tlm.credit_pipe.CreditPipeTiming`` with
+    L = ``LATENCY``, D = ``OUT_FIFO_DEPTH``): what ``sim.tlm.top`` composes with the other units of the top."""
+    return credit_pipe.CreditPipeTiming(params.LATENCY, params.OUT_FIFO_DEPTH)
 
 
 # --- the model -------------------------------------------------------------------------------------

@@ -49,8 +49,8 @@ from sim.tlm.fixed import clamp_bits, fit_shift, round_shift
 from sim.tlm.transfers import ReadyPattern, check_offers, check_range, pack_vector
 
 __all__ = ["PixelConstants", "CompositeResult", "exp2_table", "transmittance", "composite_reference",
-           "pixel_constants", "depth_step", "check_constants", "constants_word", "ray_payload", "sample_payload",
-           "pixel_payload", "stream_cycles", "CompositorRun", "CompositorTLM"]
+           "CompositorTiming", "pixel_constants", "depth_step", "check_constants", "constants_word", "ray_payload",
+           "sample_payload", "pixel_payload", "stream_cycles", "CompositorRun", "CompositorTLM"]
 
 
 @dataclass(frozen=True)
@@ -278,6 +278,80 @@ class CompositorRun:
     credit_stalls: int = 0
 
 
+class CompositorTiming:
+    """The unit's control state (``hw.compositor``), stepped one cycle at a time: what ``CompositorTLM.schedule``
+    runs, and what ``sim.tlm.top`` composes with the other units of the accelerator top.
+
+    State: the header queue (rays, each at the head from the cycle after its header transfer), the samples
+    taken of its head ray, the credits, the pixel pushes travelling down the pipeline and the output queue.
+    In a cycle, ``rays_ready``, ``samples_ready`` and ``pixels_valid`` depend on the state alone;
+    ``clock(ray_fire, sample_fire, pixel_fire)`` is the edge that closes the cycle.
+
+    Args:
+        params: the unit's parameters.
+        counts: int (R,), the samples of each ray, in ray order (what each header's ``count`` holds).
+    """
+
+    def __init__(self, params: CompositorParams, counts) -> None:
+        self.P, self.H, self.Q = params.PIPELINE_STAGES, params.HEADER_DEPTH, params.OUT_FIFO_DEPTH
+        self.counts = [int(c) for c in counts]
+        self.t = 0
+        self.headers: deque[int] = deque()  # header queue (rays)
+        self.pushes: deque[tuple[int, int]] = deque()  # (push cycle, ray)
+        self.outq: deque[int] = deque()
+        self.taken = self.credits = self.n_rays = 0
+
+    @property
+    def header_room(self) -> bool:
+        """The header queue has room (one half of ``rays.ready``)."""
+        return len(self.headers) < self.H
+
+    @property
+    def credit_free(self) -> bool:
+        """A credit is free (the other half of ``rays.ready``)."""
+        return self.credits < self.Q
+
+    @property
+    def rays_ready(self) -> bool:
+        """``rays.ready``."""
+        return len(self.headers) < self.H and self.credits < self.Q
+
+    @property
+    def samples_ready(self) -> bool:
+        """``samples.ready``: the head ray has samples still to take."""
+        return bool(self.headers) and self.counts[self.headers[0]] > 0
+
+    @property
+    def pixels_valid(self) -> bool:
+        """``pixels.valid``: the output queue holds a pixel."""
+        return bool(self.outq)
+
+    def clock(self, ray_fire: bool, sample_fire: bool, pixel_fire: bool) -> None:
+        """The edge closing the current cycle: a header transfer (only while ``rays_ready``), a sample
+        transfer (only while ``samples_ready``) and a pixel transfer (only while ``pixels_valid``); a head
+        ray without samples leaves as one background token by itself."""
+        t = self.t
+        head = self.headers[0] if self.headers else None
+        if pixel_fire:
+            self.outq.popleft()
+        if self.pushes and self.pushes[0][0] == t:
+            self.outq.append(self.pushes.popleft()[1])
+        if sample_fire:
+            self.taken += 1
+            if self.taken == self.counts[head]:
+                self.headers.popleft()
+                self.pushes.append((t + self.P, head))
+                self.taken = 0
+        elif head is not None and self.counts[head] == 0:  # the background token
+            self.headers.popleft()
+            self.pushes.append((t + self.P, head))
+        if ray_fire:
+            self.headers.append(self.n_rays)
+            self.n_rays += 1
+        self.credits += int(ray_fire) - int(pixel_fire)
+        self.t += 1
+
+
 class CompositorTLM:
     """Model of one ``hw.compositor.Compositor`` under one set of constants (module docstring).
 
@@ -335,45 +409,28 @@ class CompositorTLM:
         r_offers = check_offers(ray_offers, rays, "rays")
         s_offers = check_offers(sample_offers, total, "samples")
         ready_at = ReadyPattern(ready)
-        P, H, Q = p.PIPELINE_STAGES, p.HEADER_DEPTH, p.OUT_FIFO_DEPTH
         ray_acc = np.full(rays, -1, np.int64)
         smp_acc = np.full(total, -1, np.int64)
         out = np.full(rays, -1, np.int64)
-        headers: deque[int] = deque()  # header queue (rays), visible from the cycle after the push
-        pushes: deque[tuple[int, int]] = deque()  # (push cycle, ray)
-        outq: deque[int] = deque()
-        taken = credits = nr = ns = done = stalls = 0
+        state = CompositorTiming(p, counts)
+        nr = ns = done = stalls = 0
         t = 0
         while done < rays:
-            head = headers[0] if headers else None
-            background = head is not None and counts[head] == 0
-            s_fire = head is not None and counts[head] > 0 and ns < total and s_offers[ns] <= t
-            r_offered = nr < rays and bool(r_offers[nr] <= t) and len(headers) < H
-            r_fire = r_offered and credits < Q
+            s_fire = state.samples_ready and ns < total and s_offers[ns] <= t
+            r_offered = nr < rays and bool(r_offers[nr] <= t) and state.header_room
+            r_fire = r_offered and state.credit_free
             stalls += int(r_offered and not r_fire)
-            o_fire = bool(outq) and ready_at(t)
-            # --- closing edge of cycle t ---
+            o_fire = state.pixels_valid and ready_at(t)
+            state.clock(r_fire, s_fire, o_fire)
             if o_fire:
-                out[outq.popleft()] = t
+                out[done] = t
                 done += 1
-            if pushes and pushes[0][0] == t:
-                outq.append(pushes.popleft()[1])
             if s_fire:
                 smp_acc[ns] = t
                 ns += 1
-                taken += 1
-                if taken == counts[head]:
-                    headers.popleft()
-                    pushes.append((t + P, head))
-                    taken = 0
-            elif background:
-                headers.popleft()
-                pushes.append((t + P, head))
             if r_fire:
                 ray_acc[nr] = t
-                headers.append(nr)
                 nr += 1
-            credits += int(r_fire) - int(o_fire)
             t += 1
         return ray_acc, smp_acc, out, stalls
 

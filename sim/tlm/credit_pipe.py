@@ -15,7 +15,8 @@ left out::
 
 Hence the latency of a vector that finds the unit idle and the output ready is L, and N vectors
 offered at cycle 0 with the output always ready finish (last output transfer + 1) at ``N + L``.
-``credit_schedule`` steps the RTL's state cycle by cycle; the tests check it against these formulas.
+``credit_schedule`` steps the RTL's state cycle by cycle (``CreditPipeTiming``); the tests check it against these
+formulas.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from hw.config import check_int
 from sim.tlm.transfers import ReadyPattern, check_offers
 
-__all__ = ["credit_schedule", "stream_cycles"]
+__all__ = ["credit_schedule", "CreditPipeTiming", "stream_cycles"]
 
 
 def credit_schedule(offer_cycles, ready, *, latency: int, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,31 +48,77 @@ def credit_schedule(offer_cycles, ready, *, latency: int, depth: int) -> tuple[n
     is visible (the pipeline registers never stall, so a vector accepted at a is visible from a + L).
     Stretches in which nothing can happen (no offer due, nothing visible) are skipped.
     """
-    check_int("latency", latency, 1)
-    check_int("depth", depth, 1)
     offers = check_offers(offer_cycles)
     ready_at = ReadyPattern(ready)
     n = len(offers)
     accept = np.full(n, -1, dtype=np.int64)
     out = np.full(n, -1, dtype=np.int64)
-    fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector): one per credit
+    state = CreditPipeTiming(latency, depth)
     nxt = done = 0
-    t = 0
     while done < n:
-        o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
-        in_fire = nxt < n and offers[nxt] <= t and len(fifo) < depth
-        # --- closing edge of cycle t ---
+        t = state.t
+        o_fire = state.out_valid and ready_at(t)
+        in_fire = nxt < n and offers[nxt] <= t and state.in_ready
+        state.clock(in_fire, o_fire)
         if in_fire:
             accept[nxt] = t
-            fifo.append((t + latency, nxt))
             nxt += 1
         if o_fire:
-            out[fifo.popleft()[1]] = t
+            out[done] = t
             done += 1
-        t += 1
-        if not fifo and nxt < n and offers[nxt] > t:
-            t = int(offers[nxt])  # idle until the next offer
+        if state.empty and nxt < n and offers[nxt] > state.t:
+            state.idle_until(int(offers[nxt]))  # idle until the next offer
     return accept, out
+
+
+class CreditPipeTiming:
+    """The pipeline's state (module doc), stepped one cycle at a time: what ``credit_schedule`` runs, and what
+    ``sim.tlm.top`` composes with the other units of the accelerator top.
+
+    State: the FIFO's entries (one per credit in use), each with the first cycle it is visible at the
+    output. In a cycle, ``in_ready`` and ``out_valid`` depend on the state alone; ``clock(in_fire,
+    out_fire)`` is the edge that closes the cycle. Vectors are counted, not named (outputs leave in input
+    order).
+
+    Args:
+        latency: L >= 1; depth: D >= 1 (module doc).
+    """
+
+    def __init__(self, latency: int, depth: int) -> None:
+        self.latency = check_int("latency", latency, 1)
+        self.depth = check_int("depth", depth, 1)
+        self.t = 0  # the current cycle
+        self.fifo: deque[int] = deque()  # first cycle each vector in flight is visible at the output
+
+    @property
+    def in_ready(self) -> bool:
+        """``i.ready``: a credit free."""
+        return len(self.fifo) < self.depth
+
+    @property
+    def out_valid(self) -> bool:
+        """``o.valid``: the FIFO's head is visible."""
+        return bool(self.fifo) and self.fifo[0] <= self.t
+
+    @property
+    def empty(self) -> bool:
+        """No vector in flight."""
+        return not self.fifo
+
+    def clock(self, in_fire: bool, out_fire: bool) -> None:
+        """The edge closing the current cycle: an input transfer (only while ``in_ready``) and an output
+        transfer (only while ``out_valid``)."""
+        if in_fire:
+            self.fifo.append(self.t + self.latency)
+        if out_fire:
+            self.fifo.popleft()
+        self.t += 1
+
+    def idle_until(self, t: int) -> None:
+        """Skip to cycle ``t`` (>= the current one) with no transfer: only while ``empty``."""
+        if self.fifo or t < self.t:
+            raise ValueError(f"idle_until({t}) from cycle {self.t} with {len(self.fifo)} vectors in flight")
+        self.t = t
 
 
 def stream_cycles(vectors: int, latency: int) -> int:

@@ -29,7 +29,7 @@ from hw.hash_encoder.params import HashEncoderParams
 from nerf import grid
 from sim.tlm.transfers import ReadyPattern, check_offers
 
-__all__ = ["HashEncoderTLM", "TLMResult", "to_fixed", "pack_point", "pack_features", "unpack_features"]
+__all__ = ["HashEncoderTLM", "EncoderTiming", "TLMResult", "to_fixed", "pack_point", "pack_features", "unpack_features"]
 
 
 def to_fixed(points, coord_bits: int) -> np.ndarray:
@@ -98,6 +98,55 @@ class TLMResult:
     features: np.ndarray
     payloads: list[int]
     cycles: int
+
+
+class EncoderTiming:
+    """The engine's control state, stepped one cycle at a time: what ``HashEncoderTLM.schedule`` runs, and
+    what ``sim.tlm.top`` composes with the other units of the accelerator top.
+
+    State mirrored from ``hw.hash_encoder``: the issue register (a point for G cycles, one level group
+    each), the points in the ``PIPELINE_STAGES`` registers (as the cycle each becomes visible in the
+    output FIFO), the FIFO's visible entries and the credits in use. In a cycle, ``in_ready`` and
+    ``out_valid`` depend on the state alone (the RTL has no combinational path from ``o.ready`` to
+    ``i.ready``); ``clock(in_fire, out_fire)`` is the edge that closes the cycle. Points are counted, not
+    named: outputs leave in input order.
+    """
+
+    def __init__(self, params: HashEncoderParams) -> None:
+        self.g_last, self.depth, self.stages = params.groups - 1, params.fifo_depth, params.PIPELINE_STAGES
+        self.t = 0  # the current cycle
+        self.s0_valid, self.s0_group = False, 0
+        self.credits = 0
+        self.visible = 0  # FIFO entries on the output in the current cycle
+        self.arrivals: deque[int] = deque()  # cycles from which the points in the pipeline are visible
+
+    @property
+    def in_ready(self) -> bool:
+        """``i.ready``: the issue register free or on its last group, and a credit free."""
+        return (not self.s0_valid or self.s0_group == self.g_last) and self.credits < self.depth
+
+    @property
+    def out_valid(self) -> bool:
+        """``o.valid``: the output FIFO holds a point."""
+        return self.visible > 0
+
+    def clock(self, in_fire: bool, out_fire: bool) -> None:
+        """The edge closing the current cycle: an input transfer (``in_fire``, only while ``in_ready``) and
+        an output transfer (``out_fire``, only while ``out_valid``)."""
+        if self.s0_valid and self.s0_group == self.g_last:
+            self.arrivals.append(self.t + self.stages + 1)
+        if in_fire:
+            self.s0_valid, self.s0_group = True, 0
+        elif self.s0_valid and self.s0_group < self.g_last:
+            self.s0_group += 1
+        else:
+            self.s0_valid = False
+        self.visible -= int(out_fire)
+        self.credits += int(in_fire) - int(out_fire)
+        self.t += 1
+        while self.arrivals and self.arrivals[0] == self.t:
+            self.arrivals.popleft()
+            self.visible += 1
 
 
 class HashEncoderTLM:
@@ -195,46 +244,27 @@ class HashEncoderTLM:
         Micro-architecture modelled (hw.hash_encoder): an issue register holding one point for G
         cycles (one level group per cycle), ``PIPELINE_STAGES`` registers, an output FIFO of
         ``fifo_depth`` entries and as many credits. Input ready = (issue register free or on its last
-        group) and (credits in use < depth); credits return when an output transfers.
+        group) and (credits in use < depth); credits return when an output transfers. The state is
+        ``EncoderTiming``'s, stepped once per cycle.
         """
-        p = self.params
         offers = check_offers(offer_cycles)
         ready_at = ReadyPattern(ready)
         n = len(offers)
-        g_last, depth, stages = p.groups - 1, p.fifo_depth, p.PIPELINE_STAGES
         accept = np.full(n, -1, dtype=np.int64)
         out = np.full(n, -1, dtype=np.int64)
-        s0_valid, s0_group, s0_point = False, 0, -1
-        credits = 0
-        fifo: deque[int] = deque()
-        arrivals: deque[tuple[int, int]] = deque()  # (cycle visible in FIFO, point)
+        state = EncoderTiming(self.params)
         nxt = done = 0
         t = 0
         while done < n:
-            while arrivals and arrivals[0][0] == t:
-                fifo.append(arrivals.popleft()[1])
-            in_fire = (
-                nxt < n
-                and offers[nxt] <= t
-                and (not s0_valid or s0_group == g_last)
-                and credits < depth
-            )
-            o_fire = bool(fifo) and ready_at(t)
-            # closing edge of cycle t
-            if s0_valid and s0_group == g_last:
-                arrivals.append((t + stages + 1, s0_point))
+            in_fire = nxt < n and offers[nxt] <= t and state.in_ready
+            o_fire = state.out_valid and ready_at(t)
+            state.clock(in_fire, o_fire)
             if in_fire:
                 accept[nxt] = t
-                s0_valid, s0_group, s0_point = True, 0, nxt
                 nxt += 1
-            elif s0_valid and s0_group < g_last:
-                s0_group += 1
-            else:
-                s0_valid = False
             if o_fire:
-                out[fifo.popleft()] = t
+                out[done] = t
                 done += 1
-            credits += int(in_fire) - int(o_fire)
             t += 1
         return accept, out
 

@@ -23,7 +23,8 @@ Imports the engine's params (``hw.mlp_engine.params``) and NumPy only (no Amaran
     write then, so the model needs no read-during-write rule). A transfer "at cycle t" means valid
     and ready were both high when cycle t's closing rising edge sampled them. Vector i is offered
     from ``max(offer_cycles[i], accept[i-1] + 1)`` until accepted; ``ready[t]`` is the output's
-    ready in cycle t (ready past the end). ``schedule`` steps the RTL's control state cycle by cycle.
+    ready in cycle t (ready past the end). ``schedule`` steps the RTL's control state cycle by cycle
+    (``EngineTiming``, which ``sim.tlm.top`` also steps inside the accelerator top).
 
 (c) The closed form, no simulation (``layer_cycles``, ``vector_cycles``, ``vector_latency``,
     ``stream_cycles``), for performance models. The timing (see ``hw.mlp_engine`` for the derivation):
@@ -72,7 +73,7 @@ from hw.mlp_engine.params import MlpEngineParams, MlpLayer
 from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector, unpack_vector
 
 __all__ = [
-    "MlpEngineTLM", "MlpResult", "reference_forward", "layer_cycles", "vector_cycles", "vector_latency",
+    "MlpEngineTLM", "EngineTiming", "MlpResult", "reference_forward", "layer_cycles", "vector_cycles", "vector_latency",
     "stream_cycles", "pack_vector", "unpack_vector", "config_word", "weight_writes", "bias_writes", "check_range",
     "MlpCellsTLM", "CellsResult", "CellTimes", "cell_words", "cell_writes", "cell_schedule", "cell_stream_cycles",
 ]
@@ -361,9 +362,144 @@ class _Steps:
     free_trace: list[tuple[int, int]] | None = None
 
 
+class EngineTiming:
+    """The engine's control state (``hw.mlp_engine.rtl``), stepped one cycle at a time: what ``_step`` runs for
+    ``MlpEngineTLM`` and ``MlpCellsTLM``, and what ``sim.tlm.top`` composes with the other units of the top.
+
+    State: the input register (full / empty), the issue unit (idle, issuing layer l with its remaining
+    issue cycles, or waiting for layer l's last tile to leave the pipeline), the layer ends travelling
+    down the ``PIPELINE_STAGES`` registers, the output FIFO and its credits (vectors loaded whose output
+    has not transferred yet); with two banks also the banks' states and the loader of part (d). In a
+    cycle, ``in_ready`` and ``out_valid`` depend on the state alone (``i.ready`` = input register empty
+    or being loaded); ``clock(in_fire, out_fire)`` is the edge that closes the cycle. Vectors are numbered
+    in input order (outputs leave in that order).
+
+    Args:
+        params: the engine parameters.
+        issue_of: vector index -> the issue cycles of each of its layers (N_l).
+        last: two banks: per vector, whether it ends its cell group (the input's ``last`` bit); None:
+            one bank (loads wait for nothing but the issue unit and a credit).
+        loads: two banks: per visit (cell group), the loader's ``load_cycles`` (module docstring, part d).
+
+    With two banks, ``seen``, ``commit`` and ``release`` (int64 per visit) and ``free_trace`` record the
+    loader's and the banks' cycles (``_Steps``).
+    """
+
+    IDLE, ISSUING, WAITING = 0, 1, 2
+
+    def __init__(self, params: MlpEngineParams, issue_of, *, last: Sequence[bool] | None = None,
+                 loads: Sequence[int] | None = None) -> None:
+        self.issue_of = issue_of
+        self.banked = last is not None
+        self.stages, self.depth = params.PIPELINE_STAGES, params.OUT_FIFO_DEPTH
+        self.t = 0
+        self.mode, self.vec, self.layer, self.left, self.cur_issue, self.final_layer = self.IDLE, -1, 0, 0, (), -1
+        self.in_full, self.in_vec, self.n_in = False, -1, 0
+        self.ends: deque[tuple] = deque()  # (cycle in stage 4, vector, last layer[, bank, ends its group])
+        self.fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector)
+        self.credits = 0
+        self._begun = -1  # the cycle whose start (the loader's decisions) has been evaluated
+        self._commit_bank = -1
+        if self.banked:
+            self.last, self.loads = last, loads
+            visits = len(loads)
+            self.seen = np.full(visits, -1, dtype=np.int64)
+            self.commit = np.full(visits, -1, dtype=np.int64)
+            self.release = np.full(visits, -1, dtype=np.int64)
+            self.full, self.busy, self.cur = [False, False], [False, False], 0
+            self.vbank, self.vglast = 0, False  # the issuing vector's bank and group end
+            self.group_of = np.cumsum([0] + [int(x) for x in last[:-1]])  # visit of each vector
+            self.k_load, self.look_from, self.commit_at = 0, 0, -1  # loader: visit being loaded, ...
+            self.free_trace: list[tuple[int, int]] = []
+            self.free_prev = -1
+
+    def _begin(self) -> None:
+        """The start of the current cycle with two banks: ``banks.free`` and the loader's decisions."""
+        if self._begun == self.t:
+            return
+        self._begun, t = self.t, self.t
+        self._commit_bank = -1
+        if not self.banked:
+            return
+        free = sum(1 << b for b in range(2) if not self.full[b] and not self.busy[b])
+        if free != self.free_prev:
+            self.free_trace.append((t, free))
+            self.free_prev = free
+        if self.k_load < len(self.loads):
+            if self.commit_at < 0:
+                if t >= self.look_from and free >> (self.k_load % 2) & 1:
+                    self.seen[self.k_load] = t  # writes in cycles t + 1 .. t + loads[k], then the commit
+                    self.commit_at = t + 1 + int(self.loads[self.k_load])
+            elif t == self.commit_at:
+                self.commit[self.k_load] = t
+                self._commit_bank = self.k_load % 2
+                self.k_load, self.look_from, self.commit_at = self.k_load + 1, t + 1, -1
+
+    def _load(self) -> bool:
+        vec_last = self.mode == self.ISSUING and self.left == 1 and self.layer == self.final_layer
+        return (self.in_full and (self.mode == self.IDLE or vec_last) and self.credits < self.depth
+                and (not self.banked or self.full[self.cur]))
+
+    @property
+    def in_ready(self) -> bool:
+        """``i.ready``: the input register empty, or loaded into the activation buffer in this cycle."""
+        self._begin()
+        return not self.in_full or self._load()
+
+    @property
+    def out_valid(self) -> bool:
+        """``o.valid``: the output FIFO holds a finished vector."""
+        self._begin()
+        return bool(self.fifo) and self.fifo[0][0] <= self.t
+
+    def clock(self, in_fire: bool, out_fire: bool) -> None:
+        """The edge closing the current cycle: an input transfer (``in_fire``, only while ``in_ready``) and an
+        output transfer (``out_fire``, only while ``out_valid``)."""
+        self._begin()
+        t, banked = self.t, self.banked
+        load = self._load()
+        end = self.ends[0] if self.ends and self.ends[0][0] == t else None
+        if self.mode == self.ISSUING:
+            if self.left == 1:
+                final = self.layer == self.final_layer
+                self.ends.append((t + self.stages, self.vec, final, self.vbank, final and self.vglast) if banked
+                                 else (t + self.stages, self.vec, final))
+                self.mode = self.IDLE if final else self.WAITING
+            else:
+                self.left -= 1
+        if end is not None:
+            self.ends.popleft()
+            if end[2]:
+                self.fifo.append((t + 1, end[1]))
+                if banked and end[4]:  # the group's last vector leaves stage 4: its bank is free from cycle t + 1
+                    self.busy[end[3]] = False
+                    self.release[self.group_of[end[1]]] = t + 1
+            else:  # layer outputs now in the activation buffer: issue the next layer
+                self.mode, self.layer = self.ISSUING, self.layer + 1
+                self.left = self.cur_issue[self.layer]
+        if load:
+            self.cur_issue = self.issue_of(self.in_vec)
+            self.mode, self.vec, self.layer = self.ISSUING, self.in_vec, 0
+            self.left, self.final_layer = self.cur_issue[0], len(self.cur_issue) - 1
+            self.in_full = False
+            if banked:
+                self.vbank, self.vglast = self.cur, bool(self.last[self.in_vec])
+                if self.vglast:
+                    self.full[self.cur], self.busy[self.cur], self.cur = False, True, self.cur ^ 1
+        if self._commit_bank >= 0:
+            self.full[self._commit_bank] = True
+        if in_fire:
+            self.in_full, self.in_vec = True, self.n_in
+            self.n_in += 1
+        if out_fire:
+            self.fifo.popleft()
+        self.credits += int(load) - int(out_fire)
+        self.t += 1
+
+
 def _step(params: MlpEngineParams, issue: Sequence[Sequence[int]], offers: np.ndarray, ready, *,
           last: Sequence[bool] | None = None, loads: Sequence[int] | None = None) -> _Steps:
-    """Step the RTL's control state (``hw.mlp_engine.rtl``) from cycle 0 until every output has transferred.
+    """Step the RTL's control state (``EngineTiming``) from cycle 0 until every output has transferred.
 
     Args:
         issue: per vector, the issue cycles of each of its layers (N_l).
@@ -377,90 +513,25 @@ def _step(params: MlpEngineParams, issue: Sequence[Sequence[int]], offers: np.nd
     """
     ready_at = ReadyPattern(ready)
     n = len(offers)
-    banked = last is not None
-    stages, depth = params.PIPELINE_STAGES, params.OUT_FIFO_DEPTH
     accept = np.full(n, -1, dtype=np.int64)
     out = np.full(n, -1, dtype=np.int64)
-    IDLE, ISSUING, WAITING = 0, 1, 2
-    mode, vec, layer, left, cur_issue, final_layer = IDLE, -1, 0, 0, (), -1
-    in_full, in_vec = False, -1
-    ends: deque[tuple] = deque()  # (cycle in stage 4, vector, last layer[, bank, ends its group])
-    fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector)
-    credits = 0
+    state = EngineTiming(params, issue.__getitem__, last=last, loads=loads)
     nxt = done = 0
-    if banked:
-        visits = len(loads)
-        seen = np.full(visits, -1, dtype=np.int64)
-        commit = np.full(visits, -1, dtype=np.int64)
-        release = np.full(visits, -1, dtype=np.int64)
-        full, busy, cur = [False, False], [False, False], 0
-        vbank, vglast = 0, False  # the issuing vector's bank and group end
-        group_of = np.cumsum([0] + [int(x) for x in last[:-1]])  # visit of each vector
-        k_load, look_from, commit_at = 0, 0, -1  # loader: visit being loaded, ...
-        free_trace: list[tuple[int, int]] = []
-        free_prev = -1
     t = 0
     while done < n:
-        commit_bank = -1
-        if banked:
-            free = sum(1 << b for b in range(2) if not full[b] and not busy[b])
-            if free != free_prev:
-                free_trace.append((t, free))
-                free_prev = free
-            if k_load < visits:
-                if commit_at < 0:
-                    if t >= look_from and free >> (k_load % 2) & 1:
-                        seen[k_load] = t  # writes in cycles t + 1 .. t + loads[k], then the commit
-                        commit_at = t + 1 + int(loads[k_load])
-                elif t == commit_at:
-                    commit[k_load] = t
-                    commit_bank = k_load % 2
-                    k_load, look_from, commit_at = k_load + 1, t + 1, -1
-        o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
-        vec_last = mode == ISSUING and left == 1 and layer == final_layer
-        load = in_full and (mode == IDLE or vec_last) and credits < depth and (not banked or full[cur])
-        in_fire = nxt < n and offers[nxt] <= t and (not in_full or load)
-        end = ends[0] if ends and ends[0][0] == t else None
-        # --- closing edge of cycle t ---
-        if mode == ISSUING:
-            if left == 1:
-                final = layer == final_layer
-                ends.append((t + stages, vec, final, vbank, final and vglast) if banked else (t + stages, vec, final))
-                mode = IDLE if final else WAITING
-            else:
-                left -= 1
-        if end is not None:
-            ends.popleft()
-            if end[2]:
-                fifo.append((t + 1, end[1]))
-                if banked and end[4]:  # the group's last vector leaves stage 4: its bank is free from cycle t + 1
-                    busy[end[3]] = False
-                    release[group_of[end[1]]] = t + 1
-            else:  # layer outputs now in the activation buffer: issue the next layer
-                mode, layer = ISSUING, layer + 1
-                left = cur_issue[layer]
-        if load:
-            cur_issue = issue[in_vec]
-            mode, vec, layer, left, final_layer = ISSUING, in_vec, 0, cur_issue[0], len(cur_issue) - 1
-            in_full = False
-            if banked:
-                vbank, vglast = cur, bool(last[in_vec])
-                if vglast:
-                    full[cur], busy[cur], cur = False, True, cur ^ 1
-        if commit_bank >= 0:
-            full[commit_bank] = True
+        o_fire = state.out_valid and ready_at(t)
+        in_fire = nxt < n and offers[nxt] <= t and state.in_ready
+        state.clock(in_fire, o_fire)
         if in_fire:
             accept[nxt] = t
-            in_full, in_vec = True, nxt
             nxt += 1
         if o_fire:
-            out[fifo.popleft()[1]] = t
+            out[done] = t
             done += 1
-        credits += int(load) - int(o_fire)
         t += 1
-    if not banked:
+    if not state.banked:
         return _Steps(accept, out)
-    return _Steps(accept, out, seen, commit, release, free_trace)
+    return _Steps(accept, out, state.seen, state.commit, state.release, state.free_trace)
 
 
 # --- two weight banks: the loader's words, the closed form, the model ------------------------------

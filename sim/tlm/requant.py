@@ -27,7 +27,7 @@ from sim.tlm.fixed import clamp_bits, round_shift
 from sim.tlm.transfers import check_offers, check_range, config_word, pack_vector, unpack_vector
 
 __all__ = ["requant_reference", "RequantConfig", "RequantTLM", "RequantResult", "const_writes", "vector_latency",
-           "stream_cycles", "config_word", "pack_vector", "unpack_vector"]
+           "timing", "stream_cycles", "config_word", "pack_vector", "unpack_vector"]
 
 
 def requant_reference(u, mult, offset, shift: int, out_bits: int, params: RequantParams) -> np.ndarray:
@@ -77,6 +77,12 @@ def stream_cycles(params: RequantParams, vectors: int) -> int:
     """Total cycles (last output transfer + 1) of ``vectors`` vectors all offered at cycle 0 with the
     output always ready: ``vectors + 4`` (0 for no vectors): II = 1."""
     return credit_pipe.stream_cycles(vectors, params.LATENCY)
+
+
+def timing(params: RequantParams) -> credit_pipe.CreditPipeTiming:
+    """The unit's control state, stepped one cycle at a time (``sim.tlm.credit_pipe.CreditPipeTiming`` with
+    L = ``LATENCY``, D = ``OUT_FIFO_DEPTH``): what ``sim.tlm.top`` composes with the other units of the top."""
+    return credit_pipe.CreditPipeTiming(params.LATENCY, params.OUT_FIFO_DEPTH)
 
 
 # --- the model -------------------------------------------------------------------------------------

@@ -35,7 +35,6 @@ N directions offered at cycle 0 with the output always ready finish (last output
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -43,11 +42,12 @@ import numpy as np
 
 from hw.config import check_int
 from hw.sh_unit.params import SH_COEFFICIENTS, ShUnitParams
+from sim.tlm import credit_pipe
 from sim.tlm.fixed import clamp_bits, fit_shift, round_shift
-from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_word, pack_vector
+from sim.tlm.transfers import check_offers, check_range, config_word, pack_vector
 
 __all__ = ["SH_SCALE", "SH_CONSTANT", "to_direction_codes", "sh_monomials", "sh_reference", "sh_constants",
-           "ShUnitTLM", "ShUnitResult", "sh_config_word", "const_writes", "stream_cycles"]
+           "ShUnitTLM", "ShUnitResult", "sh_config_word", "const_writes", "stream_cycles", "timing"]
 
 #: The basis constant of each coefficient (``nerf.sh``), multiplying its monomial.
 SH_SCALE = (0.28209479177387814, -0.48860251190291987, 0.48860251190291987, -0.48860251190291987,
@@ -139,6 +139,13 @@ def stream_cycles(params: ShUnitParams, directions: int) -> int:
     always ready: ``N + latency`` = N + 5 (0 for none)."""
     n = check_int("directions", directions, 0)
     return n + params.latency if n else 0
+
+
+def timing(params: ShUnitParams) -> credit_pipe.CreditPipeTiming:
+    """The unit's control state, stepped one cycle at a time (``sim.tlm.credit_pipe.CreditPipeTiming`` with
+    L = ``latency``, D = ``fifo_depth``): what ``ShUnitTLM.schedule`` runs and ``sim.tlm.top`` composes with the
+    other units of the top."""
+    return credit_pipe.CreditPipeTiming(params.latency, params.fifo_depth)
 
 
 # --- the model -------------------------------------------------------------------------------------
@@ -241,31 +248,11 @@ class ShUnitTLM:
 
         State mirrored from ``hw.sh_unit.rtl``: the credits (input ready = credits in use <
         fifo_depth), the directions in the pipeline (each with the cycle it is on the FIFO's output)
-        and the output FIFO.
+        and the output FIFO: the pipeline of ``sim.tlm.credit_pipe`` with L = ``latency`` and D =
+        ``fifo_depth`` (``timing``).
         """
         p = self.params
-        offers = check_offers(offer_cycles)
-        ready_at = ReadyPattern(ready)
-        n = len(offers)
-        depth, latency = p.fifo_depth, p.latency
-        accept = np.full(n, -1, dtype=np.int64)
-        out = np.full(n, -1, dtype=np.int64)
-        flight: deque[tuple[int, int]] = deque()  # (first cycle on the FIFO's output, direction)
-        credits = nxt = done = t = 0
-        while done < n:
-            in_fire = nxt < n and offers[nxt] <= t and credits < depth
-            o_fire = bool(flight) and flight[0][0] <= t and ready_at(t)
-            # --- closing edge of cycle t ---
-            if in_fire:
-                accept[nxt] = t
-                flight.append((t + latency, nxt))
-                nxt += 1
-            if o_fire:
-                out[flight.popleft()[1]] = t
-                done += 1
-            credits += int(in_fire) - int(o_fire)
-            t += 1
-        return accept, out
+        return credit_pipe.credit_schedule(offer_cycles, ready, latency=p.latency, depth=p.fifo_depth)
 
     def run(self, codes, offer_cycles=None, ready=None) -> ShUnitResult:
         """Predict a whole run: outputs (``sh_reference``) and transfer cycles (``schedule``).
