@@ -15,7 +15,7 @@ from pathlib import Path
 from hw.registry import load_config
 from common.atomic import atomic_write_text
 
-__all__ = ["bench_hash_encoder", "bench_perf", "bench_memory", "bench_memory_frame", "ray_workload", "bench_bitexact"]
+__all__ = ["bench_hash_encoder", "bench_perf", "bench_memory", "bench_memory_frame", "ray_workload", "bench_bitexact", "bench_top"]
 
 
 def _tlm_against_verilator(config, model, traffic, *, engine: str, points: int, seed: int, build_root, runs_root):
@@ -235,4 +235,30 @@ def bench_bitexact(*, width: int = 100, samples_per_ray: int = 5, repeats: int =
               "meets_target": best < 10.0,
               "machine": {"python": platform.python_version(), "processor": platform.machine()}}
     atomic_write_text(Path(runs_root) / "bench" / "bitexact.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def bench_top(*, seed: int = 1, build_root="build", runs_root="runs") -> dict:
+    """Simulated cycles per second of the accelerator top: Verilator under cocotb (the streaming phase, drivers,
+    monitors and scoreboard included) against ``sim.tlm.top.TopTLM`` (its prediction of every transfer, inside
+    the same testbench), on ``flows.cosim.top_workload``'s whole rays with gaps and backpressure; checked equal.
+    Writes ``<runs_root>/bench/top.json``.
+
+    Raises:
+        RuntimeError: the co-simulation disagrees with the TLM.
+    """
+    from flows.cosim import run_top_cosim, top_workload
+
+    w = top_workload(Path(runs_root) / "bench" / "top-workload")
+    s = run_top_cosim(w["model"], w["rays"], seed=seed, build_root=build_root, runs_root=runs_root,
+                      run_name="bench/cosim-top")
+    if s["mismatches"] or s["cycles_rtl"] != s["cycles_tlm"]:
+        raise RuntimeError(f"benchmark co-simulation of the top disagrees with TopTLM: {s['mismatch_examples'][:3]}")
+    vl, tlm = s["cycles_rtl"] / s["sim_seconds"], s["cycles_tlm"] / s["tlm_seconds"]
+    result = {"engine": "accelerator_top", "rays": s["rays"], "samples": s["samples"], "cycles": s["cycles_rtl"],
+              "verilator": {"seconds": s["sim_seconds"], "cycles_per_second": round(vl, 1)},
+              "tlm": {"seconds": s["tlm_seconds"], "cycles_per_second": round(tlm, 1)},
+              "tlm_over_verilator": round(tlm / vl, 2), "build_seconds": s["build_seconds"],
+              "machine": {"python": platform.python_version(), "processor": platform.machine()}}
+    atomic_write_text(Path(runs_root) / "bench" / "top.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -141,7 +141,7 @@ def cmd_cosim(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from flows.bench import bench_bitexact, bench_hash_encoder, bench_memory, bench_memory_frame, bench_perf
+    from flows.bench import bench_bitexact, bench_hash_encoder, bench_memory, bench_memory_frame, bench_perf, bench_top
 
     print(json.dumps(bench_perf(runs_root=args.runs), indent=2))
     print(json.dumps(bench_bitexact(runs_root=args.runs), indent=2))
@@ -151,6 +151,7 @@ def cmd_bench(args) -> int:
     print(json.dumps(result, indent=2))
     print(json.dumps(bench_memory(points=min(args.points, 2000), seed=args.seed, build_root=args.build,
                                   runs_root=args.runs), indent=2))
+    print(json.dumps(bench_top(seed=args.seed, build_root=args.build, runs_root=args.runs), indent=2))
     return 0
 
 

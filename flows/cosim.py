@@ -14,6 +14,7 @@ from hw.config import ConfigError
 from hw.registry import ENGINES, load_config, read_params_line
 
 __all__ = ["run_cosim", "run_top_cosim", "config_name", "config_engines", "check_verilog", "summary_lines",
+           "TOP_TRAIN", "top_accelerator", "whole_rays", "top_workload",
            "TEST_MODULES"]
 
 #: Engine section -> cocotb test module (from the registry).
@@ -225,3 +226,82 @@ def run_top_cosim(model: str | Path, rays: str | Path, *, seed: int = 1, init_se
                "verilog": str(verilog), "log": str(result.log), "waves": str(result.waves) if result.waves else None}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+# --- a small trained top: the co-simulation test's and the benchmark's workload ----------------------
+#: The training run of ``top_workload``: the built-in scene at 25 x 25, 4 levels of 2^8 entries, an MLP width of 8.
+TOP_TRAIN = dict(name="topcosim", iterations=300, batch_rays=256, n_samples=12, log2_table_size=8, levels=4, n_min=4,
+                 n_max=32, ngp_hidden=8, occupancy_res=16, occupancy_warmup=8, occupancy_every=8, test_every=100,
+                 downscale=4, batch_samples=None)
+
+
+def top_accelerator():
+    """One encoder lane and 8 x 8 bit-serial arrays: 196 / 392 cycles per sample for the density / colour MLP
+    of ``top_workload``'s model at 8 bits (small Verilog, a quick Verilator build)."""
+    from hw.mlp_engine.params import MlpEngineParams
+    from sim.mapping import AcceleratorPreset
+
+    mlp = MlpEngineParams(rows=8, cols=8, max_in=64, max_out=64, max_layers=3, max_weight_bits=8, max_act_bits=8)
+    return AcceleratorPreset(name="topcosim", lanes=1, coord_bits=16, feature_bits=8, mlp=mlp)
+
+
+def whole_rays(m, occupancy, data, rng, rows):
+    """Rays through the pixels of ``rows`` of test view 0, each as the host prepares it (``flows.hwrender.host_rays``)
+    with 1, 3 or 6 samples across the box, and a third of them turned around so that they miss the box (no
+    samples): rays with and without samples, in image order, as one ``sim.bitexact.RayBatch``."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from flows.hwrender import host_rays
+    from nerf.cameras import get_rays
+    from sim.bitexact import RayBatch
+
+    o, d = get_rays(data.height, data.width, data.focal, data.poses[0], **data.intrinsics)
+    o, d = torch.from_numpy(np.asarray(o, np.float32)), torch.from_numpy(np.asarray(d, np.float32))
+    parts = []
+    for row in rows:
+        for i in range(row * data.width, (row + 1) * data.width):
+            sign = -1.0 if rng.random() < 1 / 3 else 1.0
+            parts.append(host_rays(m, occupancy, o[i:i + 1], sign * d[i:i + 1], n_samples=int(rng.choice([1, 3, 6]))))
+    return RayBatch(*(np.concatenate([getattr(r, f.name) for r in parts]) for f in dataclasses.fields(RayBatch)))
+
+
+def top_workload(root: str | Path, *, rows=(11, 13), seed: int = 0) -> dict:
+    """Train ``TOP_TRAIN`` on the built-in scene, PTQ at the top's widths (uniform 8 bits), export it for
+    ``top_accelerator`` and read it back; the rays of ``rows`` of a test view (``whole_rays``).
+
+    Returns:
+        ``{"root", "model" (the nerfhw-int file), "rays" (the rays file), "m" (IntModel), "batch" (RayBatch),
+        "accel", "policy", "psnr" (the trained field's test PSNR)}``.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from nerf.data import load_scene
+    from nerf.train import PRESETS, model_from_checkpoint, train
+    from quant.int_export import export_int, load_int, save_int
+    from quant.policy import QuantPolicy
+    from quant.ptq import ptq
+    from sim.cosim.workload_top import save_rays
+    from sim.mapping import hardware_bits, top_params
+
+    root = Path(root)
+    preset = dataclasses.replace(PRESETS["tiny"], **TOP_TRAIN, checkpoint_every=TOP_TRAIN["iterations"])
+    summary = train("builtin", preset, root / "train", downscale=4, progress=False)
+    model, occupancy, _ = model_from_checkpoint(root / "train" / "checkpoint.pt")
+    policy = QuantPolicy.uniform(8, model.arch["levels"])
+    bits = hardware_bits(policy, model.arch)
+    accel = top_accelerator()
+    top = top_params(accel, model.arch, policy)
+    train_data = load_scene("builtin", "train", downscale=4)
+    ptq(model, occupancy, train_data, QuantPolicy(bits, model.arch["levels"]), n_samples=preset.n_samples, rays=2048)
+    save_int(root / "model.nhwi", export_int(model, top, policy, bits))
+    m = load_int(root / "model.nhwi", expect={"arch": model.arch, "preset": accel.name})
+    test_data = load_scene("builtin", "test", downscale=4)
+    rays = whole_rays(m, occupancy, test_data, np.random.default_rng(seed), rows=rows)
+    save_rays(root / "rays.npz", rays)
+    return {"root": root, "model": root / "model.nhwi", "rays": root / "rays.npz", "m": m, "batch": rays,
+            "accel": accel, "policy": policy, "psnr": summary["psnr_test"]}

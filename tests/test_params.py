@@ -88,7 +88,8 @@ def test_unknown_key_is_named(tmp_path):
 def test_unknown_section_is_named(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("hash_encodr:\n  levels: 4\n")
-    with pytest.raises(ConfigError, match=r"unknown section 'hash_encodr' in .*bad.yaml' \(allowed: hash_encoder, mlp_engine, hadamard, hash_encoder_axi\)"):
+    with pytest.raises(ConfigError, match=r"unknown section 'hash_encodr' in .*bad.yaml' \(allowed: hash_encoder, mlp_engine, "
+                       r"hadamard, hash_encoder_axi, sh_unit, activation, requant, compositor\)"):
         load_config(path)
 
 

@@ -55,6 +55,7 @@ def _random_model(seed: int = 0):
                     sh_mult=np.array(sh_mult), sh_offset=np.array(sh_off), sh_shift=sh_shift,
                     color=program("color", True), color_table=rng.integers(0, 256, size=256),
                     pixel=pixel_constants(1 / 255, 0.0, 1.0, 1e-3, top.compositor), sigma_step=0.05,
+                    color_step=1 / 255, color_low=0.0,
                     bbox=ARCH["bbox"])
 
 

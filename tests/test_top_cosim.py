@@ -3,7 +3,6 @@ policy, loaded through the top's write ports, and whole rays of a test view (hos
 Verilator against TopTLM; the frame model against the RTL at full rate; lint and ports (about two minutes the
 first time, most of it compiling the Verilator model; build/test-cosim/top keeps it for later runs)."""
 
-import dataclasses
 import json
 import re
 
@@ -16,70 +15,14 @@ BUILD = ROOT / "build" / "test-cosim" / "top"
 
 pytestmark = pytest.mark.cosim
 
-#: The training run: the built-in scene at 25 x 25, 4 levels of 2^8 entries, an MLP width of 8.
-TRAIN = dict(name="topcosim", iterations=300, batch_rays=256, n_samples=12, log2_table_size=8, levels=4, n_min=4,
-             n_max=32, ngp_hidden=8, occupancy_res=16, occupancy_warmup=8, occupancy_every=8, test_every=100,
-             downscale=4, batch_samples=None)
-
-
-def _accelerator():
-    """One encoder lane and 8 x 8 bit-serial arrays: 196 / 392 cycles per sample for the density / colour MLP
-    at 8 bits (small Verilog, a quick Verilator build)."""
-    from hw.mlp_engine.params import MlpEngineParams
-    from sim.mapping import AcceleratorPreset
-
-    mlp = MlpEngineParams(rows=8, cols=8, max_in=64, max_out=64, max_layers=3, max_weight_bits=8, max_act_bits=8)
-    return AcceleratorPreset(name="topcosim", lanes=1, coord_bits=16, feature_bits=8, mlp=mlp)
-
-
-def _whole_rays(m, occupancy, data, rng, rows):
-    """Rays through the pixels of ``rows`` of test view 0, each as the host prepares it (``host_rays``) with
-    1, 3 or 6 samples across the box, and a third of them turned around so that they miss the box (no samples):
-    rays with and without samples, in image order."""
-    import torch
-
-    from flows.hwrender import host_rays
-    from nerf.cameras import get_rays
-    from sim.bitexact import RayBatch
-
-    o, d = get_rays(data.height, data.width, data.focal, data.poses[0], **data.intrinsics)
-    o, d = torch.from_numpy(np.asarray(o, np.float32)), torch.from_numpy(np.asarray(d, np.float32))
-    parts = []
-    for row in rows:
-        for i in range(row * data.width, (row + 1) * data.width):
-            sign = -1.0 if rng.random() < 1 / 3 else 1.0
-            parts.append(host_rays(m, occupancy, o[i:i + 1], sign * d[i:i + 1], n_samples=int(rng.choice([1, 3, 6]))))
-    return RayBatch(*(np.concatenate([getattr(r, f.name) for r in parts]) for f in dataclasses.fields(RayBatch)))
-
 
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory):
-    """Train, quantize (PTQ at the top's widths, uniform 8 bits), export, read back; the rays of two image rows."""
-    from nerf.data import load_scene
-    from nerf.train import PRESETS, model_from_checkpoint, train
-    from quant.int_export import export_int, load_int, save_int
-    from quant.policy import QuantPolicy
-    from quant.ptq import ptq
-    from sim.cosim.workload_top import save_rays
-    from sim.mapping import hardware_bits, top_params
+    """Train, quantize (PTQ at the top's widths, uniform 8 bits), export, read back; the rays of two image rows
+    (``flows.cosim.top_workload``)."""
+    from flows.cosim import top_workload
 
-    root = tmp_path_factory.mktemp("top")
-    preset = dataclasses.replace(PRESETS["tiny"], **TRAIN, checkpoint_every=TRAIN["iterations"])
-    summary = train("builtin", preset, root / "train", downscale=4, progress=False)
-    model, occupancy, _ = model_from_checkpoint(root / "train" / "checkpoint.pt")
-    policy = QuantPolicy.uniform(8, model.arch["levels"])
-    bits = hardware_bits(policy, model.arch)
-    accel = _accelerator()
-    top = top_params(accel, model.arch, policy)
-    train_data = load_scene("builtin", "train", downscale=4)
-    ptq(model, occupancy, train_data, QuantPolicy(bits, model.arch["levels"]), n_samples=preset.n_samples, rays=2048)
-    save_int(root / "model.nhwi", export_int(model, top, policy, bits))
-    m = load_int(root / "model.nhwi", expect={"arch": model.arch, "preset": accel.name})
-    test_data = load_scene("builtin", "test", downscale=4)
-    rays = _whole_rays(m, occupancy, test_data, np.random.default_rng(0), rows=(11, 13))
-    save_rays(root / "rays.npz", rays)
-    return {"root": root, "model": root / "model.nhwi", "rays": root / "rays.npz", "m": m, "batch": rays,
-            "accel": accel, "policy": policy, "psnr": summary["psnr_test"]}
+    return top_workload(tmp_path_factory.mktemp("top"))
 
 
 def _cosim(workload, tmp_path, **kw):
