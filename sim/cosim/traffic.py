@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["offer_cycles", "ready_pattern", "pick", "phased_workload"]
+__all__ = ["offer_cycles", "ready_pattern", "pick", "phased_workload", "phase_traffic"]
 
 
 def offer_cycles(rng: np.random.Generator, n: int, max_gap: int) -> np.ndarray:
@@ -53,3 +53,12 @@ def phased_workload(vectors, phases, noun: str = "vector") -> dict:
     if vectors < phases:
         raise ValueError(f"need at least one {noun} per phase, not {vectors} {noun}s for {phases} phases")
     return {"vectors": vectors, "phases": phases}
+
+
+def phase_traffic(rng: np.random.Generator, count: int, *, idle: bool, backpressure: bool):
+    """One phase's ``(offer cycles int64 (count,), output ready bool)``: gaps of 1..3 cycles (``offer_cycles``;
+    none without ``idle``) and ready segments of 1..8 cycles over enough cycles to drain (``ready_pattern``;
+    always ready without ``backpressure``)."""
+    offers = offer_cycles(rng, count, 3) if idle else np.zeros(count, dtype=np.int64)
+    horizon = int(offers[-1]) + 3 * (count + 8)
+    return offers, ready_pattern(rng, horizon, 1, 8) if backpressure else np.ones(0, dtype=bool)

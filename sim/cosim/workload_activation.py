@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.activation.params import ActivationConfig, ActivationParams
-from hw.config import check_int
-from sim.cosim.traffic import offer_cycles, phased_workload, pick, ready_pattern
+from sim.cosim.traffic import phase_traffic, phased_workload, pick
 from sim.tlm.activation import lut_index, table_writes
 from sim.tlm.transfers import pack_vector
 
@@ -94,9 +93,7 @@ def random_activation_workload(
         idle: False makes every vector available at cycle 0 of its phase (no input gaps).
         backpressure: False makes the output always ready.
     """
-    check_int("phases", phases, 1)
-    if vectors < phases:
-        raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
+    phased_workload(vectors, phases, "vector")  # the checks of the job's counts
     p = params
     rng = np.random.default_rng(seed)
     top = (1 << p.out_bits) - 1
@@ -121,9 +118,7 @@ def random_activation_workload(
         z[0] = -half
         if count > 1:
             z[1] = half - 1
-        offers = offer_cycles(rng, count, 3) if idle else np.zeros(count, dtype=np.int64)
-        horizon = int(offers[-1]) + 3 * (count + 8)
-        ready = ready_pattern(rng, horizon, 1, 8) if backpressure else np.ones(0, dtype=bool)
+        offers, ready = phase_traffic(rng, count, idle=idle, backpressure=backpressure)
         out.append(ActivationPhase(cfg, table, z, [pack_vector(row, p.in_bits) for row in z], offers, ready,
                                    table_writes(p, table)))
     return out

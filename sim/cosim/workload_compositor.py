@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.compositor.params import CompositorParams
-from hw.config import check_int
 from sim.cosim.traffic import offer_cycles, phased_workload, ready_pattern
 from sim.tlm.compositor import PixelConstants, pixel_constants, ray_payload, sample_payload
 
@@ -118,9 +117,7 @@ def random_compositor_workload(
         idle: False offers every header and sample at cycle 0 of its phase (no gaps).
         backpressure: False makes the pixel output always ready.
     """
-    check_int("phases", phases, 1)
-    if rays < phases:
-        raise ValueError(f"need at least one ray per phase, not {rays} rays for {phases} phases")
+    phased_workload(rays, phases, "ray")  # the checks of the job's counts
     p = params
     rng = np.random.default_rng(seed)
     cmax = (1 << p.color_bits) - 1

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import check_int
 from hw.hadamard.params import HadamardConfig, HadamardParams
 from sim.cosim.traffic import offer_cycles, phased_workload, pick as _pick, ready_pattern
 from sim.tlm import hadamard as had
@@ -98,9 +97,7 @@ def random_hadamard_workload(
         idle: False makes every vector available at cycle 0 of its phase (no input gaps).
         backpressure: False makes the output always ready.
     """
-    check_int("phases", phases, 1)
-    if vectors < phases:
-        raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
+    phased_workload(vectors, phases, "vector")  # the checks of the job's counts
     p = params
     rng = np.random.default_rng(seed)
     half_in, lim_w = 1 << (p.in_bits - 1), (1 << (p.weight_bits - 1)) - 1

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import check_int
 from hw.requant.params import RequantConfig, RequantParams
-from sim.cosim.traffic import offer_cycles, phased_workload, pick, ready_pattern
+from sim.cosim.traffic import phase_traffic, phased_workload, pick
 from sim.tlm.fixed import round_shift
 from sim.tlm.requant import const_writes
 from sim.tlm.transfers import pack_vector
@@ -98,9 +97,7 @@ def random_requant_workload(
         idle: False makes every vector available at cycle 0 of its phase (no input gaps).
         backpressure: False makes the output always ready.
     """
-    check_int("phases", phases, 1)
-    if vectors < phases:
-        raise ValueError(f"need at least one vector per phase, not {vectors} vectors for {phases} phases")
+    phased_workload(vectors, phases, "vector")  # the checks of the job's counts
     p = params
     rng = np.random.default_rng(seed)
     n = p.lanes
@@ -139,9 +136,7 @@ def random_requant_workload(
         if count > 1:
             u[1] = in_hi
         cfg = p.check_config(RequantConfig(shift=shift, out_bits=ob))
-        offers = offer_cycles(rng, count, 3) if idle else np.zeros(count, dtype=np.int64)
-        horizon = int(offers[-1]) + 3 * (count + 8)
-        ready = ready_pattern(rng, horizon, 1, 8) if backpressure else np.ones(0, dtype=bool)
+        offers, ready = phase_traffic(rng, count, idle=idle, backpressure=backpressure)
         out.append(RequantPhase(kind, cfg, mult, offset, u, [pack_vector(row, p.in_bits) for row in u], offers, ready,
                                 const_writes(p, mult, offset)))
     return out

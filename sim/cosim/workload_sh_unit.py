@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import check_int
 from hw.sh_unit.params import SH_COEFFICIENTS, ShUnitParams
 from sim.cosim.traffic import offer_cycles, phased_workload, pick, ready_pattern
 from sim.tlm.fixed import round_shift
@@ -143,9 +142,7 @@ def random_sh_workload(
         idle: False makes every direction available at cycle 0 of its phase (no input gaps).
         backpressure: False makes the output always ready.
     """
-    check_int("phases", phases, 1)
-    if vectors < phases:
-        raise ValueError(f"need at least one direction per phase, not {vectors} directions for {phases} phases")
+    phased_workload(vectors, phases, "direction")  # the checks of the job's counts
     p = params
     rng = np.random.default_rng(seed)
     out = []
