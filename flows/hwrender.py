@@ -45,11 +45,11 @@ def hwrender_dir(scene: str, preset: str, policy_name: str, hw: str, runs_root="
 def host_rays(m, occupancy, origins, dirs, *, n_samples: int):
     """The host's side of the top: rays of a view as a ``sim.bitexact.RayBatch``.
 
-    Samples as ``nerf.render.render_rays`` places them (``n_samples`` midpoints across the model's box),
-    kept where the occupancy grid is occupied (empty-space skipping; early ray termination is the
-    compositor's); positions normalised by the box as ``InstantNGP.normalize`` and converted by
-    ``sim.tlm.hash_encoder.to_fixed``; directions by ``sim.tlm.sh_unit.to_direction_codes``; q by
-    ``sim.tlm.compositor.depth_step``.
+    Samples where ``nerf.render.render_rays`` places them (``nerf.render.ray_samples``: ``n_samples``
+    midpoints across the model's box), kept where the occupancy grid is occupied (empty-space skipping;
+    early ray termination is the compositor's); positions normalised by the box as ``InstantNGP.normalize``
+    and converted by ``sim.tlm.hash_encoder.to_fixed``; directions by ``sim.tlm.sh_unit.to_direction_codes``;
+    q by ``sim.tlm.compositor.depth_step``.
 
     Args:
         m: the ``IntModel``; occupancy: the field's ``OccupancyGrid``.
@@ -57,7 +57,7 @@ def host_rays(m, occupancy, origins, dirs, *, n_samples: int):
     """
     import torch
 
-    from nerf.render import ray_aabb
+    from nerf.render import ray_samples
     from sim.bitexact import RayBatch
     from sim.tlm.compositor import depth_step
     from sim.tlm.hash_encoder import to_fixed
@@ -65,11 +65,7 @@ def host_rays(m, occupancy, origins, dirs, *, n_samples: int):
 
     lo, hi = torch.tensor(m.bbox[0], dtype=torch.float32), torch.tensor(m.bbox[1], dtype=torch.float32)
     with torch.no_grad():
-        d = dirs / dirs.norm(dim=-1, keepdim=True)
-        t_near, t_far, hit = ray_aabb(origins, d, lo, hi)
-        delta = (t_far - t_near).clamp(min=0.0) / n_samples
-        steps = torch.arange(n_samples, dtype=origins.dtype)
-        t = t_near[:, None] + (steps[None, :] + 0.5) * delta[:, None]
+        d, t, delta, hit = ray_samples(origins, dirs, lo, hi, n_samples=n_samples)
         pts = origins[:, None, :] + d[:, None, :] * t[..., None]  # (R, S, 3)
         keep = occupancy.query(pts.reshape(-1, 3)).reshape(t.shape) & hit[:, None]
         u = ((pts[keep] - lo) / (hi - lo)).clamp(0.0, 1.0 - 1e-6)
@@ -139,14 +135,16 @@ def _full_precision(quantizers, names, on: bool) -> None:
         quantizers[name].enabled = not on
 
 
-def _qat_model(field, checkpoint: Path, bits):
+def _qat_model(field, checkpoint: Path):
     """Load a fine-tuning checkpoint (``quant.acaq``, kind ``nerfhw-qat``, LSQ+ ``FakeQuantizer`` s) into the
     field's model: its weights, tables and trained quantizers; a component its policy leaves at 32 bits that the
-    top runs narrower gets a min-max quantizer calibrated alone. Returns ``(policy, quantizers)``.
+    top runs narrower gets a min-max quantizer calibrated alone. Returns ``(policy, top widths, quantizers)``.
 
     Raises:
         ValueError: not a fine-tuning checkpoint of this field's architecture, or not LSQ+ (A-CAQ's learned-
             bitwidth quantizers are no ``FakeQuantizer``), naming the field.
+        hw.config.ConfigError: its policy is one the top cannot run (``sim.mapping.hardware_bits``), before
+            the model is changed.
     """
     import torch
     from torch import nn
@@ -154,6 +152,7 @@ def _qat_model(field, checkpoint: Path, bits):
     from quant.policy import QuantPolicy, scheme_of
     from quant.ptq import apply_policy, calibrate_field
     from quant.quantizers import FakeQuantizer
+    from sim.mapping import hardware_bits
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "nerfhw-qat":
@@ -167,6 +166,7 @@ def _qat_model(field, checkpoint: Path, bits):
             raise ValueError(f"--checkpoint {checkpoint}: architecture field {key!r} is {ckpt['arch'].get(key)!r}, "
                              f"the trained field's is {value!r}")
     policy = QuantPolicy(ckpt["settings"]["policy"], field.levels)
+    bits = hardware_bits(policy, field.model.arch)
     quantizers = apply_policy(field.model, policy)
     field.model.load_state_dict(ckpt["model"])
     added = nn.ModuleDict()
@@ -177,7 +177,7 @@ def _qat_model(field, checkpoint: Path, bits):
             quantizers[name] = added[name.replace(".", "__")] = q
     if len(added):
         calibrate_field(field.model, field.occupancy, field.train_data, n_samples=field.n_samples, observers=added)
-    return policy, quantizers
+    return policy, bits, quantizers
 
 
 def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "default", runs_root="runs",
@@ -231,14 +231,7 @@ def hwrender(scene: str, preset: str, policy_spec: str | None, *, hw: str = "def
         quantizers = ptq(field.model, field.occupancy, field.train_data, QuantPolicy(bits, field.levels),
                          n_samples=field.n_samples)
     else:
-        import torch
-
-        qat = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        early = QuantPolicy(qat["settings"]["policy"], field.levels) if isinstance(qat, dict) and \
-            isinstance(qat.get("settings"), dict) and qat["settings"].get("policy") else None
-        bits = hardware_bits(early, arch) if early is not None else None
-        policy, quantizers = _qat_model(field, Path(checkpoint), bits or {})
-        bits = hardware_bits(policy, arch)
+        policy, bits, quantizers = _qat_model(field, Path(checkpoint))
         name = f"qat-{Path(checkpoint).parent.name}"
     top = top_params(accel, arch, policy)
     out = hwrender_dir(scene, preset, name, hw, runs_root)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ray_aabb", "render_rays", "RenderStats", "render_image", "evaluate", "sample_positions", "model_t_min",
-           "T_MIN_DEFAULT"]
+__all__ = ["ray_aabb", "ray_samples", "render_rays", "RenderStats", "render_image", "evaluate", "sample_positions",
+           "model_t_min", "T_MIN_DEFAULT"]
 
 #: Early ray termination of whole-view renders: transmittance below which a ray stops (Instant-NGP's 1e-4).
 T_MIN_DEFAULT = 1e-4
@@ -36,6 +36,27 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: to
     t_near = torch.minimum(t0, t1).amax(-1).clamp(min=0.0)
     t_far = torch.maximum(t0, t1).amin(-1)
     return t_near, t_far, t_far > t_near
+
+
+def ray_samples(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, n_samples: int,
+                perturb: bool = False, generator: torch.Generator | None = None):
+    """Where ``render_rays`` samples: ``n_samples`` equal steps across the box [lo, hi] along each ray, at the
+    step midpoints (jittered uniformly within the step when ``perturb``).
+
+    Args:
+        origins, dirs: float (R, 3) world units; dirs need not be unit length.
+
+    Returns:
+        ``(unit dirs (R, 3), t (R, S) depths, delta (R,) step length, hit bool (R,))``.
+    """
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    r = origins.shape[0]
+    t_near, t_far, hit = ray_aabb(origins, dirs, lo, hi)
+    steps = torch.arange(n_samples, device=origins.device, dtype=origins.dtype)
+    u = torch.rand(r, n_samples, device=origins.device, generator=generator) if perturb else torch.full(
+        (r, n_samples), 0.5, device=origins.device)
+    delta = (t_far - t_near).clamp(min=0.0) / n_samples  # (R,)
+    return dirs, t_near[:, None] + (steps[None, :] + u) * delta[:, None], delta, hit
 
 
 @dataclass
@@ -70,15 +91,9 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: 
     Returns:
         ``(rgb (R, 3), opacity (R,), RenderStats)``.
     """
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    dirs, t, delta, hit = ray_samples(origins, dirs, model.bbox[0], model.bbox[1], n_samples=n_samples,
+                                      perturb=perturb, generator=generator)
     r = origins.shape[0]
-    t_near, t_far, hit = ray_aabb(origins, dirs, model.bbox[0], model.bbox[1])
-    steps = torch.arange(n_samples, device=origins.device, dtype=origins.dtype)
-    u = torch.rand(r, n_samples, device=origins.device, generator=generator) if perturb else torch.full(
-        (r, n_samples), 0.5, device=origins.device)
-    span = (t_far - t_near).clamp(min=0.0)
-    delta = span / n_samples  # (R,)
-    t = t_near[:, None] + (steps[None, :] + u) * delta[:, None]  # (R, S)
     stats = RenderStats(rays=r, samples_in_box=int(hit.sum()) * n_samples)
     rgb = torch.zeros(r, 3, device=origins.device)
     trans = torch.ones(r, device=origins.device)

@@ -40,7 +40,7 @@ from hw.mlp_engine.params import MlpLayer
 from hw.top.params import TopParams
 from nerf.layout import model_layout
 from quant.dyadic import dyadic_multiplier
-from quant.entropy import BitstreamError, from_bytes, write_bitstream
+from quant.entropy import from_bytes, write_bitstream
 from sim.tlm.activation import activation_table
 from sim.tlm.compositor import PixelConstants, pixel_constants
 from sim.tlm.fixed import fit_shift
@@ -155,11 +155,10 @@ def _codes(q, x) -> np.ndarray:
 
 
 def _np_quantize(q):
-    from quant.quantizers import code_range
+    """float64 array -> the quantizer's codes (``quant.quantizers.to_integer``), for the activation tables."""
+    import torch
 
-    s, lo = _grid(q)
-    qmin, qmax = code_range(q.scheme, q.bits)
-    return lambda v: np.clip(np.rint((np.asarray(v, np.float64) - lo) / s), qmin, qmax).astype(np.int64)
+    return lambda v: _codes(q, torch.from_numpy(np.asarray(v, np.float64)))
 
 
 def _fit_shift(make, limits, shift_max: int, what: str):
@@ -181,7 +180,7 @@ def _mlp(model, top: TopParams, mlp: str, bits: Mapping[str, int], in_grid: tupl
         wq = _quantizer(model, ly.weight, bits[ly.weight])
         weight = getattr(model, ly.name.replace(".", "_")).weight
         w = _codes(wq, weight)
-        s_w = float(wq.scale)
+        s_w = _grid(wq)[0]
         last = i == len(layers) - 1
         out_name = f"{ly.name}.out" if last else layers[i + 1].inputs[0]
         oq = _quantizer(model, out_name, bits[out_name])
@@ -236,9 +235,10 @@ def export_int(model, top: TopParams, policy: Mapping[str, int], bits: Mapping[s
         codes, steps, lows = [], [], []
         for level, name in enumerate(layout.hash_components):
             q = _quantizer(model, name, bits[name])
+            step, low = _grid(q)
             codes.append(_codes(q, table[level]) - (1 << (bits[name] - 1)))
-            steps.append(float(q.scale))
-            lows.append(float(q.offset) + float(q.scale) * (1 << (bits[name] - 1)))  # value at signed code 0
+            steps.append(step)
+            lows.append(low + step * (1 << (bits[name] - 1)))  # value at signed code 0
         eq = _quantizer(model, "enc.out", bits["enc.out"])
         s_e, lo_e = _grid(eq)
         f = arch["features"]
@@ -361,13 +361,12 @@ def load_int(path: str | os.PathLike, *, expect: Mapping | None = None) -> IntMo
     except (ValueError, OSError, EOFError) as exc:
         raise ExportError(f"{source}: unreadable arrays section ({exc})") from None
     layout = model_layout(arch)
+    listed = _need(header, "layers", dict, source)
     try:
-        layers = {mlp: [MlpLayer.from_dict(d, where=f"{mlp} layer") for d in _need(header["layers"], mlp, list, source)]
-                  for mlp in ("density", "color")} if isinstance(header.get("layers"), dict) else None
+        layers = {mlp: [MlpLayer.from_dict(d, where=f"{mlp} layer") for d in _need(listed, mlp, list, source)]
+                  for mlp in ("density", "color")}
     except ConfigError as exc:
         raise ExportError(f"{source}: {exc}") from None
-    if layers is None:
-        raise ExportError(f"{source}: field 'layers' missing or of the wrong type")
     need = {"tables", "requant_mult", "requant_offset", "density_table", "color_table", "sh_mult", "sh_offset"}
     need |= {f"{m}.{k}{i}" for m in ("density", "color") for i in range(len(layers[m])) for k in "wb"}
     if set(arrays) != need:
@@ -413,7 +412,7 @@ def load_int(path: str | os.PathLike, *, expect: Mapping | None = None) -> IntMo
     if not (isinstance(scalars["sigma_step"], float) and math.isfinite(scalars["sigma_step"])
             and scalars["sigma_step"] > 0):
         raise ExportError(f"{source}: sigma_step must be a positive float, not {scalars['sigma_step']!r}")
-    return IntModel(top=top, arch=arch, policy=policy, bits=bits, model=_need(header, "model", str, source),
+    m = IntModel(top=top, arch=arch, policy=policy, bits=bits, model=_need(header, "model", str, source),
                     tables=arrays["tables"], requant_mult=arrays["requant_mult"],
                     requant_offset=arrays["requant_offset"], requant_shift=int(scalars["requant_shift"]),
                     density=progs["density"], density_table=arrays["density_table"], sh_mult=arrays["sh_mult"],
@@ -422,6 +421,26 @@ def load_int(path: str | os.PathLike, *, expect: Mapping | None = None) -> IntMo
                     color_step=float(scalars["color_step"]), color_low=float(scalars["color_low"]),
                     bbox=_need(header, "bbox", list, source), background=float(scalars["background"]),
                     t_min=float(scalars["t_min"]))
+    _check_settings(m, source)
+    return m
 
 
-__all__ += ["BitstreamError"]
+def _check_settings(m: IntModel, source: str) -> None:
+    """The run-time settings through each unit's own check (the words the top's ports take)."""
+    from hw.activation.params import ActivationConfig
+    from hw.requant.params import RequantConfig
+    from sim.tlm.compositor import check_constants
+    from sim.tlm.sh_unit import sh_config_word
+
+    top = m.top
+    checks = (("requant", lambda: top.requant.check_config(RequantConfig(shift=m.requant_shift,
+                                                                         out_bits=m.requant_bits))),
+              ("sh", lambda: sh_config_word(top.sh, m.geo_bits, m.sh_shift)),
+              ("density_act", lambda: top.density_act.check_config(ActivationConfig(bits=m.geo_bits))),
+              ("color_act", lambda: top.color_act.check_config(ActivationConfig(bits=m.bits["color.l2.out"]))),
+              ("pixel", lambda: check_constants(m.pixel, top.compositor)))
+    for unit, check in checks:
+        try:
+            check()
+        except ValueError as exc:  # ConfigError is a ValueError
+            raise ExportError(f"{source}: {unit}: {exc}") from None

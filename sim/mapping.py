@@ -399,9 +399,9 @@ def top_params(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
     """The accelerator top (``hw.top.TopParams``) for a model, a hardware preset and a policy: every unit
     sized by the policy's widths (``hardware_bits``).
 
-    * encoder: ``encoder_params``' arithmetic (on-chip form) with ``feature_bits`` the widest level;
+    * encoder and mlp: ``engines_for_policy`` of the widths, with the tables on chip (``hw.hash_encoder``),
+      the MLP engines' ``max_act_bits`` also covering their outputs (``density.l1.out``, ``color.l2.out``);
     * requant: one lane per encoder output, ``enc.out`` bits out;
-    * mlp: the preset's array with the widest weight and activation (inputs and outputs) of the model;
     * sh: 16-bit directions, ``density.l1.out`` bits out (the colour engine's grid);
     * density_act / color_act: ``density.l1.out`` -> ``density.out`` and ``color.l2.out`` -> ``color.out``
       tables, exact up to 12 input bits (index_bits = min(bits, 12));
@@ -418,17 +418,12 @@ def top_params(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
 
     bits = hardware_bits(policy, arch)
     layout = model_layout(arch)
-    layers = list(layout.layers.values())
-    levels = [bits[n] for n in layout.hash_components]
-    enc = HashEncoderParams(levels=arch["levels"], log2_table_size=arch["log2_table_size"], features=arch["features"],
-                            feature_bits=max(levels), coord_bits=preset.coord_bits, n_min=arch["n_min"],
-                            n_max=arch["n_max"], lanes=min(preset.lanes, arch["levels"]))
-    acts = [bits[n] for ly in layers for n in ly.inputs] + [bits["density.l1.out"], bits["color.l2.out"]]
-    mlp = dataclasses.replace(preset.mlp, max_weight_bits=max(bits[ly.weight] for ly in layers),
-                              max_act_bits=max(acts), max_in=max(ly.in_size for ly in layers),
-                              max_out=max(ly.out_size for ly in layers),
-                              max_layers=max(len(layout.mlp(m)) for m in layout.mlps))
+    # the engines of the policy's widths, with the tables on chip; the MLP engines also emit the outputs
+    engines = engines_for_policy(dataclasses.replace(preset, memory=None), arch, bits)
+    enc = engines["hash_encoder"]
     geo, logits = bits["density.l1.out"], bits["color.l2.out"]
+    mlp = engines["mlp_engine"]
+    mlp = dataclasses.replace(mlp, max_act_bits=max(mlp.max_act_bits, geo, logits))
     return TopParams(
         preset=preset.name, encoder=enc,
         requant=RequantParams(lanes=layout.encoder_out, in_bits=enc.out_bits, max_out_bits=bits["enc.out"]),

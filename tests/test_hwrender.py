@@ -144,6 +144,9 @@ def test_export_file_round_trip_and_refusals(exported, tmp_path):
     save_int(tmp_path / "range.nhwi", tampered)
     with pytest.raises(ExportError, match="color_table holds .*outside \\[0, 255\\]"):
         load_int(tmp_path / "range.nhwi")
+    save_int(tmp_path / "shift.nhwi", type(m)(**{**vars(m), "requant_shift": 999}))
+    with pytest.raises(ExportError, match="requant: .*shift must be an integer in \\[0, \\d+\\], not 999"):
+        load_int(tmp_path / "shift.nhwi")
 
 
 def test_policies_the_top_cannot_run_are_refused(exported):
