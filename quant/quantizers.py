@@ -46,6 +46,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from quant.calibration import (DEFAULT_PERCENTILE, SampleStore, calibrated_range, check_calibration,
+                               check_percentile, step_and_offset)
 from quant.policy import FULL_PRECISION_BITS, SCHEMES, check_bits
 
 __all__ = [
@@ -182,23 +184,42 @@ class FakeQuantizer(RangeObserver):
         bits: B, an int in [2, 32]; None or 32 (full precision) means pass-through.
         enabled: False means pass-through whatever ``bits`` is.
         name: the component name, for error messages.
+        calibration: how ``freeze`` picks the range from what was observed, one of
+            ``quant.calibration.CALIBRATIONS``: "min-max" (default), "mse" (MSE-optimal clipping) or
+            "percentile" (``percentile``, default 99.9); see ``quant.calibration``.
+        channels: None (one step per tensor, default) or C: one step per output channel, for a weight
+            (C, ...) of the symmetric or unsigned scheme; ``scale`` is then (C, 1).
 
     Attributes:
-        scale: ``nn.Parameter``, 0-d float32, the step s.
+        scale: ``nn.Parameter``, float32, the step s: 0-d, or (C, 1) per channel.
         offset: 0-d float32, lo: an ``nn.Parameter`` for the asymmetric scheme, else a zero buffer.
         observed_min, observed_max: buffers, the running range seen by ``observe`` (+inf / -inf if none).
 
     Raises:
-        ValueError: unknown scheme, or bits not None and not an int in [2, 32] (naming the value).
+        ValueError: unknown scheme, or bits not None and not an int in [2, 32], an unknown calibration, a
+            percentile outside (50, 100], channels not None or an int >= 1, channels with the asymmetric
+            scheme (naming the value).
     """
 
-    def __init__(self, scheme: str, bits: int | None = 8, *, enabled: bool = True, name: str | None = None) -> None:
+    def __init__(self, scheme: str, bits: int | None = 8, *, enabled: bool = True, name: str | None = None,
+                 calibration: str = "min-max", percentile: float = DEFAULT_PERCENTILE,
+                 channels: int | None = None) -> None:
         super().__init__()
         self.scheme = _check_scheme(scheme)
         self.name = name
         self.enabled = enabled
         self._bits = self._valid_bits(bits)
-        self.scale = nn.Parameter(torch.tensor(1.0))
+        label = f"quantizer {name or scheme!r}"
+        self.calibration = check_calibration(calibration, f"calibration of {label}")
+        self.percentile = check_percentile(percentile, f"percentile of {label}")
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+            raise ValueError(f"channels of {label} must be None (per tensor) or an int >= 1, not {channels!r}")
+        if channels is not None and scheme == "asymmetric":
+            raise ValueError(f"{label}: per-channel scales are for weights (symmetric), not the asymmetric scheme")
+        self.channels = channels
+        # Percentile, MSE and per-channel ranges need the observed values, min-max only their extremes.
+        self._samples = SampleStore(channels) if calibration != "min-max" or channels is not None else None
+        self.scale = nn.Parameter(torch.tensor(1.0) if channels is None else torch.ones(channels, 1))
         if scheme == "asymmetric":
             self.offset = nn.Parameter(torch.tensor(0.0))
         else:
@@ -207,6 +228,19 @@ class FakeQuantizer(RangeObserver):
 
     def _label(self) -> str:
         return f"quantizer {self.name or self.scheme!r} ({self.scheme}, bits={self._bits})"
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor) -> None:
+        """Widen the running range with ``x``; keep its values too when the calibration or channels need them."""
+        super().observe(x)
+        if self._samples is not None and x.numel():
+            self._samples.add(x)
+
+    def reset_observed(self) -> None:
+        """Forget the observed range and values."""
+        super().reset_observed()
+        if self._samples is not None:
+            self._samples.clear()
 
     def _valid_bits(self, bits: int | None) -> int | None:
         return None if bits is None else check_bits(bits, f"bits of quantizer {self.name or self.scheme!r}")
@@ -239,14 +273,20 @@ class FakeQuantizer(RangeObserver):
         if self._bits in (None, FULL_PRECISION_BITS) or (not self.enabled and not self._observed()):
             return
         lo, hi = self._checked_range(self._label())
-        if self.scheme == "symmetric":
-            span, offset = 2 * torch.maximum(lo.abs(), hi.abs()), torch.zeros_like(lo)
-        elif self.scheme == "unsigned":
-            span, offset = hi.clamp(min=0), torch.zeros_like(lo)
-        else:
-            span, offset = hi - lo, lo
-        self.scale.copy_(torch.where(span > 0, span / (2**self._bits - 1), torch.ones_like(span)))
-        self.offset.copy_(offset)
+        if self._samples is not None:
+            try:
+                values = self._samples.values()
+            except RuntimeError:
+                raise RuntimeError(f"{self._label()}: {self.calibration} calibration needs the observed values, "
+                                   "which are not kept across a state dict: calibrate it again") from None
+            lo, hi = calibrated_range(values, self.calibration, self.scheme, self._bits, percentile=self.percentile)
+            if self.channels is None:
+                lo, hi = lo[0], hi[0]
+            else:
+                lo, hi = lo[:, None], hi[:, None]
+        scale, offset = step_and_offset(self.scheme, self._bits, lo, hi)
+        self.scale.copy_(scale.to(self.scale))
+        self.offset.copy_(offset if self.channels is None else offset.flatten()[0])
         self.frozen = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -276,7 +316,9 @@ class FakeQuantizer(RangeObserver):
 
     def extra_repr(self) -> str:
         name = f", name={self.name!r}" if self.name else ""
-        return f"{self.scheme!r}, bits={self._bits}, enabled={self.enabled}{name}"
+        extra = "" if self.calibration == "min-max" else f", calibration={self.calibration!r}"
+        extra += "" if self.channels is None else f", channels={self.channels}"
+        return f"{self.scheme!r}, bits={self._bits}, enabled={self.enabled}{name}{extra}"
 
 
 @contextlib.contextmanager
@@ -301,13 +343,14 @@ def calibrate(module: nn.Module) -> Iterator[list[RangeObserver]]:
 
 
 @torch.no_grad()
-def to_integer(x: torch.Tensor, quantizer: FakeQuantizer) -> tuple[torch.Tensor, float, float]:
+def to_integer(x: torch.Tensor, quantizer: FakeQuantizer) -> tuple[torch.Tensor, float | torch.Tensor, float]:
     """The integer codes of ``x`` under an active, frozen ``quantizer``, for the hardware.
 
     Returns:
         ``(codes, scale, offset)``: ``codes`` int64 of ``x``'s shape, within ``code_range(scheme, bits)``;
         ``scale`` and ``offset`` as Python floats (exact copies of the quantizer's float32 values), so
         that ``codes.to(x.dtype) * scale + offset`` equals ``quantizer(x)`` (the same float operations).
+        A per-channel quantizer gives ``scale`` as a detached (C, 1) float32 tensor (the same equality).
 
     Raises:
         ValueError: the quantizer is pass-through (full precision has no codes).
@@ -322,4 +365,5 @@ def to_integer(x: torch.Tensor, quantizer: FakeQuantizer) -> tuple[torch.Tensor,
     # Above 2^24, float32 rounds qmax up (2^31 - 1 -> 2^31); clamping the integers keeps codes in range,
     # and converting them back to float32 rounds the same way, so the round trip still holds.
     codes.clamp_(*code_range(scheme, bits))
-    return codes, float(quantizer.scale), float(quantizer.offset)
+    scale = quantizer.scale.detach().clone() if quantizer.channels is not None else float(quantizer.scale)
+    return codes, scale, float(quantizer.offset)
