@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.validate import option
-from flows.options import bits_list, check_acaq, check_search, policy_spec, width
+from flows.options import bits_list, check_acaq, check_search, choice_list, policy_spec, width
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -285,10 +285,15 @@ def cmd_memory(args) -> int:
 def cmd_inr(args) -> int:
     from flows.inr import inr, run_dir, table
 
+    from flows.inr.methods import cross
+
     bits = args.bits
     settings = {k: getattr(args, k) for k in ("size", "steps", "finetune_steps", "width", "seed", "coord_bits")
                 if getattr(args, k) is not None}
-    s = inr(args.image, bits=bits, runs_root=args.runs, **settings)
+    choices = {k: getattr(args, k) for k in ("rotations", "calibrations", "granularities", "training")
+               if getattr(args, k) is not None}
+    methods = cross(**choices) if choices else None
+    s = inr(args.image, bits=bits, runs_root=args.runs, methods=methods, **settings)
     print(table(s)[0], end="")
     print(f"{s['image']} {s['size'][1]}x{s['size'][0]}x{s['channels']}: FP {s['fp']['psnr']:.2f} dB "
           f"(SSIM {s['fp']['ssim']:.4f}), {s['wall_seconds']:.0f} s -> {run_dir(args.image, args.runs)}/"
@@ -654,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=option(int, ge=1), default=None,
                    help="fine-tuning iterations of every A-CAQ and LSQ+ run (default 600)")
     p.set_defaults(func=cmd_acaq_table)
+    from flows.inr.methods import GRANULARITIES, ROTATIONS, TRAINING
+    from quant.choices import CALIBRATIONS
+
     p = sub.add_parser("inr", help="DHQ vs uniform quantization of a SIREN image INR; writes runs/inr-<image>/",
                        description="Fit a SIREN to a scikit-image picture, then quantize every layer's weights and "
                                    "input activations to each of BITS by uniform min-max PTQ, LSQ+ fine-tuning, DHQ "
@@ -674,6 +682,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coord-bits", type=option(int, ge=2, le=32),
                    help="bits of the first layer's input, the pixel coordinates, in [2, 32] (default 16, "
                         "whatever BITS is)")
+    g = p.add_argument_group("crossed settings (any of these: every combination of the lists, no ablations; "
+                             "unset lists default to none,all / min-max / tensor / ptq,qat)")
+    g.add_argument("--rotations", type=choice_list(ROTATIONS, "rotation"),
+                   help="comma-separated rotation placements: " + ", ".join(ROTATIONS))
+    g.add_argument("--calibrations", type=choice_list(CALIBRATIONS, "calibration"),
+                   help="comma-separated step calibrations: " + ", ".join(CALIBRATIONS))
+    g.add_argument("--granularities", type=choice_list(GRANULARITIES, "granularity"),
+                   help="comma-separated weight step granularities: " + ", ".join(GRANULARITIES))
+    g.add_argument("--training", type=choice_list(TRAINING, "training"),
+                   help="comma-separated: ptq (calibrated steps), qat (LSQ+ from them, --finetune-steps)")
     p.set_defaults(func=cmd_inr)
     p = sub.add_parser("compare", help="our quality-constrained search vs A-CAQ, PTQ and LSQ+ at equal PSNR; writes "
                                        "runs/compare-<scene>-<preset>-<hw>/ (resumable)",

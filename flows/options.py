@@ -10,7 +10,22 @@ from __future__ import annotations
 import argparse
 from common.validate import option
 
-__all__ = ["bits_list", "width", "policy_spec", "check_search", "check_acaq"]
+__all__ = ["bits_list", "choice_list", "width", "policy_spec", "check_search", "check_acaq"]
+
+
+def choice_list(choices, what: str):
+    """argparse ``type=``: comma-separated distinct names of ``choices`` -> tuple (``flows.inr.methods.parse_choices``)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        from flows.inr.methods import parse_choices
+
+        try:
+            return parse_choices(text, choices, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = f"{what} names"
+    return parse
 
 
 def bits_list(lo: int, hi: int):

@@ -29,29 +29,15 @@ from __future__ import annotations
 
 import torch
 
+from quant.choices import CALIBRATIONS, DEFAULT_PERCENTILE, check_calibration, check_percentile
+
 __all__ = ["CALIBRATIONS", "DEFAULT_PERCENTILE", "MSE_GRID", "MAX_SAMPLES", "check_calibration",
            "check_percentile", "step_and_offset", "calibrated_range", "SampleStore"]
 
-CALIBRATIONS = ("min-max", "mse", "percentile")
-DEFAULT_PERCENTILE = 99.9
 #: The shrink factors the MSE search tries, from 5 % of the min-max range to all of it.
 MSE_GRID = tuple(round(0.05 + 0.01 * k, 2) for k in range(96))
 #: Observed values kept per quantizer for percentile and MSE calibration (per channel: in all channels).
 MAX_SAMPLES = 1 << 18
-
-
-def check_calibration(name, what: str = "calibration") -> str:
-    """``name`` if it is one of ``CALIBRATIONS``; else ValueError naming ``what`` and the value."""
-    if not isinstance(name, str) or name not in CALIBRATIONS:
-        raise ValueError(f"unknown {what} {name!r} (choices: {', '.join(CALIBRATIONS)})")
-    return name
-
-
-def check_percentile(p, what: str = "percentile") -> float:
-    """``p`` as a float if it is a number in (50, 100]; else ValueError naming ``what`` and the value."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 50 < p <= 100:
-        raise ValueError(f"{what} must be a number in (50, 100], not {p!r}")
-    return float(p)
 
 
 def step_and_offset(scheme: str, bits: int, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -68,7 +68,7 @@ from torch import nn
 
 from common.validate import checker
 
-from quant.calibration import DEFAULT_PERCENTILE
+from quant.choices import DEFAULT_PERCENTILE, PLACEMENTS, check_placement
 from quant.quantizers import FakeQuantizer
 
 __all__ = [
@@ -88,17 +88,6 @@ __all__ = [
 
 _check_size = checker(Annotated[int, Field(ge=1)])
 _check_rotate = checker(bool, error=TypeError)
-
-#: Where the rotation is applied (module doc).
-PLACEMENTS = ("all", "paper", "rule")
-
-
-def check_placement(name, what: str = "placement") -> str:
-    """``name`` if it is one of ``PLACEMENTS``; else ValueError naming ``what`` and the value."""
-    if not isinstance(name, str) or name not in PLACEMENTS:
-        raise ValueError(f"unknown {what} {name!r} (choices: {', '.join(PLACEMENTS)})")
-    return name
-
 
 def hadamard_matrix(n: int, *, normalized: bool = True, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The Sylvester-ordered Hadamard matrix of order ``n``: ``H[i, j] = (-1)^popcount(i & j)``.

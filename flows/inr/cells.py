@@ -1,8 +1,8 @@
-"""The quantization cells of ``make inr``: a copy of the FP SIREN quantized by one method at B bits.
+"""The quantization cells of ``make inr``: a copy of the FP SIREN quantized by one setting at B bits.
 
-Every method first wraps the layers (``quant.hadamard.dhq_wrap``; rotated for DHQ) and calibrates
-the steps by min-max on the image's coordinates (PTQ); the ``+lsq+`` methods then fine-tune the
-weights, biases and steps (QAT). See ``flows.inr`` for the methods and why.
+Every setting (``flows.inr.methods``) first wraps the layers (``quant.hadamard.dhq_wrap``; rotated as
+its placement says) and calibrates the steps on the image's coordinates (PTQ, by its calibration);
+the ``+lsq+`` settings then fine-tune the weights, biases and steps (QAT). See ``flows.inr``.
 """
 
 from __future__ import annotations
@@ -10,29 +10,43 @@ from __future__ import annotations
 import copy
 import time
 
-from flows.inr.settings import ABLATIONS, METHODS, InrSettings
+from flows.inr.methods import Setting, setting_of
+from flows.inr.settings import ABLATIONS, InrSettings
 
 __all__ = ["method_plan", "quantize", "run_cell"]
 
 
-def method_plan(method: str) -> tuple[bool, bool, bool, bool]:
-    """``(rotate, weights quantized, activations quantized, fine-tune)`` of a method or ablation."""
+def method_plan(method: str) -> tuple[Setting, bool, bool]:
+    """``(setting, weights quantized, activations quantized)`` of a setting name or an ablation."""
     if method in ABLATIONS:
         rotate, weights, acts = ABLATIONS[method]
-        return rotate, weights, acts, False
-    rotate, train = METHODS[method]
-    return rotate, True, True, train
+        return Setting("all" if rotate else "none"), weights, acts
+    return setting_of(method), True, True
 
 
-def _calibrated(model, bits: int, rotate: bool, weights: bool, acts: bool, settings: InrSettings, coords):
-    """A wrapped, min-max calibrated copy of ``model`` (the PTQ model)."""
+def _rotations(model, setting: Setting, bits: int, weights: bool, acts: bool, settings: InrSettings, coords):
+    """``dhq_wrap``'s ``rotate``: a bool, or the per-layer choices of the "paper" and "rule" placements."""
+    from quant.hadamard import placement_rotations
+
+    if setting.rotation in ("none", "all"):
+        return setting.rotates
+    layer_bits = {f"layers.{k}": (bits if weights else None, (settings.coord_bits if k == 0 else bits) if acts else None)
+                  for k in range(len(model.layers))}
+    return placement_rotations(model, setting.rotation, names=list(layer_bits), bits=layer_bits, inputs=coords,
+                               calibration=setting.calibration, per_channel=setting.per_channel)
+
+
+def _calibrated(model, bits: int, setting: Setting, weights: bool, acts: bool, settings: InrSettings, coords):
+    """A wrapped, calibrated copy of ``model`` (the PTQ model)."""
     import torch
 
     from quant.hadamard import dhq_layers, dhq_wrap
     from quant.quantizers import calibrate
 
     q = copy.deepcopy(model)
-    dhq_wrap(q, rotate=rotate, weight_bits=bits if weights else None, act_bits=bits if acts else None)
+    rotate = _rotations(model, setting, bits, weights, acts, settings, coords)
+    dhq_wrap(q, rotate=rotate, weight_bits=bits if weights else None, act_bits=bits if acts else None,
+             calibration=setting.calibration, per_channel=setting.per_channel)
     if acts:  # the coordinates are the network's input, an exact fixed-point pixel address in hardware
         next(iter(dhq_layers(q).values())).act_quantizer.bits = settings.coord_bits
     q.eval()
@@ -49,24 +63,25 @@ def _finetune(q, settings: InrSettings, data, desc: str, progress: bool) -> None
     from quant.hadamard import layer_parameters, quantizer_parameters
 
     scales = quantizer_parameters(q)
-    floors = [float(s.detach()) * 1e-3 for s in scales]
+    floors = [s.detach().clone() * 1e-3 for s in scales]
     groups = [{"params": layer_parameters(q), "lr": settings.finetune_lr}]
-    groups += [{"params": [s], "lr": settings.scale_lr * float(s.detach())} for s in scales]
+    # Per-channel steps share one learning rate, scaled by their mean.
+    groups += [{"params": [s], "lr": settings.scale_lr * float(s.detach().mean())} for s in scales]
 
     def keep_positive():  # a step must stay > 0; Adam could push a tiny one through zero
         with torch.no_grad():
             for s, floor in zip(scales, floors):
-                s.clamp_(min=floor)
+                torch.maximum(s, floor, out=s)
 
     fit(q, data.coords, data.target, steps=settings.finetune_steps, params=groups, seed=settings.seed,
         progress=progress, desc=desc, after_step=keep_positive, keep_best=True)
 
 
 def quantize(model, method: str, bits: int, settings: InrSettings, data, progress: bool):
-    """A quantized copy of ``model`` by ``method`` at ``bits`` (weights and activations); see the module doc."""
-    rotate, weights, acts, train = method_plan(method)
-    q = _calibrated(model, bits, rotate, weights, acts, settings, data.coords)
-    if train and settings.finetune_steps:
+    """A quantized copy of ``model`` by ``method`` (a setting name or an ablation) at ``bits``; see the module doc."""
+    setting, weights, acts = method_plan(method)
+    q = _calibrated(model, bits, setting, weights, acts, settings, data.coords)
+    if setting.trained and settings.finetune_steps:
         _finetune(q, settings, data, f"{method} {bits}b", progress)
     return q
 

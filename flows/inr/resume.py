@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 from flows.inr.plots import recon_path
-from flows.inr.settings import ABLATIONS, METHODS, InrSettings
+from flows.inr.settings import InrSettings
 
 __all__ = ["done_cells", "todo"]
 
 
 def done_cells(out: Path, settings: InrSettings, log=print) -> dict[str, dict]:
     """``{"<method>@<B>": {"psnr", "ssim", "seconds"}}`` from ``out/summary.json``, if it has these settings.
+
+    Every method of the summary's rows counts, so a run with other methods keeps the cells they share.
 
     A cell counts only if its reconstruction PNG exists too. A summary of other settings is ignored
     and ``log`` names the settings that changed; an unreadable one is ignored silently.
@@ -33,12 +35,12 @@ def done_cells(out: Path, settings: InrSettings, log=print) -> dict[str, dict]:
         return {}
     cells = {}
     for r in prior.get("rows", []):
-        for m in (*METHODS, *ABLATIONS):
-            if m in r and recon_path(out, m, r["bits"]).is_file():
-                cells[f"{m}@{r['bits']}"] = {k: r[m][k] for k in ("psnr", "ssim", "seconds")}
+        for m, cell in r.items():
+            if isinstance(cell, dict) and "psnr" in cell and recon_path(out, m, r["bits"]).is_file():
+                cells[f"{m}@{r['bits']}"] = {k: cell[k] for k in ("psnr", "ssim", "seconds")}
     return cells
 
 
-def todo(bits, cells: dict) -> list[tuple[str, int]]:
-    """The (method, B) cells still to compute, row by row, methods before ablations."""
-    return [(m, b) for b in bits for m in (*METHODS, *ABLATIONS) if f"{m}@{b}" not in cells]
+def todo(bits, cells: dict, methods) -> list[tuple[str, int]]:
+    """The (method, B) cells of ``methods`` (names, in order) still to compute, row by row."""
+    return [(m, b) for b in bits for m in methods if f"{m}@{b}" not in cells]

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from flows.inr.settings import ABLATIONS, LABELS, METHODS, InrSettings
+from flows.inr.methods import LEGACY, Setting
+from flows.inr.settings import ABLATIONS, LABELS, InrSettings
 from flows.inr.stats import spread
 from flows.report import Column, csv_text, markdown_table, write_json
 
-__all__ = ["build_summary", "table", "write_summary"]
+__all__ = ["build_summary", "table", "write_summary", "label", "psnr_columns", "setting_rows"]
 
 
-def _rows(bits: Sequence[int], cells: Mapping[str, dict], fp: dict) -> list[dict]:
+def _rows(bits: Sequence[int], cells: Mapping[str, dict], fp: dict, names: Sequence[str]) -> list[dict]:
     """One row per B: ``{"bits", "fp_psnr", <method>: cell + delta_psnr / delta_ssim vs FP}`` (done cells only)."""
     rows = []
     for b in bits:
         row = {"bits": b, "fp_psnr": fp["psnr"]}
-        for m in (*METHODS, *ABLATIONS):
+        for m in names:
             c = cells.get(f"{m}@{b}")
             if c is not None:
                 row[m] = {**c, "delta_psnr": round(c["psnr"] - fp["psnr"], 3),
@@ -28,7 +29,8 @@ def _rows(bits: Sequence[int], cells: Mapping[str, dict], fp: dict) -> list[dict
 
 def build_summary(settings: InrSettings, data, model, training: dict, fp: dict, bits: Sequence[int],
                   cells: Mapping[str, dict], stats: list[dict], *, wall_seconds: float | None = None,
-                  finished: bool = False, sections: Mapping[str, object] | None = None) -> dict:
+                  finished: bool = False, sections: Mapping[str, object] | None = None,
+                  methods: Mapping[str, Setting] = LEGACY, ablations: bool = True) -> dict:
     """The ``summary.json`` dict (no I/O).
 
     Args:
@@ -36,15 +38,18 @@ def build_summary(settings: InrSettings, data, model, training: dict, fp: dict, 
         fp (FP metrics), bits (the rows), cells (``"<method>@<B>"`` -> cell dict: psnr dB, ssim, seconds),
         stats (``layer_statistics``), wall_seconds (this call's wall time), finished.
         sections: extra top-level sections merged in last (e.g. ``{"datapath": {...}}``).
+        methods: the settings of the run, name -> ``flows.inr.methods.Setting`` (default the first table's four).
+        ablations: whether the run has the one-side ablations.
 
     Returns:
         ``{"image", "size" [H, W], "channels", "settings", "model", "training", "fp", "methods", "bits",
         "rows": [{"bits", "fp_psnr", <method>: {"psnr", "ssim", "delta_psnr", "delta_ssim", "seconds"}}],
         "layer_stats", "layer_spread", "wall_seconds", "finished"}``; a method of a row is missing until done.
     """
+    from quant.calibration import DEFAULT_PERCENTILE
     from quant.hadamard import padded_size
 
-    rows = _rows(bits, cells, fp)
+    rows = _rows(bits, cells, fp, [*methods, *(ABLATIONS if ablations else ())])
     summary = {
         "image": settings.image,
         "size": [data.height, data.width],
@@ -56,15 +61,17 @@ def build_summary(settings: InrSettings, data, model, training: dict, fp: dict, 
                   "parameters": model.parameter_count()},
         "training": {k: v for k, v in training.items() if k != "history"},
         "fp": fp,
-        "methods": {m: {"rotate": r, "finetune_steps": settings.finetune_steps if t else 0,
-                        "init": "min-max (quant.quantizers.calibrate)",
+        "methods": {m: {"rotation": st.rotation, "calibration": st.calibration, "granularity": st.granularity,
+                        "training": st.training, "label": label(m),
+                        "finetune_steps": settings.finetune_steps if st.trained else 0,
                         "seconds": round(sum(r[m]["seconds"] for r in rows if m in r), 2)}
-                    for m, (r, t) in METHODS.items()},
+                    for m, st in methods.items()},
         "quantized": "every linear layer's weight and input activation at B bits, symmetric narrow range, per "
-                     f"tensor, except the first layer's input (the pixel coordinates) at coord_bits = "
-                     f"{settings.coord_bits}",
+                     f"tensor (per output channel for the weights of the per-channel settings), except the first "
+                     f"layer's input (the pixel coordinates) at coord_bits = {settings.coord_bits}; percentile "
+                     f"calibration at the {DEFAULT_PERCENTILE}th percentile",
         "ablations": {m: {"rotate": r, "weights": w, "activations": a, "method": "min-max PTQ; the other side FP"}
-                      for m, (r, w, a) in ABLATIONS.items()},
+                      for m, (r, w, a) in ABLATIONS.items()} if ablations else {},
         "bits": list(bits),
         "rows": rows,
         "layer_stats": stats,
@@ -76,14 +83,26 @@ def build_summary(settings: InrSettings, data, model, training: dict, fp: dict, 
     return summary
 
 
+def label(method: str) -> str:
+    """A method's column label: the first table's names, else its setting's (``Setting.label``)."""
+    from flows.inr.methods import setting_of
+
+    return LABELS.get(method) or setting_of(method).label
+
+
 def _psnr(method: str, csv: bool = True) -> Column:
     return Column(lambda r: r[method]["psnr"] if method in r else None, f"psnr_{method}" if csv else None,
-                  f"{LABELS[method]} (dB)", "{:.2f}".format)
+                  f"{label(method)} (dB)", "{:.2f}".format)
 
 
-#: The PSNR table: bits, FP, then every method (dB).
-PSNR_COLUMNS = (Column("bits", "bits", "bits"), Column("fp_psnr", "psnr_fp", "FP (dB)", "{:.2f}".format),
-                *(_psnr(m) for m in METHODS))
+def psnr_columns(methods) -> tuple[Column, ...]:
+    """The PSNR table's columns: bits, FP, then every method of ``methods`` (names), dB."""
+    return (Column("bits", "bits", "bits"), Column("fp_psnr", "psnr_fp", "FP (dB)", "{:.2f}".format),
+            *(_psnr(m) for m in methods))
+
+
+#: The first table's PSNR columns: bits, FP, then the four legacy methods (dB).
+PSNR_COLUMNS = psnr_columns(LEGACY)
 
 
 def _datapath_markdown(dp: Mapping) -> str:
@@ -99,19 +118,48 @@ def _datapath_markdown(dp: Mapping) -> str:
             f"({dp['preset']}), from sim.tlm.hadamard:\n\n" + markdown_table(rows, columns))
 
 
+SETTING_COLUMNS = (Column("rotation", header="rotation"), Column("calibration", header="calibration"),
+                   Column("granularity", header="weight steps"), Column("training", header="training"))
+
+
+def setting_rows(methods: Mapping[str, Mapping], psnr: Callable[[str, int], float | None],
+                 bits: Sequence[int]) -> tuple[list[dict], Column, ...]:
+    """One row per setting (its fields, then the PSNR at each B from ``psnr(method, bits)``), and the
+    columns; the best PSNR of each B is in bold."""
+    rows = [{"method": m, **{k: st[k] for k in ("rotation", "calibration", "granularity", "training")},
+             **{b: psnr(m, b) for b in bits}} for m, st in methods.items()]
+    best = {b: max((r[b] for r in rows if r[b] is not None), default=None) for b in bits}
+
+    def fmt(b):
+        return lambda v: f"**{v:.2f}**" if v == best[b] else f"{v:.2f}"
+
+    return rows, (*SETTING_COLUMNS, *(Column(b, header=f"W{b}A{b} (dB)", fmt=fmt(b)) for b in bits))
+
+
+def _long_markdown(summary: Mapping) -> str:
+    """The PSNR of every setting (rows) at every B (columns), the best of each B in bold."""
+    by_bits = {r["bits"]: r for r in summary["rows"]}
+    rows, columns = setting_rows(summary["methods"], lambda m, b: by_bits[b].get(m, {}).get("psnr"),
+                                 summary["bits"])
+    return (f"FP {summary['fp']['psnr']:.2f} dB; PSNR (dB) of every setting, the best of each bitwidth in bold:\n\n"
+            + markdown_table(rows, columns))
+
+
 def table(summary: Mapping) -> tuple[str, str]:
-    """(markdown, csv) of PSNR (dB) per bits (rows) and method (columns: FP, then ``METHODS``).
+    """(markdown, csv) of PSNR (dB) per bits (rows) and method (columns: FP, then the run's methods).
 
     The Markdown adds the ablations' PSNR (those present) and, with a ``datapath`` section, its cycles.
     """
     rows = summary["rows"]
-    parts = [markdown_table(rows, PSNR_COLUMNS)]
+    columns = psnr_columns(summary["methods"])
+    wide = set(summary["methods"]) <= set(LEGACY)
+    parts = [markdown_table(rows, columns) if wide else _long_markdown(summary)]
     abl = [m for m in ABLATIONS if any(m in r for r in rows)]
     if abl:
         parts.append(markdown_table(rows, [Column("bits", header="bits"), *(_psnr(m, csv=False) for m in abl)]))
     if summary.get("datapath"):
         parts.append(_datapath_markdown(summary["datapath"]))
-    return "\n".join(parts), csv_text(rows, PSNR_COLUMNS)
+    return "\n".join(parts), csv_text(rows, columns)
 
 
 def write_summary(out: str | Path, summary: Mapping) -> None:
@@ -121,4 +169,4 @@ def write_summary(out: str | Path, summary: Mapping) -> None:
     out = Path(out)
     write_json(out / "summary.json", summary)
     md, _ = table(summary)
-    write_table(out, summary["rows"], PSNR_COLUMNS, markdown=md)
+    write_table(out, summary["rows"], psnr_columns(summary["methods"]), markdown=md)
