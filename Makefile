@@ -19,6 +19,7 @@ RESUME ?=
 OBJECTIVE ?=
 BITS ?=
 IMAGE ?= camera
+comma := ,
 MODE ?= mdl
 TARGET ?=
 TARGETS ?=
@@ -34,7 +35,7 @@ MODEL ?=
 CHECKPOINT ?=
 BREAKDOWN ?=
 
-.PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr acaq acaq-table compare grid \
+.PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr inr-cross acaq acaq-table compare grid \
 	report compress hwrender clean help
 
 help:
@@ -72,6 +73,9 @@ help:
 	@echo "             accelerator's integer arithmetic vs fake-quant; writes runs/hwrender-<scene>-<preset>-<policy>-<hw>/"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
+	@echo "make inr-cross [IMAGES=camera,astronaut,coffee,chelsea,rocket,coins] [BITS=8,6,4,3]  the crossed INR table:"
+	@echo "             rotation placement x calibration x weight steps, PTQ (and LSQ+ QAT from min-max), 128 px;"
+	@echo "             writes runs/inr-cross/inr-<image>/ and runs/inr-cross/crossed.{md,json,png}"
 
 $(STAMP): pyproject.toml
 	@for tool in g++ make perl chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -138,6 +142,16 @@ search: $(STAMP)
 
 inr: $(STAMP)
 	$(CLI) inr --image $(IMAGE) $(if $(BITS),--bits $(BITS))
+
+IMAGES ?= camera,astronaut,coffee,chelsea,rocket,coins
+CROSS = $(CLI) --runs runs/inr-cross inr --size 128 $(if $(BITS),--bits $(BITS)) \
+	--rotations none,all,paper,rule --granularities tensor,channel
+inr-cross: $(STAMP)
+	for img in $(subst $(comma), ,$(IMAGES)); do \
+	  $(CROSS) --image $$img --calibrations min-max,mse,percentile --training ptq && \
+	  $(CROSS) --image $$img --calibrations min-max --training qat || exit 1; \
+	done
+	$(CLI) --runs runs/inr-cross inr-table --images $(IMAGES)
 
 compare: $(STAMP)
 	$(CLI) compare --scene $(SCENE) --preset $(PRESET) --hw $(HW) $(if $(WORK),--budget $(WORK))

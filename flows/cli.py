@@ -301,6 +301,17 @@ def cmd_inr(args) -> int:
     return 0
 
 
+def cmd_inr_table(args) -> int:
+    from flows.inr.crossed import crossed_table
+
+    root = Path(args.runs)
+    s = crossed_table(args.images, root=root)
+    print((root / "crossed.md").read_text(), end="")
+    print(f"{len(s['images'])} images, {len(s['settings'])} settings at {len(s['bits'])} bitwidths -> "
+          f"{root}/crossed.{{md,json,png}}")
+    return 0
+
+
 def _target(text: str) -> float:
     """argparse ``type=`` of --target: a PSNR in dB (>= 1) or an MSE in (0, 1)."""
     from flows.acaq import parse_target
@@ -693,6 +704,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--training", type=choice_list(TRAINING, "training"),
                    help="comma-separated: ptq (calibrated steps), qat (LSQ+ from them, --finetune-steps)")
     p.set_defaults(func=cmd_inr)
+    from flows.inr.crossed import DEFAULT_IMAGES
+
+    p = sub.add_parser("inr-table", help="the crossed INR table over images: mean PSNR of every setting, best "
+                                         "uniform vs best DHQ per bitwidth; writes <runs>/crossed.{md,json,png}",
+                       description="Aggregate the crossed `inr` runs of several images (written with "
+                                   "`--runs <folder> inr --image X --rotations ...`; `make inr-cross` does both).")
+    p.add_argument("--images", type=choice_list(tuple(sorted(IMAGES)), "image"), default=DEFAULT_IMAGES,
+                   help="comma-separated skimage.data pictures (default " + ",".join(DEFAULT_IMAGES) + ")")
+    p.set_defaults(func=cmd_inr_table)
     p = sub.add_parser("compare", help="our quality-constrained search vs A-CAQ, PTQ and LSQ+ at equal PSNR; writes "
                                        "runs/compare-<scene>-<preset>-<hw>/ (resumable)",
                        description="On one trained field and accelerator preset: full precision, PTQ and LSQ+ at "

@@ -92,7 +92,8 @@ def test_flow_writes_results_and_resumes(tmp_path, capsys):
     assert [r["bits"] for r in s["rows"]] == [4, 3]
     for r in s["rows"]:
         for m in METHODS:
-            assert set(r[m]) == {"psnr", "ssim", "seconds", "delta_psnr", "delta_ssim"}
+            assert set(r[m]) == {"psnr", "ssim", "seconds", "delta_psnr", "delta_ssim", "rotated"}
+            assert r[m]["rotated"] == [[m.startswith("dhq")] * 2] * 3
             assert r[m]["delta_psnr"] == pytest.approx(r[m]["psnr"] - s["fp"]["psnr"], abs=1e-3)
         # QAT starts from the PTQ model and keeps its best iterate: never worse than PTQ
         assert r["lsq+"]["psnr"] >= r["uniform"]["psnr"] - 1e-6 and r["dhq+lsq+"]["psnr"] >= r["dhq"]["psnr"] - 1e-6
@@ -105,7 +106,7 @@ def test_flow_writes_results_and_resumes(tmp_path, capsys):
     assert md[5] == "| bits | uniform W only (dB) | DHQ W only (dB) | uniform A only (dB) | DHQ A only (dB) |"
     for r in s["rows"]:
         for m in ABLATIONS:
-            assert set(r[m]) == {"psnr", "ssim", "seconds", "delta_psnr", "delta_ssim"}
+            assert set(r[m]) == {"psnr", "ssim", "seconds", "delta_psnr", "delta_ssim", "rotated"}
     # the datapath section: T = ceil(m / R) * (n / C) * a on the had-inr array (R = 8, C = 16, capped)
     dp = s["datapath"]
     assert [(x["n"], x["m"], x["rows"], x["cols"]) for x in dp["layers"]] == [(2, 16, 8, 2), (16, 16, 8, 16),
@@ -185,3 +186,46 @@ def test_any_settings_give_settings_or_a_value_error(data):
         assert str(exc)
     else:
         assert s.width & (s.width - 1) == 0 and s.size >= 8 and s.steps >= 1
+
+
+def test_crossed_settings_their_names_and_the_crossed_table(tmp_path, capsys):
+    from flows.inr.crossed import crossed_table
+    from flows.inr.methods import LEGACY, cross, setting_of
+
+    methods = cross(("none", "paper", "rule"), ("min-max", "mse"), ("tensor", "channel"), ("ptq",))
+    assert len(methods) == 12 and "dhq-paper_mse_ch" in methods and "uniform" in methods
+    assert set(LEGACY) == {"uniform", "lsq+", "dhq", "dhq+lsq+"} and setting_of("dhq-rule+lsq+_pct").training == "qat"
+    assert setting_of("dhq-paper_mse_ch").label == "DHQ paper, MSE, per-channel"
+    with pytest.raises(ValueError, match="unknown calibration 'max' \\(choices: min-max, mse, percentile\\)"):
+        cross(calibrations="max")
+    with pytest.raises(ValueError, match="rotation 'all' is listed twice"):
+        cross(rotations="all,all")
+    with pytest.raises(ValueError, match="no quantization setting is named 'dhq-top'"):
+        setting_of("dhq-top")
+    for image in ("camera", "coins"):
+        s = inr(image, bits="4", runs_root=tmp_path, progress=False, methods=methods, **TINY)
+        assert list(s["methods"]) == list(methods) and not s["ablations"]
+        r = s["rows"][0]
+        assert r["dhq-paper"]["rotated"] == [[True, False], [False, False], [True, True]]
+        # per-channel min-max steps cannot be worse than per-tensor ones on the weights alone; PTQ of both
+        # sides still differs, so only check that each setting produced a PSNR
+        assert all(r[m]["psnr"] > 0 for m in methods)
+    # QAT cells are added to the same run, the PTQ cells kept
+    s = inr("camera", bits="4", runs_root=tmp_path, progress=False, methods=cross(("none",), training="qat"), **TINY)
+    assert set(s["methods"]) == {*methods, "lsq+"}
+    assert (tmp_path / "inr-camera" / "table.md").read_text().startswith("FP ")
+    t = crossed_table(["camera", "coins"], root=tmp_path)
+    assert t["bits"] == [4] and len(t["settings"]) == 12  # lsq+ is not in every image's run
+    ptq = next(a for a in t["answers"] if a["training"] == "ptq")
+    best_u = max((x for x in t["settings"] if x["rotation"] == "none"), key=lambda x: x["4"])
+    assert ptq["uniform"] == best_u["method"] and ptq["uniform_psnr"] == best_u["4"]
+    assert ptq["delta"] == pytest.approx(ptq["dhq_psnr"] - ptq["uniform_psnr"], abs=2e-3)
+    for name in ("crossed.json", "crossed.md", "crossed.png"):
+        assert (tmp_path / name).is_file()
+    main(["--runs", str(tmp_path), "inr-table", "--images", "camera,coins"])
+    assert "Best uniform against best DHQ setting" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no results for image 'chelsea'"):
+        crossed_table(["camera", "chelsea"], root=tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--runs", str(tmp_path), "inr", "--rotations", "none,sideways"])
+    assert "unknown rotation 'sideways' (choices: none, all, paper, rule)" in capsys.readouterr().err

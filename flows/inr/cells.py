@@ -13,7 +13,7 @@ import time
 from flows.inr.methods import Setting, setting_of
 from flows.inr.settings import ABLATIONS, InrSettings
 
-__all__ = ["method_plan", "quantize", "run_cell"]
+__all__ = ["method_plan", "quantize", "run_cell", "rotated_tensors", "layer_rotations"]
 
 
 def method_plan(method: str) -> tuple[Setting, bool, bool]:
@@ -34,6 +34,15 @@ def _rotations(model, setting: Setting, bits: int, weights: bool, acts: bool, se
                   for k in range(len(model.layers))}
     return placement_rotations(model, setting.rotation, names=list(layer_bits), bits=layer_bits, inputs=coords,
                                calibration=setting.calibration, per_channel=setting.per_channel)
+
+
+def layer_rotations(model, method: str, bits: int, settings: InrSettings, coords) -> list[list[bool]]:
+    """What ``quantize`` rotates for ``method`` at ``bits`` (``rotated_tensors`` of its model), without quantizing."""
+    setting, weights, acts = method_plan(method)
+    rot = _rotations(model, setting, bits, weights, acts, settings, coords)
+    if isinstance(rot, bool):
+        return [[rot, rot] for _ in model.layers]
+    return [list(rot[f"layers.{k}"]) for k in range(len(model.layers))]
 
 
 def _calibrated(model, bits: int, setting: Setting, weights: bool, acts: bool, settings: InrSettings, coords):
@@ -86,12 +95,20 @@ def quantize(model, method: str, bits: int, settings: InrSettings, data, progres
     return q
 
 
+def rotated_tensors(q) -> list[list[bool]]:
+    """``[[weight rotated, input rotated], ...]`` per layer of a quantized model, in layer order."""
+    from quant.hadamard import dhq_layers
+
+    return [[layer.rotate_weight, layer.rotate_act] for layer in dhq_layers(q).values()]
+
+
 def run_cell(model, method: str, bits: int, settings: InrSettings, data, progress: bool):
-    """One (method, bits) cell from the seed: ``({"psnr", "ssim", "seconds"}, reconstruction (H, W, C))``."""
+    """One (method, bits) cell from the seed: ``({"psnr", "ssim", "seconds", "rotated"}, reconstruction (H, W, C))``;
+    ``rotated``: ``rotated_tensors``."""
     import torch
 
     torch.manual_seed(settings.seed)
     t0 = time.perf_counter()
     q = quantize(model, method, bits, settings, data, progress)
     metrics, rec = data.metrics(q)
-    return {**metrics, "seconds": round(time.perf_counter() - t0, 2)}, rec
+    return {**metrics, "seconds": round(time.perf_counter() - t0, 2), "rotated": rotated_tensors(q)}, rec

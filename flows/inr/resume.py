@@ -37,7 +37,7 @@ def done_cells(out: Path, settings: InrSettings, log=print) -> dict[str, dict]:
     for r in prior.get("rows", []):
         for m, cell in r.items():
             if isinstance(cell, dict) and "psnr" in cell and recon_path(out, m, r["bits"]).is_file():
-                cells[f"{m}@{r['bits']}"] = {k: cell[k] for k in ("psnr", "ssim", "seconds")}
+                cells[f"{m}@{r['bits']}"] = {k: cell[k] for k in ("psnr", "ssim", "seconds", "rotated") if k in cell}
     return cells
 
 
