@@ -14,6 +14,14 @@ dhq          yes     Hadamard rotation (``quant.hadamard.DHQLinear``) + the same
 dhq+lsq+     yes     Hadamard rotation + the same QAT budget
 ============ ======= ===================================================================================
 
+Crossed settings (``methods``, ``flows.inr.methods``; CLI ``--rotations --calibrations --granularities
+--training``): any combination of the rotation placement (``none``, ``all``, ``paper``, ``rule``,
+``quant.hadamard``), the step calibration (``min-max``, ``mse``, ``percentile``, ``quant.calibration``),
+per-tensor or per-channel weight steps, and PTQ or QAT (the same ``finetune_steps`` for every setting).
+Runs with other settings add their cells to the same ``summary.json``; ``crossed`` (``make inr-cross``,
+``inr-table``) averages them over images and answers, per B, whether the best DHQ setting beats the
+best uniform one.
+
 Ablations, min-max PTQ only: ``uniform-w`` / ``dhq-w`` quantize only the weights, ``uniform-a`` /
 ``dhq-a`` only the activations (the other side stays FP), to show which side the rotation helps or
 hurts. The ``datapath`` section (``flows.inr.datapath``) gives every layer's cycles per vector on the
@@ -42,7 +50,8 @@ and a finished one reuses its cells), ``table.md`` / ``table.csv`` (PSNR per bit
 ``build_summary`` makes the summary dict and ``write_summary`` writes it (and the tables), so that a
 caller can add sections (e.g. the datapath's cycles per vector) in between.
 
-Modules, one job each: ``settings`` (methods, ``InrSettings``, bits, run folder), ``fit`` (the image and
+Modules, one job each: ``settings`` (ablations, ``InrSettings``, bits, run folder), ``methods`` (the
+quantization settings and their names), ``crossed`` (the table over images), ``fit`` (the image and
 the FP model), ``cells`` (one quantized model per method and B), ``stats`` (per-layer distributions),
 ``resume`` (the cells already done), ``summary`` (summary dict and tables), ``plots`` (figures and
 PNGs), ``datapath`` (the Hadamard datapath's cycles), ``flow`` (``inr()``, which runs them in order).
