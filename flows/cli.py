@@ -466,7 +466,8 @@ def _quantizer_options(p, search: bool = False) -> None:
 
     p.add_argument("--quantizer", default="uniform", choices=QUANTIZERS,
                    help="the MLP layers' quantizer: uniform PTQ, or dhq (Hadamard-rotated, DHQ; latency on the "
-                        "Hadamard datapath" + (", tables on chip: --hw onchip" if search else "") + ") (default uniform)")
+                        "Hadamard datapath" + (", tables on chip: --hw onchip" if search else "")
+                        + ") (default uniform)")
     p.add_argument("--placement", default=None, choices=PLACEMENTS[:2] if search else PLACEMENTS,
                    help="dhq: which layers' weights / inputs are rotated (default all)")
     p.add_argument("--calibration", default=None, choices=CALIBRATIONS,

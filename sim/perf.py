@@ -106,8 +106,8 @@ from hw.params import ConfigError
 from hw.requant.params import RequantParams
 from hw.sh_unit.params import ShUnitParams
 from hw.top.params import TopParams
-from sim.mapping import (ACCEL_DIR, ENCODER, ENCODER_EXTRA_LATENCY, MLP_EXTRA_LATENCY, AcceleratorPreset, check_bits,
-                         check_datapath, encoder_params, hadamard_layers, load_accelerator, mlp_layers)
+from sim.mapping import (ACCEL_DIR, DATAPATHS, ENCODER, ENCODER_EXTRA_LATENCY, MLP_EXTRA_LATENCY, AcceleratorPreset,
+                         check_bits, check_datapath, encoder_params, hadamard_layers, load_accelerator, mlp_layers)
 from sim.tlm.mlp_engine import vector_cycles
 
 # AcceleratorPreset, load_accelerator, ACCEL_DIR, encoder_params, mlp_layers and ENCODER_EXTRA_LATENCY
@@ -116,8 +116,6 @@ __all__ = ["AcceleratorPreset", "load_accelerator", "mlp_layers", "encoder_param
            "ACCEL_DIR", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "INTER_ENGINE_FIFO", "transfer_cycles",
            "workload_codes", "mlp_cycles", "memory_result", "top_transfer_cycles", "TOP_RAY_TO_TOKEN",
            "TOP_PAIRING_LATENCY", "DATAPATHS"]
-
-from sim.mapping import DATAPATHS  # noqa: E402  (re-exported: frame_perf's datapath names)
 
 #: Words of each FIFO between two engines.
 INTER_ENGINE_FIFO = 2

@@ -1,4 +1,5 @@
-"""The frame model with DHQ's Hadamard datapaths (sim.perf.frame_perf(datapath="hadamard"), sim.mapping.hadamard_layers)."""
+"""The frame model with DHQ's Hadamard datapaths (sim.perf.frame_perf(datapath="hadamard"),
+sim.mapping.hadamard_layers)."""
 
 import math
 
