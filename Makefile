@@ -50,9 +50,12 @@ help:
 	@echo "make kilo-compare SCENE=.. [PRESET=tiny] [HW=default]  Instant-NGP vs KiloNeRF; runs/kilo-compare-<scene>-<preset>-<hw>/"
 	@echo "make kilonerf SCENE=.. [PRESET=tiny] [KILO=tiny|smoke] [CELLS=16]  distil the trained field into KiloNeRF; runs/kilonerf-<scene>-<preset>/"
 	@echo "make quantize [SCENE=..] [PRESET=..] [POLICY=uniform-<B>|fp|<policy.yaml>]  writes runs/quantize-<scene>-<preset>-<policy>/"
+	@echo "             [QUANTIZER=uniform|dhq] [PLACEMENT=all|paper|rule] [CALIBRATION=min-max|mse|percentile]"
+	@echo "             dhq: DHQ MLPs in ...-dhq-<placement>-<calibration>/, latency on the Hadamard datapath"
 	@echo "make sweep   [SCENE=..] [PRESET=..] [BITS=16,12,10,8,6,4]  uniform PTQ table + PSNR-vs-FQR plot in runs/sweep-<scene>-<preset>/"
 	@echo "make search  [SCENE=..] [PRESET=tiny] [HW=default] [EPISODES=60] [BUDGET=0.5] [OBJECTIVE=latency|tradeoff|quality]"
-	@echo "             [MAX_LOSS=0.5] [RESUME=1] [MODEL=ngp|kilonerf]"
+	@echo "             [MAX_LOSS=0.5] [RESUME=1] [MODEL=ngp|kilonerf] [QUANTIZER=uniform|dhq PLACEMENT=all|paper"
+	@echo "             CALIBRATION=min-max|mse|percentile]  (dhq: HW=onchip, latency on the Hadamard datapath)"
 	@echo "             DDPG mixed-precision search with TLM-proven latency; writes runs/search-<scene>-<preset>-<objective>/"
 	@echo "make memory  [SCENE=..] [PRESET=tiny] [HW=default]  tables in DRAM on a trained scene: hit rates per level, DRAM"
 	@echo "             bytes, stalls and latency for several caches, uniform-8 vs 4-bit tables; writes runs/memory-<scene>-<preset>/"
@@ -123,7 +126,7 @@ kilo-compare: $(STAMP)
 	$(CLI) kilo-compare --scene $(SCENE) --preset $(PRESET) --hw $(HW)
 
 quantize: $(STAMP)
-	$(CLI) quantize --scene $(SCENE) --preset $(PRESET) --policy $(or $(POLICY),uniform-8)
+	$(CLI) quantize --scene $(SCENE) --preset $(PRESET) --policy $(or $(POLICY),uniform-8) $(if $(QUANTIZER),--quantizer $(QUANTIZER)) $(if $(PLACEMENT),--placement $(PLACEMENT)) $(if $(CALIBRATION),--calibration $(CALIBRATION))
 
 acaq: $(STAMP)
 	$(CLI) acaq --scene $(SCENE) --preset $(PRESET) --mode $(MODE) $(if $(TARGET),--target $(TARGET)) $(if $(EPS),--eps $(EPS)) $(if $(ITERATIONS),--iterations $(ITERATIONS))
@@ -138,7 +141,7 @@ memory: $(STAMP)
 	$(CLI) memory --scene $(SCENE) --preset $(PRESET) --hw $(HW)
 
 search: $(STAMP)
-	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(MAX_LOSS),--max-loss $(MAX_LOSS)) $(if $(RESUME),--resume) $(if $(MODEL),--model $(MODEL))
+	$(CLI) search --scene $(SCENE) --preset $(PRESET) --hw $(HW) --episodes $(EPISODES) $(if $(BUDGET),--budget $(BUDGET)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) $(if $(MAX_LOSS),--max-loss $(MAX_LOSS)) $(if $(RESUME),--resume) $(if $(MODEL),--model $(MODEL)) $(if $(QUANTIZER),--quantizer $(QUANTIZER)) $(if $(PLACEMENT),--placement $(PLACEMENT)) $(if $(CALIBRATION),--calibration $(CALIBRATION))
 
 inr: $(STAMP)
 	$(CLI) inr --image $(IMAGE) $(if $(BITS),--bits $(BITS))

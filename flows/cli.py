@@ -10,7 +10,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.validate import option
-from flows.options import bits_list, check_acaq, check_search, choice_list, policy_spec, width
+from flows.options import (bits_list, check_acaq, check_quantizer_options, check_search, choice_list, policy_spec,
+                           width)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -236,10 +237,15 @@ def cmd_kilo_compare(args) -> int:
 def cmd_quantize(args) -> int:
     from flows.quantize import quantize
 
-    s = quantize(args.scene, args.preset, args.policy, runs_root=args.runs, rays=args.rays, seed=args.seed)
-    print(f"{s['policy']} on {s['scene']} ({s['preset']}): PSNR {s['psnr_q']:.2f} dB (full precision "
+    s = quantize(args.scene, args.preset, args.policy, runs_root=args.runs, rays=args.rays, seed=args.seed,
+                 quantizer=args.quantizer, placement=args.placement, calibration=args.calibration, hw=args.hw)
+    how = "" if s["quantizer"] == "uniform" else f" with DHQ ({s['placement']}, {s['calibration']})"
+    frame = s["frame"]
+    latency = (f"{frame['latency_ms']:.1f} ms per 800x800 frame on {frame['hw']} ({frame['datapath']} datapath)"
+               if "latency_ms" in frame else f"no frame latency on {frame['hw']}: {frame['note']}")
+    print(f"{s['policy']}{how} on {s['scene']} ({s['preset']}): PSNR {s['psnr_q']:.2f} dB (full precision "
           f"{s['psnr_fp']:.2f} dB, {s['psnr_q'] - s['psnr_fp']:+.3f}), FQR {s['fqr']:.2f} bits, "
-          f"{s['bitops'] / 1e12:.3f} TBitOps per 800x800 frame, {s['model_bytes']:,} bytes")
+          f"{s['bitops'] / 1e12:.3f} TBitOps per 800x800 frame, {s['model_bytes']:,} bytes; {latency}")
     return 0
 
 
@@ -260,7 +266,8 @@ def cmd_search(args) -> int:
     s = search(args.scene, args.preset, hw=args.hw, episodes=args.episodes, objective=args.objective,
                budget=args.budget, lam=args.lam, max_loss=args.max_loss, b_min=args.b_min, b_max=args.b_max, val_views=args.val_views,
                warmup=args.warmup, seed=args.seed, rays=args.rays, resume=args.resume, runs_root=args.runs,
-               name=args.name, workload_size=args.workload_size, model=args.model)
+               name=args.name, workload_size=args.workload_size, model=args.model, quantizer=args.quantizer,
+               placement=args.placement, calibration=args.calibration)
     b, u8 = s["best"], s["baselines"]["uniform-8"]
     print(f"best of {s['episodes']} episodes (episode {b['episode']}): PSNR {b['psnr']:.2f} dB "
           f"({s['psnr_change_vs_fp']:+.2f} vs full precision {s['baselines']['fp']['psnr']:.2f}), "
@@ -468,6 +475,22 @@ def _work_options(p) -> None:
     p.add_argument("--cpus", type=option(int, ge=1), help="local Ray's CPUs (default all cores)")
 
 
+def _quantizer_options(p, search: bool = False) -> None:
+    """--quantizer, --placement, --calibration (``quant.dhq_field``) of quantize and search."""
+    from quant.calibration import CALIBRATIONS
+    from quant.dhq_field import QUANTIZERS
+    from quant.hadamard import PLACEMENTS
+
+    p.add_argument("--quantizer", default="uniform", choices=QUANTIZERS,
+                   help="the MLP layers' quantizer: uniform PTQ, or dhq (Hadamard-rotated, DHQ; latency on the "
+                        "Hadamard datapath" + (", tables on chip: --hw onchip" if search else "")
+                        + ") (default uniform)")
+    p.add_argument("--placement", default=None, choices=PLACEMENTS[:2] if search else PLACEMENTS,
+                   help="dhq: which layers' weights / inputs are rotated (default all)")
+    p.add_argument("--calibration", default=None, choices=CALIBRATIONS,
+                   help="dhq: how its quantizers' steps are calibrated (default min-max)")
+
+
 def _scene_options(p, preset_help: str = "the training preset of the checkpoint (default tiny)") -> None:
     """--scene and --preset of the commands that work on a trained field."""
     p.add_argument("--scene", default="builtin", help="'builtin' or the scene folder trained on (default builtin)")
@@ -582,6 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "quantize":
             p.add_argument("--policy", default="uniform-8", type=policy_spec,
                            help="uniform-<bits>, fp, or a policy YAML file (default uniform-8)")
+            _quantizer_options(p)
+            p.add_argument("--hw", default="onchip",
+                           help="hardware preset of the reported frame latency: flows/accel/<name>.yaml, tables on "
+                                "chip (default onchip)")
+            p.set_defaults(check=check_quantizer_options)
         else:
             p.add_argument("--bits", default="16,12,10,8,6,4", type=bits_list(2, 32),
                            help="comma-separated bitwidths in [2, 32] (default 16,12,10,8,6,4)")
@@ -636,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="ngp", choices=MODELS,
                    help="ngp: the trained field of `make train`; kilonerf: its KiloNeRF of `make kilonerf` "
                         "(default ngp)")
+    _quantizer_options(p, search=True)
     p.set_defaults(func=cmd_search, check=check_search)
     p = sub.add_parser("acaq", help="A-CAQ learned bitwidths (MDL or MGL) on a trained field; writes "
                                     "runs/acaq-<scene>-<preset>-<mdl|mglP>/ (resumable)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from common.validate import option
 
-__all__ = ["bits_list", "choice_list", "width", "policy_spec", "check_search", "check_acaq"]
+__all__ = ["bits_list", "choice_list", "width", "policy_spec", "check_search", "check_acaq", "check_quantizer_options"]
 
 
 def choice_list(choices, what: str):
@@ -76,11 +76,20 @@ def policy_spec(text: str) -> str:
     return text
 
 
+def check_quantizer_options(args) -> str | None:
+    """Cross-option rules of the quantizer options (quantize, search): --placement and --calibration are DHQ's."""
+    if getattr(args, "quantizer", "uniform") == "uniform":
+        for option in ("placement", "calibration"):
+            if getattr(args, option, None) is not None:
+                return f"argument --{option}: an option of --quantizer dhq, not uniform ({getattr(args, option)!r})"
+    return None
+
+
 def check_search(args) -> str | None:
     """Cross-option rules of ``search`` (run after parsing): an error message, or None."""
     if args.b_min > args.b_max:
         return f"argument --b-min: must be <= --b-max ({args.b_max}), not {args.b_min}"
-    return None
+    return check_quantizer_options(args)
 
 
 def check_acaq(args) -> str | None:

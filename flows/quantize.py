@@ -4,6 +4,13 @@ A policy is applied to the trained checkpoint of ``runs/train-<scene>-<preset>/`
 min-max on training rays (``quant.ptq``), and rendered on the test views; the costs come from
 ``quant.costs``. Results: ``runs/quantize-<scene>-<preset>-<policy>/summary.json`` and, for the sweep,
 ``runs/sweep-<scene>-<preset>/`` (``sweep.json``, ``table.md``, ``table.csv``, ``psnr_vs_fqr.png``).
+
+``make quantize QUANTIZER=dhq`` quantizes the MLP layers by DHQ instead (``quant.dhq_field``: Hadamard
+rotation placed by ``PLACEMENT``, the DHQ quantizers calibrated by ``CALIBRATION``), in
+``runs/quantize-<scene>-<preset>-<policy>-dhq-<placement>-<calibration>/``. The summary's ``frame`` is
+the latency of one 800x800 frame at the full-precision field's samples per ray on the test views
+(``sim.perf.frame_perf``, a hardware preset with the tables on chip, default ``onchip``): the bit-serial
+MLP engines for uniform, one Hadamard datapath per rotated layer for DHQ (``datapath="hadamard"``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,13 @@ from flows.report import Column, pyplot, save_figure, write_json, write_table
 from flows.runs import scene_name, train_command, train_dir
 
 __all__ = ["scene_name", "train_dir", "resolve_policy", "TrainedField", "quantize", "sweep", "SWEEP_BITS",
-           "SWEEP_COLUMNS"]
+           "SWEEP_COLUMNS", "FRAME_RAYS", "run_name", "frame_latency"]
+
+#: Rays of the frame whose latency ``quantize`` reports: 800 x 800 (as ``make search``).
+FRAME_RAYS = 800 * 800
+#: A DHQ layer's rotation in the summary: (rotate_weight, rotate_act) <-> name.
+ROTATIONS = {"both": (True, True), "weight": (True, False), "input": (False, True), "none": (False, False)}
+ROTATION_NAMES = {v: k for k, v in ROTATIONS.items()}
 
 #: Bitwidths of the uniform PTQ sweep.
 SWEEP_BITS = (16, 12, 10, 8, 6, 4)
@@ -61,15 +74,33 @@ class TrainedField(nerf.field.TrainedField):
         self.progress = progress
         self._fp = None
 
-    def evaluate(self, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0) -> dict:
-        """PTQ under ``policy`` (full precision when every component is 32 bits), then test-view metrics."""
-        from quant.ptq import ptq
+    def evaluate(self, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0,
+                 options: dict | None = None) -> dict:
+        """PTQ under ``policy`` (full precision when every component is 32 bits), then test-view metrics.
 
-        ptq(self.model, self.occupancy, self.train_data, policy, n_samples=self.n_samples, rays=rays, seed=seed)
-        try:
-            return self.test_metrics(out_dir=out_dir, progress=self.progress)
-        finally:
-            self.model.clear_quantizers()
+        ``options``: ``quant.dhq_field.check_options``'s dict (None: uniform); with DHQ the result also has
+        ``rotations``: layer -> (rotate_weight, rotate_act). The field is left as it was (no quantizer).
+        """
+        from quant.ptq import calibrate_field, ptq
+
+        if options is None or options["quantizer"] == "uniform":
+            ptq(self.model, self.occupancy, self.train_data, policy, n_samples=self.n_samples, rays=rays, seed=seed)
+            try:
+                return self.test_metrics(out_dir=out_dir, progress=self.progress)
+            finally:
+                self.model.clear_quantizers()
+        from quant.dhq_field import capture_layer_inputs, dhq_installed, field_rotations
+
+        inputs = None
+        if options["placement"] == "rule":  # the full-precision layer inputs of the calibration rays
+            inputs = capture_layer_inputs(self.model, self.occupancy, self.train_data, rays=rays,
+                                          n_samples=self.n_samples, seed=seed)
+        rotations = field_rotations(self.model, options["placement"], policy=policy, layer_inputs=inputs,
+                                    calibration=options["calibration"])
+        with dhq_installed(self.model, policy, rotations, calibration=options["calibration"]):
+            calibrate_field(self.model, self.occupancy, self.train_data, rays=rays, n_samples=self.n_samples,
+                            seed=seed)
+            return {**self.test_metrics(out_dir=out_dir, progress=self.progress), "rotations": rotations}
 
     def full_precision(self) -> dict:
         """Test metrics of the unquantized field (computed once)."""
@@ -79,19 +110,25 @@ class TrainedField(nerf.field.TrainedField):
             self._fp = self.evaluate(QuantPolicy.uniform(FULL_PRECISION_BITS, self.levels))
         return self._fp
 
-    def summary(self, name: str, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0) -> dict:
-        """The ``make quantize`` summary of one policy (see ``quantize``)."""
+    def summary(self, name: str, policy, *, out_dir: Path | None = None, rays: int = 16384, seed: int = 0,
+                options: dict | None = None) -> dict:
+        """The ``make quantize`` summary of one policy (see ``quantize``); ``options`` as ``evaluate``."""
         from quant.costs import FRAME, bitops, model_bytes
         from quant.policy import FULL_PRECISION_BITS, QuantPolicy, fqr
 
         fp = self.full_precision()
         all_fp = all(b == FULL_PRECISION_BITS for b in policy.values())
-        q = fp if all_fp and out_dir is None else self.evaluate(policy, out_dir=out_dir, rays=rays, seed=seed)
+        uniform = options is None or options["quantizer"] == "uniform"
+        q = fp if all_fp and out_dir is None and uniform else self.evaluate(policy, out_dir=out_dir, rays=rays,
+                                                                              seed=seed, options=options)
         arch = self.model.arch
         pixels = self.test_data.height * self.test_data.width
         spr = q["samples_evaluated_per_view"] / pixels
         fp_policy = QuantPolicy.uniform(FULL_PRECISION_BITS, self.levels)
-        return {
+        extra = dict(options or {})
+        if not uniform:
+            extra["rotations"] = {n: ROTATION_NAMES[rot] for n, rot in q["rotations"].items()}
+        return {**extra,
             "scene": self.scene, "preset": self.preset, "policy": name, "bits": dict(policy),
             "psnr_fp": round(fp["psnr"], 3), "psnr_q": round(q["psnr"], 3),
             "ssim_fp": round(fp["ssim"], 4), "ssim_q": round(q["ssim"], 4),
@@ -106,17 +143,75 @@ class TrainedField(nerf.field.TrainedField):
         }
 
 
+def run_name(scene: str, preset: str, name: str, options: dict) -> str:
+    """The run folder's name: ``quantize-<scene>-<preset>-<policy>``, ``-dhq-<placement>-<calibration>`` added
+    for DHQ (so that a DHQ run does not overwrite the uniform one)."""
+    tail = "" if options["quantizer"] == "uniform" else f"-dhq-{options['placement']}-{options['calibration']}"
+    return f"quantize-{scene_name(scene)}-{preset}-{name}{tail}"
+
+
+def frame_latency(hw: str, arch: dict, policy, samples_per_ray: float, options: dict, rotations=None) -> dict:
+    """One 800x800 frame under ``policy`` (``sim.perf.frame_perf``) on hardware preset ``hw``: the MLP engines
+    (uniform) or the Hadamard datapaths placed by ``rotations`` (DHQ).
+
+    Returns:
+        ``{"hw", "datapath", "rays", "samples", "cycles", "latency_ms", "bottleneck", "cycles_per_sample":
+        {engine: cycles}}``, and with DHQ ``"layers"``: layer -> {rotate, engine, cycles}; or, when the engines
+        cannot run the policy (e.g. full precision, a preset with the tables in DRAM), ``{"hw", "datapath",
+        "note"}`` with the reason.
+    """
+    from hw.params import ConfigError
+    from sim.perf import frame_perf, load_accelerator
+
+    accel = load_accelerator(hw)
+    dhq = options["quantizer"] == "dhq"
+    datapath = "hadamard" if dhq else "mlp"
+    samples = int(round(samples_per_ray * FRAME_RAYS))
+    head = {"hw": accel.name, "datapath": datapath}
+    try:
+        p = frame_perf(accel, arch, policy, samples=samples, datapath=datapath, rotations=rotations if dhq else None)
+    except ConfigError as exc:
+        return {**head, "note": str(exc)}
+    out = {**head, "rays": FRAME_RAYS, "samples": samples, "cycles": p.cycles, "latency_ms": round(p.latency_ms, 4),
+           "bottleneck": p.bottleneck, "cycles_per_sample": {k: v["cycles_per_sample"] for k, v in p.engines.items()}}
+    if dhq:
+        out["layers"] = {ly["name"]: {k: ly[k] for k in ("rotate", "engine", "cycles")}
+                         for name in ("density", "color") for ly in p.engines[name]["layers"]}
+    return out
+
+
 def quantize(scene: str, preset: str, policy_spec: str, *, runs_root="runs", rays: int = 16384, seed: int = 0,
-             progress: bool = True) -> dict:
-    """Evaluate one policy; writes and returns ``runs/quantize-<scene>-<preset>-<policy>/summary.json``.
+             progress: bool = True, quantizer: str = "uniform", placement: str | None = None,
+             calibration: str | None = None, hw: str = "onchip") -> dict:
+    """Evaluate one policy; writes and returns ``runs/<run_name>/summary.json`` (``run_name``).
 
     The summary has psnr_fp and psnr_q (dB, mean over the test views), fqr (bits), bitops (one
-    800x800 frame, BitOps), model_bytes (bytes), and details (SSIM, samples per ray, ...).
+    800x800 frame, BitOps), model_bytes (bytes), the quantizer (and DHQ's placement, calibration and
+    rotations), ``frame`` (``frame_latency``) and details (SSIM, samples per ray, ...).
+
+    Args:
+        quantizer: the MLPs' quantizer, "uniform" (default) or "dhq" (``quant.dhq_field``);
+        placement, calibration: DHQ's rotation placement ("all" default, "paper", "rule") and its quantizers'
+            calibration ("min-max" default, "mse", "percentile"); None for uniform.
+        hw: the hardware preset of the frame latency (default "onchip").
+
+    Raises:
+        ValueError: an unknown quantizer, placement or calibration, or a placement / calibration with the
+            uniform quantizer (before any work). hw.params.ConfigError: an unknown hardware preset.
     """
+    from quant.dhq_field import check_options
+    from sim.perf import load_accelerator
+
+    options = check_options(quantizer, placement, calibration)
+    load_accelerator(hw)  # a bad preset name fails before any work
     field = TrainedField(scene, preset, runs_root=runs_root, progress=progress)
     name, policy = resolve_policy(policy_spec, field.levels)
-    out = Path(runs_root) / f"quantize-{scene_name(scene)}-{preset}-{name}"
-    s = field.summary(name, policy, out_dir=out / "test", rays=rays, seed=seed)
+    out = Path(runs_root) / run_name(scene, preset, name, options)
+    s = field.summary(name, policy, out_dir=out / "test", rays=rays, seed=seed, options=options)
+    fp = field.full_precision()
+    spr_fp = fp["samples_evaluated_per_view"] / (field.test_data.height * field.test_data.width)
+    rotations = {n: ROTATIONS[r] for n, r in s["rotations"].items()} if "rotations" in s else None
+    s["frame"] = frame_latency(hw, field.model.arch, policy, spr_fp, options, rotations)
     policy.save(out / "policy.yaml")
     write_json(out / "summary.json", s)
     return s

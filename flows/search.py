@@ -169,10 +169,13 @@ def objective_tag(objective: str, max_loss: float) -> str:
     return f"quality{max_loss:g}dB" if objective == "quality" else objective
 
 
-def _run_folder(scene: str, preset: str, objective: str, name: str | None, runs_root, model: str = "ngp") -> Path:
+def _run_folder(scene: str, preset: str, objective: str, name: str | None, runs_root, model: str = "ngp",
+                options: dict | None = None) -> Path:
     from flows.runs import scene_name
 
     tag = "" if model == "ngp" else f"-{model}"
+    if options and options["quantizer"] != "uniform":
+        tag += f"-dhq-{options['placement']}-{options['calibration']}"
     return Path(runs_root) / f"search-{name or f'{scene_name(scene)}-{preset}{tag}-{objective}'}"
 
 
@@ -217,8 +220,11 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
     workload = None
     if accel.has_memory:  # before PTQ puts quantizers into the model: the full-precision field's samples
         workload = cached_workload(trained, val, views[0], settings["workload_size"], out / "workload.npy")
+    dhq = settings.get("quantizer", "uniform") == "dhq"
     evaluator = PTQEvaluator(trained.model, trained.occupancy, trained.train_data, val, views=views,
-                             n_samples=trained.n_samples, rays=rays, seed=seed)
+                             n_samples=trained.n_samples, rays=rays, seed=seed,
+                             quantizer=settings.get("quantizer", "uniform"), placement=settings.get("placement"),
+                             calibration=settings.get("calibration"))
     if state is None:
         fp = evaluator.evaluate(QuantPolicy.uniform(FULL_PRECISION_BITS, trained.levels))
         state = {"settings": settings, "fp": fp, "rows": [], "baselines": None, "agent": None}
@@ -232,7 +238,8 @@ def _setup(scene: str, preset: str, accel, out: Path, settings: dict, state: dic
             every += 1
     space = SearchSpace(arch=trained.model.arch, preset=accel, samples=samples, b_min=settings["b_min"],
                         b_max=settings["b_max"], objective=settings["objective"], budget=settings["budget"],
-                        lam=settings["lam"], max_loss=settings.get("max_loss", 0.5), workload=workload, every=every)
+                        lam=settings["lam"], max_loss=settings.get("max_loss", 0.5), workload=workload, every=every,
+                        datapath="hadamard" if dhq else "mlp", rotations=evaluator.rotations)
     return _Search(out=out, state=state, evaluator=evaluator, space=space, accel=accel, arch=trained.model.arch,
                    samples=samples, levels=trained.levels, views=views, workload=workload, policy_type=QuantPolicy)
 
@@ -486,23 +493,41 @@ def _write_best(run: _Search, best: dict, title: str) -> None:
 def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: int = 60, objective: str = "latency",
            budget: float = 0.5, lam: float = 0.1, max_loss: float = 0.5, b_min: int = 2, b_max: int = 8,
            val_views: int = 4, warmup: int = 20, seed: int = 0, rays: int = 8192, resume: bool = False, runs_root="runs",
-           name: str | None = None, progress: bool = True, workload_size: int = 800, model: str = "ngp") -> dict:
+           name: str | None = None, progress: bool = True, workload_size: int = 800, model: str = "ngp",
+           quantizer: str = "uniform", placement: str | None = None, calibration: str | None = None) -> dict:
     """Run (or resume) a search; returns the summary (also ``summary.json``).
 
     ``model``: ``ngp`` (the trained Instant-NGP field) or ``kilonerf`` (``make kilonerf``'s grid of tiny MLPs,
     ``rl.kilo_env``; run folder ``search-<scene>-<preset>-kilonerf-<objective>``).
+
+    ``quantizer``: the MLPs' quantizer, ``uniform`` (default) or ``dhq`` (``quant.dhq_field``: DHQ layers placed
+    by ``placement``, "all" (default) or "paper", calibrated by ``calibration``, "min-max" (default), "mse" or
+    "percentile"): every policy is then scored with DHQ and costed on the Hadamard datapath
+    (``sim.perf.frame_perf(datapath="hadamard")``, tables on chip: ``hw`` must be an on-chip preset); the
+    full-precision baseline is the DHQ field at 32 bits (the rotation is exact: the field up to float
+    rounding). Run folder ``...-dhq-<placement>-<calibration>-<objective>``.
 
     Raises:
         FileNotFoundError: no trained checkpoint (names the ``make train`` command).
         rl.env.BudgetError: the budget is unreachable in [b_min, b_max] (gives the lowest latency).
         SearchError: the run folder holds a search and ``resume`` is false, or a resume with other settings.
         hw.params.ConfigError: unknown or invalid hardware preset.
-        ValueError: a bad argument (``rl.env.SearchSettings``: episodes 0, budget inf or nan, ...), before any work.
+        ValueError: a bad argument (``rl.env.SearchSettings``: episodes 0, budget inf or nan, ...; an unknown
+            quantizer, placement or calibration; placement "rule"; DHQ with KiloNeRF or a memory preset), before
+            any work.
     """
+    from quant.dhq_field import check_options
     from rl.env import SearchSettings
 
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+    options = check_options(quantizer, placement, calibration)
+    if options["quantizer"] == "dhq":
+        if model != "ngp":
+            raise ValueError(f"quantizer 'dhq' is for the Instant-NGP field's MLPs, not model {model!r}")
+        if options["placement"] == "rule":
+            raise ValueError("placement 'rule' decides each rotation from the policy's bits, which the search "
+                             "changes with every episode: use placement 'all' or 'paper'")
     # every argument checked before any work starts (ValueError naming the field, range and value)
     SearchSettings(episodes=episodes, warmup=warmup, objective=objective, budget=budget, lam=lam, max_loss=max_loss,
                    b_min=b_min, b_max=b_max, val_views=val_views, rays=rays, seed=seed, workload_size=workload_size)
@@ -511,7 +536,10 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
 
     t_start = time.perf_counter()
     accel = load_accelerator(hw)
-    out = _run_folder(scene, preset, objective_tag(objective, max_loss), name, runs_root, model)
+    if options["quantizer"] == "dhq" and accel.has_memory:
+        raise ValueError(f"hardware preset {accel.name!r} keeps the hash tables in DRAM; the Hadamard datapath (DHQ) "
+                         "is modelled with the tables on chip: use HW=onchip (or another preset without memory)")
+    out = _run_folder(scene, preset, objective_tag(objective, max_loss), name, runs_root, model, options)
     settings = {"scene": scene, "preset": preset, "hw": accel.name, "objective": objective, "budget": budget,
                 "lam": lam, "b_min": b_min, "b_max": b_max, "val_views": val_views, "warmup": warmup, "seed": seed,
                 "rays": rays}
@@ -521,6 +549,8 @@ def search(scene: str, preset: str = "tiny", *, hw: str = "default", episodes: i
         settings["model"] = model
     if objective == "quality":  # only here: older searches resume with the settings they were saved with
         settings["max_loss"] = max_loss
+    if options["quantizer"] != "uniform":  # only here, likewise
+        settings.update(options)
     state = _prior_state(out / "checkpoint.pt", settings, resume)
     run = _setup(scene, preset, accel, out, settings, state, runs_root=runs_root, val_views=val_views, rays=rays,
                  seed=seed)

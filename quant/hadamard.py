@@ -288,7 +288,8 @@ def _quant_error(t: torch.Tensor, bits: int | None, calibration: str, percentile
 def placement_rotations(model: nn.Module, placement: str, *, names: Iterable[str] | None = None,
                         bits: dict[str, tuple[int | None, int | None]] | None = None, inputs=None,
                         calibration: str = "min-max", percentile: float = DEFAULT_PERCENTILE,
-                        per_channel: bool = False) -> dict[str, tuple[bool, bool]]:
+                        per_channel: bool = False,
+                        layer_inputs: dict[str, torch.Tensor] | None = None) -> dict[str, tuple[bool, bool]]:
     """``(rotate_weight, rotate_act)`` of each layer under a rotation ``placement`` (module doc).
 
     Args:
@@ -299,6 +300,9 @@ def placement_rotations(model: nn.Module, placement: str, *, names: Iterable[str
         bits: layer name -> (weight bits, act bits), for ``"rule"`` (None or 32: full precision, never rotated).
         inputs: the calibration batch ``model(inputs)``, for ``"rule"`` (its layers' FP inputs are measured).
         calibration, percentile, per_channel: the quantizers' settings, for ``"rule"``.
+        layer_inputs: for ``"rule"``, instead of ``inputs``: layer name -> its full-precision input
+            activations (..., in), measured by the caller (e.g. a model that ``model(inputs)`` cannot call);
+            a layer that saw no input (0 rows) does not rotate its input.
 
     Returns:
         Layer name -> ``(rotate_weight, rotate_act)``, in the order of ``names``.
@@ -314,12 +318,17 @@ def placement_rotations(model: nn.Module, placement: str, *, names: Iterable[str
     if placement == "paper":
         last = len(targets) - 1
         return {n: (k in (0, last), k == last) for k, n in enumerate(targets)}
-    if bits is None or inputs is None:
-        raise ValueError("placement 'rule' needs the layers' bits and a calibration batch (inputs)")
+    if bits is None or (inputs is None and layer_inputs is None):
+        raise ValueError("placement 'rule' needs the layers' bits and a calibration batch (inputs or layer_inputs)")
     missing = [n for n in targets if n not in bits]
     if missing:
         raise ValueError(f"placement 'rule': no bits given for layer {missing[0]!r}")
     modules = dict(model.named_modules())
+    if layer_inputs is not None:
+        missing = [n for n in targets if n not in layer_inputs]
+        if missing:
+            raise ValueError(f"placement 'rule': no input activations given for layer {missing[0]!r}")
+        return _rule(modules, targets, bits, layer_inputs, calibration, percentile, per_channel)
     seen: dict[str, torch.Tensor] = {}
 
     def keeper(name):
@@ -333,6 +342,11 @@ def placement_rotations(model: nn.Module, placement: str, *, names: Iterable[str
     finally:
         for h in hooks:
             h.remove()
+    return _rule(modules, targets, bits, seen, calibration, percentile, per_channel)
+
+
+def _rule(modules, targets, bits, seen, calibration, percentile, per_channel) -> dict[str, tuple[bool, bool]]:
+    """Placement "rule" from each layer's full-precision input activations ``seen[name]``."""
     rotations = {}
     for n in targets:
         layer, (wb, ab) = modules[n], bits[n]
@@ -343,8 +357,8 @@ def placement_rotations(model: nn.Module, placement: str, *, names: Iterable[str
         ch = layer.out_features if per_channel else None
         rotations[n] = (_quant_error(w @ h, wb, calibration, percentile, ch)
                         < _quant_error(w, wb, calibration, percentile, ch),
-                        _quant_error(x @ h, ab, calibration, percentile, None)
-                        < _quant_error(x, ab, calibration, percentile, None))
+                        len(x) > 0 and _quant_error(x @ h, ab, calibration, percentile, None)
+                        < _quant_error(x, ab, calibration, percentile, None))  # no inputs seen: not rotated
     return rotations
 
 

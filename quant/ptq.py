@@ -86,23 +86,52 @@ class PTQEvaluator:
     quantizer's ``bits`` re-derives exactly the scale ``ptq`` would give (``FakeQuantizer.bits``): one
     calibration serves every policy of a search.
 
+    With ``quantizer="dhq"`` the field's MLP layers are DHQ layers (``quant.dhq_field``, placement "all" or
+    "paper": "rule" decides from the bits, which change with every policy) and their quantizers, also
+    calibrated once, re-derive their steps at each policy's bits by their ``calibration`` (the stored
+    calibration samples for "mse" and "percentile"). The model keeps the DHQ layers.
+
     Args:
         model, occupancy: the trained field and its occupancy grid.
         calibration_data: a training split (rays for calibration); eval_data: the views to score.
         views: indices of ``eval_data`` to render; n_samples: samples per ray.
         rays, seed: calibration rays and their seed (as ``calibrate_field``).
+        quantizer, placement, calibration: the MLPs' quantizer (``quant.dhq_field.check_options``).
+
+    Raises:
+        ValueError: an unknown quantizer, placement or calibration; placement "rule"; DHQ on a KiloNeRF.
     """
 
     def __init__(self, model, occupancy, calibration_data, eval_data, *, views, n_samples: int, rays: int = 16384,
-                 seed: int = 0):
+                 seed: int = 0, quantizer: str = "uniform", placement: str | None = None,
+                 calibration: str | None = None):
+        from quant.dhq_field import check_options, field_rotations, install_dhq
+
+        self.options = check_options(quantizer, placement, calibration)
         self.model, self.occupancy, self.data = model, occupancy, eval_data
         self.views, self.n_samples = list(views), n_samples
-        self.quantizers = apply_policy(model, uniform_policy(model, 8))
+        self.rotations, self.dhq_layers = None, {}
+        if self.options["quantizer"] == "dhq":
+            if model.arch.get("model") == "kilonerf":
+                raise ValueError("quantizer 'dhq' is for the Instant-NGP field's MLPs, not KiloNeRF")
+            if self.options["placement"] == "rule":
+                raise ValueError("placement 'rule' decides each rotation from the policy's bits, which the search "
+                                 "changes with every policy: use placement 'all' or 'paper'")
+            self.rotations = field_rotations(model, self.options["placement"])
+            installed = install_dhq(model, uniform_policy(model, 8), self.rotations,
+                                    calibration=self.options["calibration"])
+            self.quantizers, self.dhq_layers = installed["quantizers"], installed["layers"]
+        else:
+            self.quantizers = apply_policy(model, uniform_policy(model, 8))
         calibrate_field(model, occupancy, calibration_data, rays=rays, n_samples=n_samples, seed=seed)
 
     def set_policy(self, policy: Mapping[str, int]) -> None:
         for name, q in self.quantizers.items():
             q.bits = policy[name]
+        if self.dhq_layers:
+            from quant.dhq_field import set_dhq_bits
+
+            set_dhq_bits(self.dhq_layers, policy, self.model.arch, self.rotations)
 
     def evaluate(self, policy: Mapping[str, int]) -> dict:
         """``{"psnr": mean dB over the views, "samples_per_ray": field evaluations per ray}`` under ``policy``."""

@@ -68,7 +68,7 @@ from common.validate import range_message, spec
 from nerf import grid
 from nerf.layout import model_layout
 from quant.policy import MAX_BITS, MIN_BITS, QuantPolicy, component_names
-from sim.mapping import ENCODER, AcceleratorPreset, encoder_params, layer_of, level_bits_of, mlp_layers
+from sim.mapping import ENCODER, AcceleratorPreset, check_datapath, encoder_params, layer_of, level_bits_of, mlp_layers
 from sim.perf import FramePerf, frame_perf, memory_result, mlp_cycles, workload_codes
 from sim.tlm.mlp_engine import layer_cycles
 
@@ -238,6 +238,8 @@ class SearchSpace(Objectives):
             smaller workload stands for the frame, costs scaled to ``samples``).
         every: >= 1; > 1 costs policies on every ``every``-th chunk of ``CHUNK`` workload points (an
             estimate, module doc), scaled to ``samples``.
+        datapath, rotations: the MLP layers' datapath (``sim.perf.frame_perf``): "mlp" (default) or
+            "hadamard" (DHQ, tables on chip only) with its layers' rotations (None: every layer both).
 
     Derived (set on construction): ``levels``, ``names`` (the policy's components), ``reference_cycles``
     (uniform-8), ``latency_sensitive`` (components with engine cycles), ``static`` (observations);
@@ -260,6 +262,8 @@ class SearchSpace(Objectives):
     max_loss: MaxLoss = 0.5
     workload: object = None
     every: Annotated[int, Field(ge=1)] = 1
+    datapath: str = "mlp"
+    rotations: object = None
 
     def _set(self, **values) -> None:
         for name, value in values.items():
@@ -275,6 +279,10 @@ class SearchSpace(Objectives):
         if not self.b_min <= self.b_max <= top:
             raise ValueError(range_message("SearchSpace", "b_max", self.b_max, self.b_min, top)
                              + " (b_min to the engines' widest)")
+        check_datapath(self.datapath)
+        if self.datapath == "hadamard" and self.preset.memory is not None:
+            raise ValueError(f"hardware preset {self.preset.name!r} keeps the hash tables in DRAM; the Hadamard "
+                             "datapath (DHQ) is modelled with the tables on chip: use the on-chip preset 'onchip'")
         levels = self.arch["levels"]
         self._set(levels=levels, names=component_names(levels), stats=None, memo={}, replays=0, points=0,
                   fixed=dict(FIXED_QUALITY) if self.objective == "quality" else {})
@@ -313,6 +321,9 @@ class SearchSpace(Objectives):
     def perf(self, policy: Mapping[str, int]) -> FramePerf:
         """The frame under ``policy`` (``sim.perf.FramePerf``); with memory from the memoised replay."""
         if self.stats is None:
+            if self.datapath == "hadamard":
+                return frame_perf(self.preset, self.arch, policy, samples=self.samples, datapath="hadamard",
+                                  rotations=self.rotations)
             return frame_perf(self.preset, self.arch, policy, samples=self.samples)
         from sim.memory.frame import policy_perf
 
@@ -338,14 +349,19 @@ class SearchSpace(Objectives):
         times that engine's utilization (1 for the bottleneck); hash levels split the encoder's
         utilization evenly (tables on chip) or, tables in DRAM, share the encoder's busy cycles: its
         issue cycles evenly, its stall cycles in proportion to each level's misses, over the frame's
-        cycles; components with no engine cycles get 0."""
+        cycles; components with no engine cycles get 0. With the Hadamard datapath (one engine per layer)
+        a layer's share is its own engine's utilization."""
         perf = self.perf(policy)
-        layers = mlp_layers(policy, self.arch, self.preset.mlp)
         shares = dict.fromkeys(self.names, 0.0)
-        for name, (engine, i) in layer_of(self.arch).items():
-            ly = layers[engine][i]
-            n = layer_cycles(self.preset.mlp, **ly)
-            shares[name] = n / perf.engines[engine]["cycles_per_sample"] * perf.engines[engine]["utilization"]
+        if self.datapath == "hadamard":
+            for name, (engine, i) in layer_of(self.arch).items():
+                shares[name] = perf.engines[engine]["layers"][i]["utilization"]
+        else:
+            layers = mlp_layers(policy, self.arch, self.preset.mlp)
+            for name, (engine, i) in layer_of(self.arch).items():
+                ly = layers[engine][i]
+                n = layer_cycles(self.preset.mlp, **ly)
+                shares[name] = n / perf.engines[engine]["cycles_per_sample"] * perf.engines[engine]["utilization"]
         hashed = model_layout(self.arch).hash_components
         if perf.dram:
             enc, cycles = perf.engines[ENCODER], max(perf.cycles, 1)

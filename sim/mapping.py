@@ -47,13 +47,14 @@ from pydantic import Field, InstanceOf
 from common.validate import from_mapping, preset_path, read_yaml, spec
 from hw.hash_encoder_axi.params import (AddrBits, BusBytes, CacheBytes, HashEncoderAxiParams, LineBytes, ResidentBytes,
                                         Ways)
-from hw.params import ConfigError, HashEncoderParams, MlpEngineParams
+from hw.params import ConfigError, HadamardParams, HashEncoderParams, MlpEngineParams
 from nerf.layout import ModelLayout, model_layout
 
 __all__ = ["ACCEL_DIR", "ENCODER", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "AcceleratorPreset",
            "load_accelerator", "layer_of", "mlp_layers", "mlp_shapes", "encoder_params", "engines_for_policy",
            "check_bits", "check_policy_fits", "MemoryPreset", "encoder_section", "level_bits_of", "RENDERER_COMPONENTS",
-           "HW_FULL_BITS", "hardware_bits", "top_params"]
+           "HW_FULL_BITS", "hardware_bits", "top_params", "DATAPATHS", "check_datapath", "HADAMARD_DEFAULT",
+           "hadamard_base", "hadamard_layer_params", "hadamard_layers"]
 
 #: Hardware presets of the accelerator (``make search HW=<name>``).
 ACCEL_DIR = Path(__file__).resolve().parents[1] / "flows" / "accel"
@@ -119,6 +120,9 @@ class AcceleratorPreset:
         mlp: the MLP engines' parameters (both engines are generated alike).
         memory: the external-table memory system (``MemoryPreset``), or None: tables on chip
             (``hw.hash_encoder``, table bits do not change latency).
+        hadamard: the DHQ Hadamard datapath's array (``HadamardParams``: rows, cols, mult_bits; each
+            layer's engine is this resized for it, ``hadamard_layers``), or None: ``HADAMARD_DEFAULT``.
+            Only the DHQ frame model (``datapath="hadamard"``) reads it.
 
     Raises:
         ConfigError: a bad field, naming it, the allowed range and the value.
@@ -130,6 +134,7 @@ class AcceleratorPreset:
     feature_bits: _FeatureBits = 8
     mlp: InstanceOf[MlpEngineParams]
     memory: InstanceOf[MemoryPreset] | None = None
+    hadamard: InstanceOf[HadamardParams] | None = None
 
     @property
     def has_memory(self) -> bool:
@@ -150,7 +155,7 @@ class AcceleratorPreset:
         return self.mlp.clock_mhz
 
 
-_SECTIONS = ("hash_encoder", "mlp_engine", "memory")
+_SECTIONS = ("hash_encoder", "mlp_engine", "memory", "hadamard")
 
 
 def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
@@ -184,10 +189,11 @@ def load_accelerator(name_or_path: str | Path) -> AcceleratorPreset:
         memory = None
         if "memory" in data:
             memory = _memory_section(sections["memory"], section)
+        hadamard = HadamardParams.from_dict(sections["hadamard"], where="hadamard") if "hadamard" in data else None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return AcceleratorPreset(name=path.stem, lanes=section.lanes, coord_bits=section.coord_bits,
-                             feature_bits=section.feature_bits, mlp=mlp, memory=memory)
+                             feature_bits=section.feature_bits, mlp=mlp, memory=memory, hadamard=hadamard)
 
 
 def _memory_section(data, enc: HashEncoderPreset) -> MemoryPreset:
@@ -431,3 +437,115 @@ def top_params(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
         density_act=ActivationParams(lanes=1, in_bits=geo, out_bits=bits["density.out"], index_bits=min(geo, 12)),
         color_act=ActivationParams(lanes=3, in_bits=logits, out_bits=bits["color.out"], index_bits=min(logits, 12)),
         compositor=CompositorParams(sigma_bits=bits["density.out"], color_bits=bits["color.out"]))
+
+
+# --- the DHQ Hadamard datapath (quantizer dhq) --------------------------------------------------
+#: The MLP layers' datapaths the frame model knows: ``mlp`` (the bit-serial MLP engines, one per MLP) and
+#: ``hadamard`` (DHQ: one Hadamard datapath per layer, ``hadamard_layers``).
+DATAPATHS = ("mlp", "hadamard")
+#: The Hadamard array a preset without a ``hadamard`` section uses: ``flows/configs/had-inr.yaml`` (8 x 16).
+HADAMARD_DEFAULT = Path(__file__).resolve().parents[1] / "flows" / "configs" / "had-inr.yaml"
+_HADAMARD_MAX_BITS = 16  # HadamardParams' widest weight / activation
+
+
+def check_datapath(name, what: str = "datapath") -> str:
+    """``name`` if it is one of ``DATAPATHS``; else ValueError naming ``what`` and the value."""
+    if not isinstance(name, str) or name not in DATAPATHS:
+        raise ValueError(f"unknown {what} {name!r} (choices: {', '.join(DATAPATHS)})")
+    return name
+
+
+def hadamard_base(preset: AcceleratorPreset) -> HadamardParams:
+    """The preset's Hadamard array: its ``hadamard`` section, else ``HADAMARD_DEFAULT``'s (8 x 16, 16-bit M)."""
+    if preset.hadamard is not None:
+        return preset.hadamard
+    from hw.params import load_config
+
+    return load_config(HADAMARD_DEFAULT)["hadamard"]
+
+
+def hadamard_layer_params(base: HadamardParams, in_features: int, out_features: int, max_bits: int) -> HadamardParams:
+    """``base`` resized for one layer, as ``flows.inr.datapath.layer_params`` (``tests/test_dhq_frame.py`` checks
+    they agree): n = ``padded_size(in)`` (the next power of two, at least 2), m = out, C = min(C, n),
+    R = min(R, m), weight and activation widths up to ``max_bits``.
+
+    Raises:
+        ConfigError: a layer the engine cannot hold (in > 128, out > 256), naming the field.
+    """
+    n = max(2, 1 << (int(in_features) - 1).bit_length())
+    return dataclasses.replace(base, n=n, out_size=out_features, cols=min(base.cols, n),
+                               rows=min(base.rows, out_features), weight_bits=max(base.weight_bits, max_bits),
+                               max_act_bits=max(base.max_act_bits, max_bits))
+
+
+def hadamard_layers(policy: Mapping[str, int], arch: Mapping, preset: AcceleratorPreset,
+                    rotations: Mapping[str, tuple[bool, bool]] | None = None) -> dict[str, list[dict]]:
+    """Each MLP layer's datapath and cycles with DHQ (``quant.hadamard``): {"density": [...], "color": [...]}.
+
+    Every layer gets its own engine, chained in data-flow order (``sim.perf``). By the layer's rotation
+    (``quant.hadamard``'s placement table, ``rotations[layer] = (rotate_weight, rotate_act)``, None: both
+    everywhere, placement "all"):
+
+    * both: a Hadamard datapath sized for the layer as ``flows.inr.datapath.layer_params`` does (n =
+      ``padded_size(in)``, m = out, R = min(R, m), C = min(C, n), from ``hadamard_base(preset)``), run at
+      the layer's activation bits a: ``T = ceil(m / R) (n / C) a`` cycles per vector
+      (``sim.tlm.hadamard.vector_cycles``), latency ``T + log2 n + 8``;
+    * weight only: the same datapath with the input codes transformed unrounded: ``a + log2 n`` bits of u,
+      ``T = ceil(m / R) (n / C) (a + log2 n)``;
+    * neither: a one-layer bit-serial MLP engine of the preset's array (``preset.mlp``):
+      ``T = ceil(out / R) ceil(in / C) w a`` (``sim.tlm.mlp_engine.layer_cycles``), latency T + 6;
+    * input only: refused (a second, inverse transform after the requantizer; not built).
+
+    Bits as ``mlp_layers``: w the layer's ``.weight`` component, a the widest of its input components.
+
+    Returns:
+        Per MLP, per layer ``{"name", "in_size", "out_size", "weight_bits", "act_bits", "rotate"
+        ("both" | "weight" | "none"), "engine" ("hadamard" | "mlp"), "cycles" (T), "latency_extra"
+        (cycles from its input transfer to its output, idle, less T)}``, Hadamard layers also ``"n", "m",
+        "rows", "cols", "datapath_act_bits"`` (a, or a + log2 n).
+
+    Raises:
+        ConfigError: an input-only rotation, a width the datapath cannot run (above 16 bits; a + log2 n
+            above 16 for a weight-only layer), a layer wider than it holds (in > 128, out > 256), or a
+            width the MLP engine cannot run, naming the layer, component and value.
+        ValueError: ``rotations`` names a layer the model does not have.
+    """
+    from sim.tlm.hadamard import vector_cycles, vector_latency
+    from sim.tlm.mlp_engine import layer_cycles
+
+    layout = model_layout(arch)
+    rotations = {} if rotations is None else dict(rotations)
+    unknown = [n for n in rotations if n not in layout.layers]
+    if unknown:
+        raise ValueError(f"rotations name no layer of the model: {', '.join(map(repr, unknown))} "
+                         f"(layers: {', '.join(layout.layers)})")
+    base = hadamard_base(preset)
+    out: dict[str, list[dict]] = {}
+    for ly in layout.layers.values():
+        rot_w, rot_a = rotations.get(ly.name, (True, True))
+        entry = {"name": ly.name, "in_size": ly.in_size, "out_size": ly.out_size}
+        if rot_a and not rot_w:
+            raise ConfigError(f"layer {ly.name} rotates its input only: that needs a second (inverse) transform "
+                              "after the requantizer, which the Hadamard datapath does not have")
+        if not rot_w:
+            w = check_bits(policy, ly.weight, preset.mlp.max_weight_bits, "max_weight_bits")
+            a = max(check_bits(policy, n, preset.mlp.max_act_bits, "max_act_bits") for n in ly.inputs)
+            t = layer_cycles(preset.mlp, in_size=ly.in_size, out_size=ly.out_size, weight_bits=w, act_bits=a)
+            entry.update(weight_bits=w, act_bits=a, rotate="none", engine="mlp", cycles=t,
+                         latency_extra=MLP_EXTRA_LATENCY)
+        else:
+            w = check_bits(policy, ly.weight, _HADAMARD_MAX_BITS, "Hadamard weight_bits")
+            a = max(check_bits(policy, n, _HADAMARD_MAX_BITS, "Hadamard max_act_bits") for n in ly.inputs)
+            p = hadamard_layer_params(base, ly.in_size, ly.out_size, max(w, a))
+            a_eff = a if rot_a else a + p.log2_n
+            if a_eff > _HADAMARD_MAX_BITS:
+                raise ConfigError(f"layer {ly.name} rotates its weight only: u takes a + log2 n = {a} + {p.log2_n} "
+                                  f"= {a_eff} bits, above the Hadamard datapath's {_HADAMARD_MAX_BITS}")
+            p = dataclasses.replace(p, max_act_bits=max(p.max_act_bits, a_eff))
+            cycles = vector_cycles(p, a_eff)
+            t = vector_latency(p, a_eff)
+            entry.update(weight_bits=w, act_bits=a, rotate="both" if rot_a else "weight", engine="hadamard",
+                         cycles=cycles, latency_extra=t - cycles, n=p.n, m=p.out_size, rows=p.rows, cols=p.cols,
+                         datapath_act_bits=a_eff)
+        out.setdefault(ly.mlp, []).append(entry)
+    return out

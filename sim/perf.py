@@ -38,6 +38,23 @@ the wider of ``density.l1.out`` and ``sh.out``; ``color.l1``/``color.l2``: their
 change the table memory and its read traffic, not the encoder's cycles. A component at 32 bits (full
 precision) cannot run on the integer engines: ``frame_perf`` raises for it.
 
+**DHQ: the Hadamard datapath** (``datapath="hadamard"``, the quantizer ``dhq`` of ``make quantize`` and
+``make search``). Each MLP layer runs on its own engine, chained in data-flow order with the same
+2-word FIFOs between every two engines (``sim.mapping.hadamard_layers``): a rotated layer on a
+Hadamard datapath sized for it (``T = ceil(m / R) (n / C) a``, a the layer's activation bits, or
+a + log2 n when only its weight is rotated; a vector offered to the idle datapath at cycle t leaves at
+``t + T + log2 n + 8``, ``sim.tlm.hadamard.vector_latency``), an unrotated one on a one-layer bit-serial
+MLP engine of the preset's array (the MLP engine's layer cycles, leaving at t + T + 6). The Hadamard
+engine accepts vector k at ``a_k = max(offer_k, a_{k-1} + 1, l_{k-Q})`` and loads it at
+``l_k = max(a_k + F, l_{k-1} + T)`` (``sim.tlm.hadamard``, Q T >= F by its ``front_depth``), so offers
+``k s + b`` give outputs ``k max(s, T) + b + T + log2 n + 8`` (``tests/test_dhq_frame.py`` checks it
+against ``HadamardTLM``), the same linear form as the MLP engine's: the chain's slope is the largest
+T of the chain (so each MLP's ``cycles_per_sample`` is its slowest layer's T) and its intercept adds
+every stage's latency and FIFO cycle. The argument for ignoring backpressure is the one above. Tables
+on chip only (a ``memory`` preset's event-driven schedule and the accelerator top, ``rays=``, model the
+MLP engines) and the array from the preset's ``hadamard`` section or ``flows/configs/had-inr.yaml``
+(``sim.mapping.hadamard_base``); the clock is the accelerator's.
+
 **The top.** ``hw.top.AcceleratorTop`` (rays in, pixels out) is the engines plus the renderer's units
 and glue, and the assumption above was not exact: (1) a requantizer sits between the encoder and the
 density engine, which sees a vector ``RequantParams.LATENCY`` = 4 cycles after the encoder's output
@@ -89,8 +106,8 @@ from hw.params import ConfigError
 from hw.requant.params import RequantParams
 from hw.sh_unit.params import ShUnitParams
 from hw.top.params import TopParams
-from sim.mapping import (ACCEL_DIR, ENCODER, ENCODER_EXTRA_LATENCY, MLP_EXTRA_LATENCY, AcceleratorPreset, check_bits,
-                         encoder_params, load_accelerator, mlp_layers)
+from sim.mapping import (ACCEL_DIR, DATAPATHS, ENCODER, ENCODER_EXTRA_LATENCY, MLP_EXTRA_LATENCY, AcceleratorPreset,
+                         check_bits, check_datapath, encoder_params, hadamard_layers, load_accelerator, mlp_layers)
 from sim.tlm.mlp_engine import vector_cycles
 
 # AcceleratorPreset, load_accelerator, ACCEL_DIR, encoder_params, mlp_layers and ENCODER_EXTRA_LATENCY
@@ -98,7 +115,7 @@ from sim.tlm.mlp_engine import vector_cycles
 __all__ = ["AcceleratorPreset", "load_accelerator", "mlp_layers", "encoder_params", "frame_perf", "FramePerf",
            "ACCEL_DIR", "ENCODER_EXTRA_LATENCY", "MLP_EXTRA_LATENCY", "INTER_ENGINE_FIFO", "transfer_cycles",
            "workload_codes", "mlp_cycles", "memory_result", "top_transfer_cycles", "TOP_RAY_TO_TOKEN",
-           "TOP_PAIRING_LATENCY"]
+           "TOP_PAIRING_LATENCY", "DATAPATHS"]
 
 #: Words of each FIFO between two engines.
 INTER_ENGINE_FIFO = 2
@@ -142,6 +159,7 @@ class FramePerf:
     # with rays (the accelerator top): {"rays", "empty_rays", "exact", "added_cycles": the cycles after the colour
     # engine's last output (colour activation 3, compositor 11, one per ray without samples after the last sample)}
     renderer: dict = field(default_factory=dict)
+    datapath: str = "mlp"  # the MLP layers' datapath: "mlp" (bit-serial MLP engines) or "hadamard" (DHQ)
 
     def to_dict(self) -> dict:
         out = {"samples": self.samples, "cycles": self.cycles, "latency_ms": self.latency_ms,
@@ -151,6 +169,8 @@ class FramePerf:
             out.update(levels=self.levels, dram=self.dram, workload=self.workload)
         if self.renderer:
             out["renderer"] = self.renderer
+        if self.datapath != "mlp":
+            out["datapath"] = self.datapath
         return out
 
 
@@ -254,9 +274,77 @@ def workload_codes(workload, coord_bits: int) -> np.ndarray:
     return to_fixed(w, coord_bits)
 
 
-def mlp_cycles(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> dict[str, int]:
-    """Each MLP engine's T (cycles per vector) under ``policy``, in pipeline order."""
+def mlp_cycles(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], *, datapath: str = "mlp",
+               rotations: Mapping[str, tuple[bool, bool]] | None = None) -> dict[str, int]:
+    """Each MLP's cycles per vector under ``policy``, in pipeline order: the MLP engine's T (``datapath``
+    "mlp"), or with "hadamard" the largest T of its chain of per-layer engines (module doc, "DHQ"), with
+    ``rotations`` as ``sim.mapping.hadamard_layers``.
+
+    Raises:
+        ValueError: an unknown datapath (naming it); rotations with the "mlp" datapath.
+    """
+    if _datapath(datapath, rotations) == "hadamard":
+        return {name: max(ly["cycles"] for ly in ls)
+                for name, ls in hadamard_layers(policy, arch, preset, rotations).items()}
     return {name: vector_cycles(preset.mlp, ls) for name, ls in mlp_layers(policy, arch, preset.mlp).items()}
+
+
+def _datapath(datapath, rotations) -> str:
+    check_datapath(datapath)
+    if datapath == "mlp" and rotations is not None:
+        raise ValueError("rotations place DHQ's Hadamard transforms: they need datapath 'hadamard', not 'mlp'")
+    return datapath
+
+
+def _chain_stages(g: int, chains: Mapping[str, list[tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+    """``_linear_stages`` for engines that are chains of stages: {MLP: [(T, latency less T), ...]} (module doc,
+    "DHQ"); each MLP's (slope, intercept) is that of its last stage's outputs."""
+    stages = {ENCODER: (g, g + ENCODER_EXTRA_LATENCY)}
+    slope, intercept = stages[ENCODER]
+    for name, chain in chains.items():
+        for t, extra in chain:
+            offer = intercept + 1  # FIFO: written at cycle e, offered from e + 1
+            slope, intercept = max(slope, t), offer + t + extra
+        stages[name] = (slope, intercept)
+    return stages
+
+
+def _hadamard_frame(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], samples: int,
+                    rotations) -> FramePerf:
+    """``frame_perf`` with DHQ's per-layer datapaths (module doc, "DHQ"); tables on chip, no rays."""
+    layout = model_layout(arch)
+    enc = encoder_params(preset, arch)
+    layers = hadamard_layers(policy, arch, preset, rotations)
+    per_sample = {ENCODER: enc.groups, **{name: max(ly["cycles"] for ly in ls) for name, ls in layers.items()}}
+    stages = _chain_stages(enc.groups, {name: [(ly["cycles"], ly["latency_extra"]) for ly in ls]
+                                        for name, ls in layers.items()})
+    slope, intercept = stages[list(layers)[-1]]
+    cycles = (samples - 1) * slope + intercept + 1 if samples else 0
+    engines = {name: {"cycles_per_sample": ii, "busy_cycles": ii * samples,
+                      "utilization": round(ii * samples / cycles, 6) if cycles else 0.0}
+               for name, ii in per_sample.items()}
+    for name, ls in layers.items():
+        engines[name]["layers"] = [{**ly, "utilization": round(ly["cycles"] * samples / cycles, 6) if cycles else 0.0}
+                                   for ly in ls]
+
+    def weight_read_bits(ly):  # per vector: one R x C word of weight_bits per issue cycle, or every bit-plane
+        if ly["engine"] == "hadamard":
+            return ly["cycles"] * ly["rows"] * ly["cols"] * ly["weight_bits"]
+        return ly["in_size"] * ly["out_size"] * ly["weight_bits"]
+
+    geo = layout.layers["color.l0"].input_sizes[0]
+    act_bits = {"encoder_to_density": layout.encoder_out * policy["enc.out"],
+                "density_to_color": geo * policy["density.l1.out"],
+                "color_out": layout.activations["color.out"] * policy["color.out"]}
+    table_read_bits = sum(8 * layout.features * policy[name] for name in layout.hash_components)
+    memory = {
+        "hash_table_reads": math.ceil(samples * table_read_bits / 8),
+        "weight_reads": {name: math.ceil(samples * sum(map(weight_read_bits, ls)) / 8) for name, ls in layers.items()},
+        "activation_streams": {name: math.ceil(samples * bits / 8) for name, bits in act_bits.items()},
+    }
+    return FramePerf(samples=samples, cycles=cycles, latency_ms=cycles / (preset.clock_mhz * 1e3),
+                     clock_mhz=preset.clock_mhz, engines=engines, memory=memory,
+                     bottleneck=max(per_sample, key=per_sample.get), datapath="hadamard")
 
 
 def _check_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> None:
@@ -322,7 +410,8 @@ def memory_result(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str,
 
 
 def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int], *, samples: int,
-               workload=None, every: int = 1, rays=None) -> FramePerf:
+               workload=None, every: int = 1, rays=None, datapath: str = "mlp",
+               rotations: Mapping[str, tuple[bool, bool]] | None = None) -> FramePerf:
     """Cycles, latency, per-engine utilization and memory traffic of one frame of ``samples`` points.
 
     Returns:
@@ -347,18 +436,38 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
             ``top_transfer_cycles``), and the result's ``renderer`` says how many rays, how many without
             samples, the cycles the renderer adds after the colour engine's last output and whether the
             figure is exact (module doc, "The top"). Without it, the cycles are the engines' pipeline's.
+        datapath: the MLP layers' datapath, "mlp" (default: the two bit-serial MLP engines) or "hadamard"
+            (DHQ: one engine per layer, module doc "DHQ"; tables on chip, no ``rays``). With "hadamard"
+            each MLP's engine entry has ``cycles_per_sample`` its chain's slowest T and ``layers`` each
+            layer's datapath, T and utilization (``sim.mapping.hadamard_layers``).
+        rotations: "hadamard" only: layer -> (rotate_weight, rotate_act) (``quant.hadamard``'s placements);
+            None: every layer rotates both.
 
     Raises:
         ConfigError: a policy bitwidth the engines cannot run, or a hash-table width above the
             preset's ``feature_bits``; a preset with memory and no workload; rays with a memory preset.
         ValueError: a workload of more points than ``samples``, or not (N, 3) in [0, 1); rays that do
-            not sum to ``samples``.
+            not sum to ``samples``; an unknown datapath (naming it), rotations with "mlp".
+        ConfigError (datapath "hadamard"): a memory preset or rays; a layer the datapath cannot run
+            (``sim.mapping.hadamard_layers``: input-only rotation, widths).
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 0:
         raise ValueError(f"samples must be a non-negative integer, not {samples!r}")
     samples = int(samples)
     layout = model_layout(arch)
     _check_policy(preset, arch, policy)
+    if _datapath(datapath, rotations) == "hadamard":
+        if preset.memory is not None:
+            raise ConfigError(f"hardware preset {preset.name!r} keeps the hash tables in DRAM, whose frame model "
+                              "schedules the bit-serial MLP engines; the Hadamard datapath (DHQ) is modelled with the "
+                              "tables on chip: use the on-chip preset 'onchip'")
+        if rays is not None:
+            raise ConfigError("the accelerator top (rays=) is built with the bit-serial MLP engines, not the Hadamard "
+                              "datapath (DHQ)")
+        if workload is not None:
+            raise ConfigError(f"hardware preset {preset.name!r} keeps the hash tables on chip; a workload changes "
+                              "nothing")
+        return _hadamard_frame(preset, arch, policy, samples, rotations)
     if preset.memory is not None:
         if rays is not None:
             raise ConfigError(f"hardware preset {preset.name!r} keeps the hash tables in DRAM; the accelerator top "

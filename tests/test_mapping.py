@@ -116,8 +116,9 @@ def test_mlp_latency_constant_is_the_tlms(rows, cols, bits):
 # --- hardware presets through common.validate ------------------------------------------------------
 @pytest.mark.parametrize("text, message", [
     ("hash_encoder: [1, 2\n", r"hardware preset '.*p.yaml' is not valid YAML"),
-    ("- 1\n- 2\n", r"hardware preset '.*p.yaml' must be a mapping with sections hash_encoder, mlp_engine, memory, not \[1, 2\]"),
-    ("dram: {}\n", r"p.yaml: unknown section 'dram' \(allowed: hash_encoder, mlp_engine, memory\)"),
+    ("- 1\n- 2\n", r"hardware preset '.*p.yaml' must be a mapping with sections hash_encoder, mlp_engine, memory, "
+                    r"hadamard, not \[1, 2\]"),
+    ("dram: {}\n", r"p.yaml: unknown section 'dram' \(allowed: hash_encoder, mlp_engine, memory, hadamard\)"),
     ("memory:\n  cache: 4096\n", r"p.yaml: unknown key 'cache' in memory \(allowed: bus_bytes, line_bytes, "
                                    r"cache_bytes, ways, resident_bytes, addr_bits, dram\)"),
     ("memory:\n  ways: 16\n", r"p.yaml: memory.ways must be an integer in \[1, 8\], not 16$"),
