@@ -477,9 +477,7 @@ def _work_options(p) -> None:
 
 def _quantizer_options(p, search: bool = False) -> None:
     """--quantizer, --placement, --calibration (``quant.dhq_field``) of quantize and search."""
-    from quant.calibration import CALIBRATIONS
-    from quant.dhq_field import QUANTIZERS
-    from quant.hadamard import PLACEMENTS
+    from quant.choices import CALIBRATIONS, PLACEMENTS, QUANTIZERS
 
     p.add_argument("--quantizer", default="uniform", choices=QUANTIZERS,
                    help="the MLP layers' quantizer: uniform PTQ, or dhq (Hadamard-rotated, DHQ; latency on the "

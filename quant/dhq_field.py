@@ -56,23 +56,15 @@ import torch
 from torch import nn
 
 from quant.calibration import DEFAULT_PERCENTILE, check_calibration
+from quant.choices import QUANTIZERS, check_quantizer
 from quant.hadamard import DHQLinear, check_placement, dhq_wrap, placement_rotations
 
 __all__ = ["QUANTIZERS", "check_quantizer", "check_options", "layer_names", "dhq_bits", "taken_over",
            "field_rotations", "capture_layer_inputs", "install_dhq", "set_dhq_bits", "dhq_installed",
            "RULE_ROWS"]
 
-#: The MLP quantizers of ``make quantize`` / ``make search``.
-QUANTIZERS = ("uniform", "dhq")
 #: Placement "rule": at most this many calibration samples' inputs are kept per layer.
 RULE_ROWS = 1 << 16
-
-
-def check_quantizer(name, what: str = "quantizer") -> str:
-    """``name`` if it is one of ``QUANTIZERS``; else ValueError naming ``what`` and the value."""
-    if not isinstance(name, str) or name not in QUANTIZERS:
-        raise ValueError(f"unknown {what} {name!r} (choices: {', '.join(QUANTIZERS)})")
-    return name
 
 
 def check_options(quantizer: str, placement: str | None = None, calibration: str | None = None) -> dict:
