@@ -1,5 +1,6 @@
-"""The Hadamard datapath's RTL: cocotb + Verilator co-simulation against the TLM, Verilog, lint, flows (~3 minutes
-the first time, most of it compiling three Verilator models; build/test-cosim keeps them for later runs)."""
+"""The Hadamard datapath's RTL: cocotb + Verilator co-simulation against the TLM, Verilog, lint, flows (~4 minutes
+the first time, most of it compiling six Verilator models, two of them with per-row output multipliers, ~75 s of
+CPU; build/test-cosim keeps them for later runs)."""
 
 import json
 import re

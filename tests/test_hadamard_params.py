@@ -194,8 +194,8 @@ def test_per_row_scales_is_a_bool_off_by_default_and_sizes_the_table():
         if isinstance(getattr(HadamardParams, name), property) and name not in skip:
             assert getattr(p, name) == getattr(q, name), name
     for bad in (1, "true", None):
-        with pytest.raises(ConfigError, match=re.escape(f"HadamardParams.per_row_scales must be a bool (true or false), "
-                                                        f"not {bad!r}")):
+        message = f"HadamardParams.per_row_scales must be a bool (true or false), not {bad!r}"
+        with pytest.raises(ConfigError, match=re.escape(message)):
             HadamardParams(per_row_scales=bad)
 
 

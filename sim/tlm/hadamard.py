@@ -14,10 +14,11 @@ Imports the engine's params (``hw.hadamard.params``) and NumPy only (no Amaranth
 
     ``rne(v, S)`` is v / 2^S rounded to the nearest integer, ties to even (``torch.round``), and the
     identity for S = 0. With ``HadamardParams.per_row_scales`` M_o is a vector: row r of y uses
-    ``M_o[r]`` (the shift S_o is shared); otherwise one M_o (``cfg.mult_o``) serves every row. The clamps are the narrow symmetric ranges of ``quant/quantizers.py``'s
-    "symmetric" scheme. The 1/sqrt(n) of the orthonormal transform is folded into M_a / 2^S_a.
-    Every intermediate fits in int64: ``|acc * M_o| < 2^(prod_o_bits - 1) <= 2^58``
-    (``hw.hadamard.params.HadamardParams``), so no object arrays are needed.
+    ``M_o[r]`` (the shift S_o is shared); otherwise one M_o (``cfg.mult_o``) serves every row. The
+    clamps are the narrow symmetric ranges of ``quant/quantizers.py``'s "symmetric" scheme. The
+    1/sqrt(n) of the orthonormal transform is folded into M_a / 2^S_a. Every intermediate fits in
+    int64: ``|acc * M_o| < 2^(prod_o_bits - 1) <= 2^58`` (``hw.hadamard.params.HadamardParams``), so
+    no object arrays are needed.
 
 (b) ``HadamardTLM.run``: payloads and the cycle of every input and output transfer. Cycle 0 is the
     first cycle with the engine idle after configuration (``cfg``, weights, biases and, with
