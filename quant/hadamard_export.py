@@ -42,6 +42,19 @@ under the same two conditions for the output (4: ``2^(S_o - 1) > max |acc|`` wit
 When all five hold, the integers are **exactly** equal; ``exactness`` evaluates them, for every input
 (worst case) or for given inputs (ties counted exactly). Where a tie does occur, the u or y code can
 differ by one there (and a u difference moves that row's acc by the weight code).
+
+**Per-channel weight steps** (``DHQLinear(per_channel=True)``: one step ``s_w[r]`` per output row) need
+the datapath's per-row output multipliers (``HadamardParams.per_row_scales``); ``export_dhq_layer``
+refuses them otherwise. Row r then has the accumulator step ``s_a' s_w[r]``, its own quantized bias
+``b_q[r] = rne(b_r / (s_a' s_w[r]))`` and multiplier ``M_o[r] / 2^S_o = s_a' s_w[r] / s_y`` with one
+shift S_o for all rows (``quant.dyadic.dyadic_multipliers``: the largest ratio sets S_o). Each row's
+output step is snapped separately, ``s_y'[r] = s_a' s_w[r] 2^S_o / M_o[r]``, so the output is
+per-channel too (``hardware_layer``'s output quantizer has ``channels=m``). Precision: the row with the
+largest ratio keeps the full ``mult_bits`` (relative error <= ``2^-mult_bits``); a row whose weight step
+is ``2^k`` times smaller has ``M_o[r] ~ 2^(mult_bits - k)`` and a relative output-step error up to
+``2^(k - mult_bits)``: k bits fewer. The analysis above holds row by row (conditions 4 and 5 with each
+row's M_o[r], reduced to lowest terms, since the shared shift can leave them even; 5 with the
+largest). ``DHQIntegerLayer.weight_step``, ``mult_o`` and ``out_step`` are then (m,) arrays.
 """
 
 from __future__ import annotations
@@ -56,7 +69,7 @@ import torch
 from pydantic import Field
 
 from common.validate import checker
-from quant.dyadic import dyadic_multiplier
+from quant.dyadic import dyadic_multiplier, dyadic_multipliers
 from quant.hadamard import DHQLinear
 from quant.quantizers import FakeQuantizer, code_range, to_integer
 
@@ -79,8 +92,11 @@ class DHQIntegerLayer:
         weights: int64 (m, n), the rotated weight codes in the narrow ``weight_bits`` range.
         bias: int64 (m,), the bias at the accumulator scale ``act_step * weight_step`` (zeros if none).
         n, in_bits, act_bits, weight_bits, out_bits: sizes and widths (bits).
-        mult_a, shift_a, mult_o, shift_o: M_a, S_a, M_o, S_o (``HadamardConfig``'s fields).
-        in_step, act_step, weight_step, out_step: s_x, s_a', s_w, s_y' (floats; act and out snapped).
+        mult_a, shift_a, mult_o, shift_o: M_a, S_a, M_o, S_o (``HadamardConfig``'s fields). For a
+            per-channel layer ``mult_o`` is int64 (m,), M_o[r] per row (``per_row``; the engine's
+            ``scales`` table), S_o shared.
+        in_step, act_step, weight_step, out_step: s_x, s_a', s_w, s_y' (floats; act and out snapped);
+            for a per-channel layer ``weight_step`` and ``out_step`` are float64 (m,), one per row.
     """
 
     weights: np.ndarray
@@ -99,10 +115,24 @@ class DHQIntegerLayer:
     weight_step: float
     out_step: float
 
+    @property
+    def per_row(self) -> bool:
+        """True when the output multiplier is per row (a per-channel weight quantizer)."""
+        return isinstance(self.mult_o, np.ndarray)
+
     def config(self) -> dict[str, int]:
-        """The run-time settings, as ``hw.params.HadamardConfig.from_dict`` takes them."""
+        """The run-time settings, as ``hw.params.HadamardConfig.from_dict`` takes them. Per row, the
+        configuration's ``mult_o`` is 0: the per-row engine ignores it (``row_multipliers`` go to its
+        ``scales`` port), and an engine with one M_o would give zeros, not plausible wrong outputs."""
         return {"act_bits": self.act_bits, "mult_a": self.mult_a, "shift_a": self.shift_a,
-                "mult_o": self.mult_o, "shift_o": self.shift_o}
+                "mult_o": 0 if self.per_row else self.mult_o, "shift_o": self.shift_o}
+
+    def row_multipliers(self) -> np.ndarray:
+        """M_o per output row, int64 (m,): the table of an engine with ``per_row_scales`` (the one M_o
+        repeated for a per-tensor layer)."""
+        if self.per_row:
+            return self.mult_o.copy()
+        return np.full(len(self.bias), self.mult_o, dtype=np.int64)
 
     def input_codes(self, x: torch.Tensor) -> np.ndarray:
         """Float inputs (N, in) -> int64 codes (N, n): ``clamp(round(x / s_x))`` full signed range, zero-padded."""
@@ -112,7 +142,8 @@ class DHQIntegerLayer:
 
 
 def export_dhq_layer(layer: DHQLinear, *, in_step: float, in_bits: int, out_step: float, out_bits: int,
-                     mult_bits: int, shift_a_max: int, shift_o_max: int) -> DHQIntegerLayer:
+                     mult_bits: int, shift_a_max: int, shift_o_max: int, per_row_scales: bool = False,
+                     target: str = "the target datapath") -> DHQIntegerLayer:
     """The datapath integers of a calibrated, rotating ``DHQLinear`` (module doc for the mapping).
 
     Args:
@@ -123,10 +154,14 @@ def export_dhq_layer(layer: DHQLinear, *, in_step: float, in_bits: int, out_step
         out_bits: width of the signed output codes (bits).
         mult_bits, shift_a_max, shift_o_max: the engine's multiplier width and largest shifts
             (``hw.params.HadamardParams``: ``mult_bits``, ``shift_a_max``, ``shift_o_max``).
+        per_row_scales: whether the engine has per-row output multipliers
+            (``HadamardParams.per_row_scales``); a per-channel weight quantizer needs them.
+        target: how the engine is named in that error (e.g. the preset's name).
 
     Raises:
-        ValueError: a layer that does not rotate, an inactive or unfrozen quantizer, a step that is
-            not positive, or a scale ratio the multiplier cannot represent (naming the value).
+        ValueError: a layer that does not rotate, an inactive or unfrozen quantizer, a per-channel
+            weight quantizer for an engine without per-row multipliers, a step that is not positive,
+            or a scale ratio the multiplier cannot represent (naming the value).
     """
     if not layer.rotate:
         raise ValueError("export_dhq_layer needs a rotating DHQLinear (rotate=True): the datapath always transforms")
@@ -134,10 +169,15 @@ def export_dhq_layer(layer: DHQLinear, *, in_step: float, in_bits: int, out_step
         if not q.active or not q.frozen:
             raise ValueError(f"quantizer {q.name!r} must be active and calibrated before export "
                              f"(bits={q.bits}, frozen={q.frozen})")
+    n, wq = layer.n, layer.weight_quantizer
+    if wq.channels is not None and not per_row_scales:
+        raise ValueError(f"per-channel weight steps need a Hadamard datapath with per-row multipliers "
+                         f"(hadamard.per_row_scales: true); {target} has per_row_scales={per_row_scales!r}")
     _check_step(in_step, "in_step")
     _check_step(out_step, "out_step")
-    n, wq = layer.n, layer.weight_quantizer
     weights, weight_step, _ = to_integer(layer.weight, wq)
+    if wq.channels is not None:  # (m, 1) float32 -> float64 (m,), exact
+        weight_step = weight_step.double().numpy().ravel()
     act_step = float(layer.act_quantizer.scale.detach())
     mult_a, shift_a = dyadic_multiplier(in_step / (math.sqrt(n) * act_step), mult_bits=mult_bits,
                                         shift_max=shift_a_max)
@@ -145,8 +185,12 @@ def export_dhq_layer(layer: DHQLinear, *, in_step: float, in_bits: int, out_step
     acc_step = act_step * weight_step
     bias = np.zeros(layer.out_features, dtype=np.int64)
     if layer.bias is not None:
-        bias = torch.round(layer.bias.detach().double() / acc_step).to(torch.int64).numpy()
-    mult_o, shift_o = dyadic_multiplier(acc_step / out_step, mult_bits=mult_bits, shift_max=shift_o_max)
+        bias = torch.round(layer.bias.detach().double() / torch.as_tensor(acc_step)).to(torch.int64).numpy()
+    if wq.channels is None:
+        mult_o, shift_o = dyadic_multiplier(acc_step / out_step, mult_bits=mult_bits, shift_max=shift_o_max)
+    else:
+        mults, shift_o = dyadic_multipliers(acc_step / out_step, mult_bits=mult_bits, shift_max=shift_o_max)
+        mult_o = np.array(mults, dtype=np.int64)
     return DHQIntegerLayer(
         weights=weights.numpy(), bias=bias, n=n, in_bits=in_bits, act_bits=layer.act_quantizer.bits,
         weight_bits=wq.bits, out_bits=out_bits, mult_a=mult_a, shift_a=shift_a, mult_o=mult_o, shift_o=shift_o,
@@ -156,16 +200,25 @@ def export_dhq_layer(layer: DHQLinear, *, in_step: float, in_bits: int, out_step
 
 def hardware_layer(layer: DHQLinear, exported: DHQIntegerLayer) -> tuple[DHQLinear, FakeQuantizer]:
     """A float64 copy of ``layer`` with the snapped activation step and the quantized bias, plus an
-    output quantizer (symmetric, ``out_bits``, step s_y'): the fake-quantized layer the datapath implements."""
+    output quantizer (symmetric, ``out_bits``, step s_y'): the fake-quantized layer the datapath implements.
+    For a per-row export the output quantizer is per channel (``channels=m``, scale (m, 1)); apply it
+    to the transposed output (``fake_quant_integers`` does)."""
     hw = copy.deepcopy(layer).double()
+    e = exported
     with torch.no_grad():
-        hw.act_quantizer.scale.fill_(exported.act_step)
-        hw.weight_quantizer.scale.fill_(exported.weight_step)
+        hw.act_quantizer.scale.fill_(e.act_step)
+        if e.per_row:
+            hw.weight_quantizer.scale.copy_(torch.from_numpy(np.asarray(e.weight_step)).reshape(-1, 1))
+        else:
+            hw.weight_quantizer.scale.fill_(e.weight_step)
         if hw.bias is not None:
-            hw.bias.copy_(torch.from_numpy(exported.bias).double() * (exported.act_step * exported.weight_step))
-    out = FakeQuantizer("symmetric", exported.out_bits, name="out").double()
+            hw.bias.copy_(torch.from_numpy(e.bias).double() * torch.as_tensor(e.act_step * np.asarray(e.weight_step)))
+    out = FakeQuantizer("symmetric", e.out_bits, name="out", channels=len(e.bias) if e.per_row else None).double()
     with torch.no_grad():
-        out.scale.fill_(exported.out_step)
+        if e.per_row:
+            out.scale.copy_(torch.from_numpy(np.asarray(e.out_step)).reshape(-1, 1))
+        else:
+            out.scale.fill_(e.out_step)
     out.frozen = True
     return hw, out
 
@@ -187,17 +240,35 @@ def fake_quant_integers(layer: DHQLinear, out: FakeQuantizer, exported: DHQInteg
     x = x[:, :layer.in_features]
     u, _, _ = to_integer(layer.rotate_input(x), layer.act_quantizer)
     z = layer(x)
-    acc = torch.round(z / (exported.act_step * exported.weight_step)).to(torch.int64)
-    y, _, _ = to_integer(z, out)
+    acc = torch.round(z / torch.as_tensor(exported.act_step * np.asarray(exported.weight_step))).to(torch.int64)
+    y = to_integer(z.T, out)[0].T if out.channels is not None else to_integer(z, out)[0]
     return u.numpy(), acc.numpy(), y.numpy()
 
 
-def _ties(values: np.ndarray, mult: int, shift: int) -> int:
-    """How many ``values * mult / 2^shift`` are exactly halfway between two integers (Python ints)."""
+def _ties(values: np.ndarray, mult, shift: int) -> int:
+    """How many ``values * mult / 2^shift`` are exactly halfway between two integers (Python ints).
+    ``mult``: an int, or an int (m,) array of per-row multipliers for ``values`` (N, m)."""
     if shift == 0:
         return 0
+    if isinstance(mult, np.ndarray):
+        return sum(_ties(np.asarray(values)[:, r], int(m), shift) for r, m in enumerate(mult))
     half, mask = 1 << (shift - 1), (1 << shift) - 1
     return sum(((int(v) * mult) & mask) == half for v in np.asarray(values).ravel())
+
+
+def _out_tie_free(mult, shift: int, acc_max: int) -> bool:
+    """No ``acc * M_o / 2^S_o`` with ``|acc| <= acc_max`` is a tie, for every (per-row) M_o: S_o = 0, or
+    M_o odd and ``2^(S_o - 1) > acc_max``. A per-row M_o is first reduced to lowest terms (the shared
+    shift can leave it even; M_o = 0 gives 0, never a tie)."""
+    if not isinstance(mult, np.ndarray):
+        return shift == 0 or (mult % 2 == 1 and 2 ** (shift - 1) > acc_max)
+    for m in (int(v) for v in mult):
+        s = shift
+        while m and m % 2 == 0 and s > 0:
+            m, s = m // 2, s - 1
+        if not (m == 0 or s == 0 or 2 ** (s - 1) > acc_max):
+            return False
+    return True
 
 
 def exactness(exported: DHQIntegerLayer, x_codes: np.ndarray | None = None) -> dict[str, bool]:
@@ -215,7 +286,7 @@ def exactness(exported: DHQIntegerLayer, x_codes: np.ndarray | None = None) -> d
     acc_max += int(np.abs(e.bias).max(initial=0))
     if x_codes is None:
         act_ties = e.shift_a == 0 or (e.mult_a % 2 == 1 and 2 ** (e.shift_a - 1) > t_max)
-        out_ties = e.shift_o == 0 or (e.mult_o % 2 == 1 and 2 ** (e.shift_o - 1) > acc_max)
+        out_ties = _out_tie_free(e.mult_o, e.shift_o, acc_max)
     else:
         from quant.hadamard import hadamard_matrix
 
@@ -231,5 +302,5 @@ def exactness(exported: DHQIntegerLayer, x_codes: np.ndarray | None = None) -> d
         "act_float_error": _gamma(e.n + 3) * t_max * e.mult_a < 1,
         "acc_float_error": _gamma(e.n + 5) * acc_max < 0.5,
         "out_tie_free": bool(out_ties),
-        "out_float_error": _gamma(e.n + 6) * acc_max * e.mult_o < 1,
+        "out_float_error": _gamma(e.n + 6) * acc_max * int(np.max(e.mult_o)) < 1,
     }

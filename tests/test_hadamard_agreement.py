@@ -4,14 +4,15 @@ conditions are derived in ``quant.hadamard_export``)."""
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from hw.params import HadamardConfig, load_config
+from hw.params import HadamardConfig, HadamardParams, load_config
 from nerf.siren import Siren, fit, image_coordinates, load_image
-from quant.dyadic import dyadic_multiplier
+from quant.dyadic import dyadic_multiplier, dyadic_multipliers
 from quant.hadamard import DHQLinear
 from quant.hadamard_export import DHQIntegerLayer, exactness, export_dhq_layer, fake_quant_integers, hardware_layer
 from quant.quantizers import calibrate
@@ -142,3 +143,120 @@ def test_dyadic_multiplier(ratio, mult_bits, shift_max, expected):
 def test_dyadic_multiplier_errors(ratio, message):
     with pytest.raises(ValueError, match=message):
         dyadic_multiplier(ratio, mult_bits=4, shift_max=8)
+
+
+# --- per-channel weight steps: per-row output multipliers (HadamardParams.per_row_scales) ----------------
+def _rows_params():
+    params = load_config(CONFIGS / "had-inr.yaml")["hadamard"]
+    return HadamardParams(**{**params.to_dict(), "per_row_scales": True})
+
+
+def _export_per_channel(siren, act_bits, weight_bits, *, out_bits=8):
+    model, inputs = siren
+    params = _rows_params()
+    layer = DHQLinear(model.layers[1], rotate=True, weight_bits=weight_bits, act_bits=act_bits, name="l1",
+                      per_channel=True)
+    x = inputs[1]
+    with calibrate(layer):
+        z = layer(x)
+    out_step = 2 * float(z.detach().abs().max()) / (2**out_bits - 1)
+    exported = export_dhq_layer(layer, in_step=1 / (2 ** (IN_BITS - 1) - 1), in_bits=IN_BITS, out_step=out_step,
+                                out_bits=out_bits, mult_bits=params.mult_bits, shift_a_max=params.shift_a_max,
+                                shift_o_max=params.shift_o_max, per_row_scales=params.per_row_scales)
+    return params, layer, exported, exported.input_codes(x), out_step
+
+
+@pytest.mark.parametrize("act_bits, weight_bits", [(4, 4), (3, 6), (8, 8)])
+def test_per_channel_export_equals_the_tlm_with_per_row_multipliers(siren, act_bits, weight_bits):
+    params, layer, exported, x_codes, out_step = _export_per_channel(siren, act_bits, weight_bits)
+    assert exported.per_row and exported.mult_o.shape == exported.weight_step.shape == (64,)
+    conditions = exactness(exported, x_codes)
+    assert all(conditions.values()), conditions
+
+    cfg = params.check_config(HadamardConfig.from_dict(exported.config()))
+    assert cfg.mult_o == 0  # the per-row engine ignores it
+    result = HadamardTLM(params, cfg, exported.weights, exported.bias, exported.row_multipliers()).run(x_codes)
+    hw_layer, out_quantizer = hardware_layer(layer, exported)
+    assert out_quantizer.scale.shape == (64, 1)
+    u, acc, y = fake_quant_integers(hw_layer, out_quantizer, exported, x_codes)
+    np.testing.assert_array_equal(result.activations, u)
+    np.testing.assert_array_equal(result.accumulators, acc)
+    np.testing.assert_array_equal(result.outputs, y)
+    # not trivial: the rows' steps and multipliers differ, and the codes use their range
+    assert len(np.unique(exported.weight_step)) > 10 and len(np.unique(exported.mult_o)) > 10
+    assert len(np.unique(y)) > 20 and np.abs(u).max() == 2 ** (act_bits - 1) - 1
+    # one shared shift: the largest ratio keeps the full multiplier width, a row whose step is 2^k
+    # times smaller loses k bits of it
+    ratio = exported.weight_step / exported.weight_step.max()
+    assert exported.mult_o.max() < 2**params.mult_bits
+    rel = np.abs(exported.out_step / out_step - 1)
+    assert np.all(rel <= 2.0**-params.mult_bits / ratio * (1 + 1e-9))
+    # the per-tensor datapath with the same M_o for every row gives other outputs: the rows matter
+    flat = HadamardConfig.from_dict({**exported.config(), "mult_o": int(np.median(exported.mult_o))})
+    _, _, y_flat = reference_forward(params, flat, exported.weights, exported.bias, x_codes)
+    assert (y_flat != y).any()
+
+
+def test_per_channel_export_refuses_an_engine_without_per_row_multipliers(siren):
+    model, inputs = siren
+    layer = DHQLinear(model.layers[1], rotate=True, weight_bits=4, act_bits=4, per_channel=True)
+    with calibrate(layer):
+        layer(inputs[1])
+    params = load_config(CONFIGS / "had-inr.yaml")["hadamard"]
+    kw = dict(in_step=0.01, in_bits=8, out_step=0.01, out_bits=8, mult_bits=params.mult_bits,
+              shift_a_max=params.shift_a_max, shift_o_max=params.shift_o_max)
+    message = ("per-channel weight steps need a Hadamard datapath with per-row multipliers (hadamard.per_row_scales: "
+               "true); had-inr has per_row_scales=False")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        export_dhq_layer(layer, per_row_scales=params.per_row_scales, target="had-inr", **kw)
+    with pytest.raises(ValueError, match=re.escape("the target datapath has per_row_scales=False")):
+        export_dhq_layer(layer, **kw)
+
+
+def test_per_tensor_layer_on_a_per_row_engine_repeats_its_multiplier(siren):
+    params, layer, exported, x_codes = _export(siren, 4, 4)
+    assert not exported.per_row
+    rows = exported.row_multipliers()
+    assert rows.dtype == np.int64 and rows.tolist() == [exported.mult_o] * 64
+    cfg = HadamardConfig.from_dict(exported.config())
+    plain = HadamardTLM(params, cfg, exported.weights, exported.bias).run(x_codes)
+    per_row = HadamardTLM(_rows_params(), cfg, exported.weights, exported.bias, rows).run(x_codes)
+    np.testing.assert_array_equal(plain.outputs, per_row.outputs)
+    assert plain.out_cycles.tolist() == per_row.out_cycles.tolist()
+
+
+def test_exactness_reduces_per_row_multipliers_to_lowest_terms():
+    base = dict(weights=np.zeros((3, 4), dtype=np.int64), bias=np.zeros(3, dtype=np.int64), n=4, in_bits=8,
+                act_bits=4, weight_bits=4, out_bits=8, mult_a=1, shift_a=0, in_step=1.0, act_step=1.0,
+                weight_step=np.ones(3), out_step=np.ones(3))
+    acc_max = 4 * 7 * 7  # 196 < 2^8
+    e = DHQIntegerLayer(mult_o=np.array([4, 1, 0]), shift_o=10, **base)  # 4 / 2^10 = 1 / 2^8: 2^7 < 196
+    assert exactness(e)["out_tie_free"] is False
+    assert exactness(dataclasses.replace(e, mult_o=np.array([2, 1, 0])))["out_tie_free"] is True  # 1 / 2^9
+    assert exactness(dataclasses.replace(e, mult_o=np.array([1024, 3, 0]), shift_o=8))["out_tie_free"] is False
+    assert exactness(dataclasses.replace(e, mult_o=np.array([1024, 2048, 0])))["out_tie_free"] is True  # integers
+    # given inputs, ties are counted row by row with each row's multiplier
+    x = np.array([[1, 0, 0, 0]])  # t = (1, 1, 1, 1)
+    w = np.zeros((3, 4), dtype=np.int64)
+    w[0, 0] = 1  # acc = (1, 0, 0)
+    e2 = dataclasses.replace(e, weights=w, mult_o=np.array([1, 3, 5]), shift_o=1)
+    assert exactness(e2, x)["out_tie_free"] is False  # 1 * 1 / 2: a tie in row 0
+    assert exactness(dataclasses.replace(e2, mult_o=np.array([2, 3, 5])), x)["out_tie_free"] is True
+
+
+def test_dyadic_multipliers_share_the_shift_of_the_largest_ratio():
+    for ratio in (0.1, 3.0, 1 / 3):  # one ratio: dyadic_multiplier's answer
+        m, s = dyadic_multiplier(ratio, mult_bits=8, shift_max=31)
+        assert dyadic_multipliers([ratio], mult_bits=8, shift_max=31) == ([m], s)
+    mults, shift = dyadic_multipliers(np.array([0.1, 0.025, 0.1 / 3]), mult_bits=16, shift_max=40)
+    assert shift == 19 and mults == [52429, round(0.025 * 2**19), round(0.1 / 3 * 2**19)]
+    assert mults[1] < 2**14  # a ratio 4x smaller: two bits fewer
+    mults, shift = dyadic_multipliers([0.5, 0.25], mult_bits=8, shift_max=20)
+    assert (mults, shift) == ([2, 1], 2)  # halved together while all are even
+    with pytest.raises(ValueError, match=re.escape("scale ratio [1] = 1e-09 rounds to a zero multiplier at the shared "
+                                                   "shift 13 (mult_bits=4, set by the largest ratio 0.001)")):
+        dyadic_multipliers([0.001, 1e-9], mult_bits=4, shift_max=20)
+    with pytest.raises(ValueError, match=re.escape("scale ratio [2] must be a finite number > 0")):
+        dyadic_multipliers([0.1, 0.2, -1.0], mult_bits=8, shift_max=20)
+    with pytest.raises(ValueError, match="at least one scale ratio"):
+        dyadic_multipliers([], mult_bits=8, shift_max=20)

@@ -1,5 +1,6 @@
-"""The Hadamard datapath's RTL: cocotb + Verilator co-simulation against the TLM, Verilog, lint, flows (~3 minutes
-the first time, most of it compiling three Verilator models; build/test-cosim keeps them for later runs)."""
+"""The Hadamard datapath's RTL: cocotb + Verilator co-simulation against the TLM, Verilog, lint, flows (~4 minutes
+the first time, most of it compiling six Verilator models, two of them with per-row output multipliers, ~75 s of
+CPU; build/test-cosim keeps them for later runs)."""
 
 import json
 import re
@@ -19,6 +20,7 @@ RUNS = {  # preset -> workload (random configurations, traffic and backpressure)
     "had-small": {"vectors": 40, "phases": 4},
     "had-inr": {"vectors": 12, "phases": 3},
     "had-wide": {"vectors": 12, "phases": 3},
+    "had-rows": {"vectors": 40, "phases": 4},  # per-row output multipliers (per_row_scales)
 }
 
 pytestmark = pytest.mark.cosim
@@ -49,6 +51,11 @@ def test_rtl_matches_tlm(name, init_seed, tmp_path):
     assert len({phase["cfg"]["act_bits"] for phase in s["phases"]}) >= 2  # the run-time width changes
     assert sum(phase["ties_a"] for phase in s["phases"]) > 0  # round half to even met exact ties
     assert sum(phase["clamped_o"] for phase in s["phases"]) > 0  # and the output clamp
+    if params.per_row_scales:  # random per-row M_o, the extremes 0 and 2^mult_bits - 1 among them
+        top = (1 << params.mult_bits) - 1
+        assert all("mult_o_rows" in phase for phase in s["phases"])
+        assert any(phase["mult_o_rows"] == [0, top] for phase in s["phases"])
+        assert sum(phase["ties_o"] for phase in s["phases"]) > 0
 
 
 def test_full_rate_run_takes_the_closed_form_cycles(tmp_path):
@@ -77,6 +84,34 @@ def test_smallest_engine_at_full_rate_and_under_backpressure(idle, backpressure,
         for phase in s["phases"]:  # II = T = a although the front end takes 5 cycles
             assert phase["cycles_rtl"] == stream_cycles(params, phase["cfg"]["act_bits"], 12) == \
                 12 * phase["cfg"]["act_bits"] + 5 + 6
+
+
+@pytest.mark.parametrize("idle, backpressure", [(True, True), (False, False)])
+def test_per_row_multipliers_with_one_row_tile(idle, backpressure, tmp_path):
+    """Per-row multipliers where the table has one word (one row tile: its address is constant) and the
+    vector is shorter than the front end, at full rate and under random gaps and backpressure."""
+    config = tmp_path / "had-tiny-rows.yaml"  # the build folder is named after the stem: cached across runs
+    config.write_text("hadamard: {n: 4, out_size: 3, in_bits: 3, weight_bits: 3, max_act_bits: 3, out_bits: 4, "
+                      "rows: 3, cols: 4, mult_bits: 4, per_row_scales: true}\n")
+    params = load_config(config)["hadamard"]
+    assert (params.row_tiles, params.col_tiles, params.scale_bits) == (1, 1, 12)
+    s = run_cosim(config, vectors=36, phases=3, seed=9, idle=idle, backpressure=backpressure, build_root=BUILD,
+                  runs_root=tmp_path)
+    assert s["mismatches"] == 0, s["mismatch_examples"]
+    assert s["passed"] and s["cycles_rtl"] == s["cycles_tlm"]
+    if not idle and not backpressure:
+        for phase in s["phases"]:
+            assert phase["cycles_rtl"] == stream_cycles(params, phase["cfg"]["act_bits"], 12)
+
+
+def test_per_row_verilog_has_the_scales_port_and_table():
+    rows, plain = _params("had-rows"), _params("had-small")
+    a = hadamard_verilog(rows)
+    assert "per_row_scales=True" in a.splitlines()[0]
+    assert re.search(rf"input \[{rows.rows * rows.mult_bits - 1}:0\] scales__data;", a)
+    assert re.search(r"input \[1:0\] scales__row_tile;", a) and "input scales__en;" in a
+    assert re.search(rf"reg \[{rows.scale_word_bits - 1}:0\] scale_mem \[{rows.row_tiles - 1}:0\];", a)
+    assert "scales__" not in hadamard_verilog(plain) and "scale_mem" not in hadamard_verilog(plain)
 
 
 @pytest.mark.parametrize("fault, kind", [("cycle", "cycle"), ("bit", "payload")])

@@ -179,3 +179,41 @@ def test_presets_load_and_cover_required_cases():
     assert small.front_depth > 1  # short vectors: the activation FIFO holds several
     assert (inr.n, inr.out_size, inr.cols, inr.rows) == (64, 64, 16, 8)  # the hidden layer of a 64-wide SIREN
     assert wide.n == 128 and wide.in_bits >= 12 and wide.out_bits == 16 and wide.col_tiles > 1
+
+
+# --- per-row output multipliers (per_row_scales) ------------------------------------------------------
+def test_per_row_scales_is_a_bool_off_by_default_and_sizes_the_table():
+    p = HadamardParams(n=16, out_size=7, rows=3, cols=8, mult_bits=10)
+    assert p.per_row_scales is False and p.scale_bits == 0  # no table
+    q = HadamardParams(n=16, out_size=7, rows=3, cols=8, mult_bits=10, per_row_scales=True)
+    assert q.scale_word_bits == 3 * 10 and q.scale_bits == 3 * 3 * 10  # ceil(7 / 3) words of R multipliers
+    assert HadamardParams(out_size=64, rows=8, mult_bits=16, per_row_scales=True).scale_bits == 64 * 16  # m * mult_bits
+    # nothing else changes: widths, cycles' parameters and the configuration word
+    skip = {"scale_bits"}
+    for name in dir(HadamardParams):
+        if isinstance(getattr(HadamardParams, name), property) and name not in skip:
+            assert getattr(p, name) == getattr(q, name), name
+    for bad in (1, "true", None):
+        message = f"HadamardParams.per_row_scales must be a bool (true or false), not {bad!r}"
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            HadamardParams(per_row_scales=bad)
+
+
+def test_per_row_scales_round_trips_through_yaml_and_the_verilog_header(tmp_path):
+    from hw.hadamard.params import verilog_header
+
+    p = HadamardParams(n=16, out_size=7, rows=3, cols=8, mult_bits=10, per_row_scales=True)
+    path = tmp_path / "rows.yaml"
+    save_config(path, {"hadamard": p})
+    assert load_config(path) == {"hadamard": p}
+    assert yaml.safe_load(path.read_text())["hadamard"]["per_row_scales"] is True
+    assert "per-row output multipliers M_o[r] (cfg mult_o unused): table 3 x 30 bits" in verilog_header(p)
+    assert "per-row" not in verilog_header(HadamardParams())
+
+
+def test_rows_preset_has_per_row_multipliers_over_several_row_tiles():
+    rows = load_config(CONFIGS / "had-rows.yaml")["hadamard"]
+    assert rows.per_row_scales
+    assert rows.row_tiles > 1 and rows.out_size % rows.rows and rows.col_tiles > 1  # partial last row tile
+    others = [load_config(p)["hadamard"] for p in HAD_PRESETS if p.stem != "had-rows"]
+    assert others and not any(p.per_row_scales for p in others)

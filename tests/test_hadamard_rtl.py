@@ -77,3 +77,12 @@ def test_engine_rejects_non_params():
         HadamardEngine(params={"n": 8})
     with pytest.raises(TypeError):
         HadamardEngine(HadamardParams())  # keyword-only
+
+
+def test_per_row_engine_has_a_scales_port_like_the_bias_port():
+    base = dict(n=16, out_size=7, in_bits=5, weight_bits=3, max_act_bits=4, out_bits=5, rows=3, cols=4, mult_bits=8)
+    rows = _silence(HadamardEngine(params=HadamardParams(**base, per_row_scales=True)))
+    assert len(rows.scales.data) == 3 * 8 and len(rows.scales.row_tile) == len(rows.bias.row_tile) == 2
+    assert len(rows.scales.en) == 1
+    plain = _silence(HadamardEngine(params=HadamardParams(**base)))
+    assert "scales" not in plain.signature.members and "scales" in rows.signature.members

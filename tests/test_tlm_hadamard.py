@@ -17,6 +17,7 @@ from sim.tlm.hadamard import (
     reference_forward,
     requantize,
     rne,
+    scale_writes,
     stream_cycles,
     unpack_vector,
     vector_cycles,
@@ -453,3 +454,113 @@ def test_workload_phases_vary_the_configuration():
         random_hadamard_workload(p, 2, 1)
     again = random_hadamard_workload(p, 10, 1, phases=4)
     assert all(a.in_payloads == b.in_payloads and a.weight_words == b.weight_words for a, b in zip(phases, again))
+
+
+# --- per-row output multipliers (per_row_scales) ---------------------------------------------------------
+ROWS = HadamardParams(n=16, out_size=7, in_bits=6, weight_bits=4, max_act_bits=4, out_bits=6, rows=3, cols=8,
+                      mult_bits=10, per_row_scales=True)  # had-rows
+
+
+def _rows_workload(seed, vectors=12, **kw):
+    return random_hadamard_workload(ROWS, vectors, seed, **kw)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_per_row_multipliers_follow_the_definition_row_by_row(seed):
+    ties = 0
+    for ph in _rows_workload(seed, phases=3):
+        assert ph.mult_o is not None and ph.mult_o.shape == (7,)
+        u, acc, y = HadamardTLM(ROWS, *ph.model_args()).forward(ph.inputs)
+        for r in range(7):  # row r is the per-tensor definition with M_o = M_o[r]
+            cfg = HadamardConfig(**{**ph.cfg.to_dict(), "mult_o": int(ph.mult_o[r])})
+            bu, bacc, by = brute_forward(ROWS, cfg, ph.weights, ph.bias, ph.inputs)
+            assert u.tolist() == bu and acc.tolist() == bacc
+            assert y[:, r].tolist() == [row[r] for row in by]
+        ties += count_ties(acc, ph.mult_o, ph.cfg.shift_o)
+        # the configuration's mult_o is ignored: it differs from the rows', and changing it changes nothing
+        assert (ph.mult_o != ph.cfg.mult_o).any()
+        other = HadamardConfig(**{**ph.cfg.to_dict(), "mult_o": 0})
+        assert np.array_equal(HadamardTLM(ROWS, other, ph.weights, ph.bias, ph.mult_o).forward(ph.inputs)[2], y)
+    assert ties > 0  # the ties phase: round half to even with per-row multipliers
+
+
+def test_reference_takes_an_int_or_a_row_vector_as_the_output_multiplier():
+    p = CASES["tiled"]  # per_row_scales False: the reference itself does not look at it
+    ph = _workload("tiled", 3)[0]
+    base = reference_forward(p, ph.cfg, ph.weights, ph.bias, ph.inputs)
+    for mult in (ph.cfg.mult_o, np.full(p.out_size, ph.cfg.mult_o)):  # the same M_o, as an int or per row
+        assert all(np.array_equal(a, b) for a, b in zip(reference_forward(p, ph.cfg, ph.weights, ph.bias, ph.inputs,
+                                                                          mult), base))
+    rows = np.arange(p.out_size) * 37 % 256
+    _, acc, y = reference_forward(p, ph.cfg, ph.weights, ph.bias, ph.inputs, rows)
+    assert np.array_equal(y, requantize(acc, rows[None, :], ph.cfg.shift_o, p.out_bits))
+    assert not y[:, 0].any()  # M_o[0] = 0
+    assert np.array_equal(y[:, 3], requantize(acc[:, 3], int(rows[3]), ph.cfg.shift_o, p.out_bits))
+
+
+def test_per_row_tlm_checks_its_multipliers():
+    cfg = HadamardConfig(act_bits=4)
+    w = np.zeros((7, 16), dtype=np.int64)
+    with pytest.raises(ValueError, match=re.escape("per_row_scales=True: the per-row multipliers mult_o (an integer "
+                                                   "array of shape (7,)) are required")):
+        HadamardTLM(ROWS, cfg, w)
+    with pytest.raises(ValueError, match=re.escape("mult_o must be an integer array of shape (7,), not int64 (6,)")):
+        HadamardTLM(ROWS, cfg, w, None, np.ones(6, dtype=np.int64))
+    with pytest.raises(ValueError, match=re.escape("mult_o must be an integer array of shape (7,), not float64 (7,)")):
+        HadamardTLM(ROWS, cfg, w, None, np.ones(7))
+    with pytest.raises(ValueError, match=re.escape("mult_o[4] = 1024 is outside the unsigned 10-bit range [0, 1023]")):
+        HadamardTLM(ROWS, cfg, w, None, np.array([1, 2, 3, 4, 1024, 5, 6]))
+    with pytest.raises(ValueError, match=re.escape("mult_o[0] = -1 is outside the unsigned 10-bit range")):
+        HadamardTLM(ROWS, cfg, w, None, -np.ones(7, dtype=np.int64))
+    with pytest.raises(ValueError, match=re.escape("mult_o need HadamardParams.per_row_scales=True")):
+        HadamardTLM(CASES["small"], cfg, np.zeros((5, 8), dtype=np.int64), None, np.ones(5, dtype=np.int64))
+    model = HadamardTLM(ROWS, cfg, w, None, np.arange(7))
+    assert model.mult_o.dtype == np.int64 and model.mult_o.tolist() == list(range(7))
+    assert HadamardTLM(CASES["small"], cfg, np.zeros((5, 8), dtype=np.int64)).mult_o is None
+
+
+def test_scale_words_rebuild_the_multipliers():
+    rows = np.array([0, 1, 1023, 512, 77, 5, 1000])
+    words = scale_writes(ROWS, rows)
+    assert [rt for rt, _ in words] == [0, 1, 2]
+    got = []
+    for _, data in words:
+        assert data < 1 << ROWS.scale_word_bits
+        got += unpack_vector(data, ROWS.rows, ROWS.mult_bits, signed=False)
+    assert got == rows.tolist() + [0, 0]  # 0 past m
+    junk = []
+    for _, data in scale_writes(ROWS, rows, padding=np.random.default_rng(3)):
+        junk += unpack_vector(data, ROWS.rows, ROWS.mult_bits, signed=False)
+    assert junk[:7] == rows.tolist() and any(junk[7:])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_row_multipliers_change_no_cycle(seed):
+    """The table is read alongside stage 2: the schedule of a per-row engine is the per-tensor one's."""
+    plain = HadamardParams(**{**ROWS.to_dict(), "per_row_scales": False})
+    for ph in _rows_workload(seed, vectors=18, phases=3):
+        rows, flat = HadamardTLM(ROWS, *ph.model_args()), HadamardTLM(plain, ph.cfg, ph.weights, ph.bias)
+        assert rows.T == flat.T == vector_cycles(ROWS, ph.cfg.act_bits)
+        for ready in (ph.ready, None):
+            a, o = rows.schedule(ph.offer_cycles, ready)
+            assert [x.tolist() for x in (a, o)] == [x.tolist() for x in flat.schedule(ph.offer_cycles, ready)]
+            want_a, want_o = recurrence(ROWS, rows.T, ph.offer_cycles, ready)
+            assert a.tolist() == want_a.tolist() and o.tolist() == want_o.tolist()
+    assert vector_latency(ROWS, 4) == vector_latency(plain, 4)
+    assert stream_cycles(ROWS, 3, 5) == stream_cycles(plain, 3, 5)
+
+
+def test_per_row_workload_draws_extremes_and_keeps_the_plain_stream():
+    phases = _rows_workload(4, vectors=16, phases=4)
+    top = (1 << ROWS.mult_bits) - 1
+    for k, ph in enumerate(phases):
+        ROWS.check_config(ph.cfg)
+        assert ph.mult_o.min() >= 0 and ph.mult_o.max() <= top
+        assert len(ph.scale_words) == ROWS.row_tiles
+        if k % 3 == 2:  # ties phase
+            assert set(ph.mult_o.tolist()) <= {1, 3}
+        else:
+            assert top in ph.mult_o and 0 in ph.mult_o
+    # without per_row_scales the workload draws nothing more: the existing streams stay as they were
+    plain = random_hadamard_workload(CASES["tiled"], 8, 4, phases=2)
+    assert all(ph.mult_o is None and ph.scale_words == () for ph in plain)

@@ -8,10 +8,10 @@ from hw.config import lazy_rtl
 from hw.hadamard.params import HadamardConfig, HadamardParams, verilog_bytes, verilog_header
 
 __all__ = ["HadamardParams", "HadamardConfig", "verilog_header", "verilog_bytes", "HadamardEngine", "FwhtPipeline",
-           "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature", "signed_vector_layout", "config_layout",
-           "butterfly_stages"]
+           "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature", "ScaleWriteSignature",
+           "signed_vector_layout", "config_layout", "butterfly_stages"]
 
 _RTL = ("HadamardEngine", "FwhtPipeline", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature",
-        "signed_vector_layout", "config_layout", "butterfly_stages")
+        "ScaleWriteSignature", "signed_vector_layout", "config_layout", "butterfly_stages")
 
 __getattr__ = lazy_rtl(__name__, _RTL)

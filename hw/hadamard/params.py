@@ -43,6 +43,11 @@ class HadamardParams(ParamsMixin):
         mult_bits: width of the unsigned multipliers M_a and M_o (bits), in [1, 20]; 20 keeps
             ``acc * M_o`` and its rounding inside int64 for every legal combination (see
             ``prod_o_bits``), so the TLM's reference stays in NumPy int64.
+        per_row_scales: False (default): one output multiplier M_o for the layer (``HadamardConfig.mult_o``).
+            True: one per output row, ``y_r = clamp(rne(acc_r * M_o[r], S_o))`` with the shared shift
+            S_o, for per-channel weight steps (``M_o[r] = s_a s_w[r] / s_y * 2^S_o``): the engine holds
+            a table of ``row_tiles * rows`` multipliers of ``mult_bits`` (``scale_bits`` in all), loaded
+            through its ``scales`` write port, and ignores ``HadamardConfig.mult_o``. Same cycles.
         clock_mhz: clock frequency for converting cycles to time (MHz), in [1, 2000]; it changes no
             hardware.
 
@@ -59,13 +64,15 @@ class HadamardParams(ParamsMixin):
     rows: Annotated[int, Field(ge=1, le=64)] = 8
     cols: Annotated[int, Field(ge=1, le=128)] = 16
     mult_bits: Annotated[int, Field(ge=1, le=20)] = 16
+    per_row_scales: bool = False
     clock_mhz: Annotated[int, Field(ge=1, le=2000)] = 200
 
     #: Config-file section, Verilog top module and file stem.
     SECTION = "hadamard"
     #: Pipeline registers of the matrix-vector back end after its issue stage: 1 weight word read,
     #: 2 masked sum per row, 3 accumulate, 4 multiply by M_o, then round, clamp and write the result
-    #: (see hw.hadamard).
+    #: (see hw.hadamard). The per-row multiplier table (``per_row_scales``) is read during stage 3,
+    #: so it adds no stage.
     PIPELINE_STAGES = 4
     #: Front-end registers besides the log2(n) butterfly stages: the input register, the product
     #: t * M_a, and the rounded, clamped u written into the activation FIFO.
@@ -167,6 +174,18 @@ class HadamardParams(ParamsMixin):
         return self.row_tiles * self.col_tiles
 
     @property
+    def scale_word_bits(self) -> int:
+        """Bits of one word of the per-row multiplier table (``per_row_scales``): the R multipliers
+        of a row tile, ``rows * mult_bits``."""
+        return self.rows * self.mult_bits
+
+    @property
+    def scale_bits(self) -> int:
+        """Memory bits of the per-row multiplier table, ``row_tiles * rows * mult_bits`` (m * mult_bits
+        when R divides m); 0 without ``per_row_scales``."""
+        return self.row_tiles * self.scale_word_bits if self.per_row_scales else 0
+
+    @property
     def front_cycles(self) -> int:
         """F = log2 n + FRONT_EXTRA: cycles from a vector's input transfer to the first cycle its
         requantized activations can be loaded into the matrix-vector array."""
@@ -232,7 +251,10 @@ class HadamardConfig(ParamsMixin):
             [-(2^(a-1) - 1), 2^(a-1) - 1]); the matrix-vector product takes a cycles per tile.
         mult_a, shift_a: M_a and S_a, the activation scale M_a / 2^S_a (it folds in the 1/sqrt(n) of
             the orthonormal transform).
-        mult_o, shift_o: M_o and S_o, the output scale M_o / 2^S_o (s_a * s_w / s_y).
+        mult_o, shift_o: M_o and S_o, the output scale M_o / 2^S_o (s_a * s_w / s_y). With
+            ``HadamardParams.per_row_scales`` the engine takes M_o per row from its table instead and
+            ignores ``mult_o`` (it stays in the word, still range-checked, so that one layout serves
+            both); S_o is shared by the rows.
 
     Types are checked here; ranges against the engine by ``HadamardParams.check_config``.
 
@@ -252,9 +274,13 @@ class HadamardConfig(ParamsMixin):
 def verilog_header(params: HadamardParams) -> str:
     """The comment lines after the parameter line of ``hadamard.v``: the cycle formula and sizes."""
     p = params
-    return (f"// cycles per vector (II) T = ceil(m/R)*(n/C)*act_bits = {p.row_tiles * p.col_tiles}*act_bits; "
+    text = (f"// cycles per vector (II) T = ceil(m/R)*(n/C)*act_bits = {p.row_tiles * p.col_tiles}*act_bits; "
             f"latency T + log2(n) + 8 = T + {p.log2_n + 8} cycles; t {p.t_bits} bits, acc {p.acc_bits} bits, "
             f"bias {p.bias_bits} bits, weight memory {p.weight_depth} x {p.weight_word_bits} bits\n")
+    if p.per_row_scales:
+        text += (f"// per-row output multipliers M_o[r] (cfg mult_o unused): table {p.row_tiles} x "
+                 f"{p.scale_word_bits} bits, written through the scales port\n")
+    return text
 
 
 def verilog_bytes(params: HadamardParams) -> int:

@@ -29,8 +29,12 @@ Interfaces (all in the ``sync`` domain; R = rows, C = cols, RT = ceil(m / R), CT
   Rows past m of the last row tile may hold anything (their results are dropped).
 * ``bias`` (``BiasWriteSignature``): while ``en``, the R biases of ``row_tile``, field r
   (``bias_bits``, two's complement) for row row_tile * R + r. Load zeros for a layer without bias.
+* ``scales`` (``ScaleWriteSignature``), only with ``per_row_scales``: while ``en``, the R output
+  multipliers of ``row_tile``, field r (``mult_bits``, unsigned) M_o[row_tile * R + r]
+  (``sim.tlm.hadamard.scale_writes``); the same layout as the bias port. The rows then use these
+  instead of the configuration's ``mult_o`` (which is ignored): ``y_r = clamp(rne(acc_r * M_o[r], S_o))``.
 
-Write the configuration, weights and biases while the engine is idle (no vector in flight); settings
+Write the configuration, weights, biases and multipliers while the engine is idle (no vector in flight); settings
 written while vectors are in flight take effect at once and corrupt them.
 
 Micro-architecture (modelled cycle for cycle by ``sim.tlm.hadamard``):
@@ -54,7 +58,9 @@ Micro-architecture (modelled cycle for cycle by ``sim.tlm.hadamard``):
   plane's C bits. Stages: 1 per row, the sum of the C weights
   whose activation bit is set; 2 accumulate it shifted by j, negated for the MSB plane j = a - 1
   (two's complement), the first term of a row tile added to the bias; 3 multiply the finished
-  accumulators by M_o; 4 round half to even by S_o, clamp to out_bits, merge the R results into the
+  accumulators by M_o (with ``per_row_scales``: by the row tile's R multipliers, read from the
+  table with the stage 2 row tile as address, so that they arrive with stage 3: no extra stage,
+  the same cycles); 4 round half to even by S_o, clamp to out_bits, merge the R results into the
   result buffer, and on the last row tile push the vector into the output FIFO (``PIPELINE_STAGES``
   = 4). A vector holds an output credit from its load to its output transfer, so the FIFO never
   overflows and output backpressure never stalls a pipeline: it stops loads, then the front end's
@@ -95,7 +101,7 @@ from hw.config import check_int
 from hw.hadamard.params import HadamardParams
 
 __all__ = ["HadamardEngine", "FwhtPipeline", "ConfigWriteSignature", "WeightWriteSignature", "BiasWriteSignature",
-           "signed_vector_layout", "config_layout"]
+           "ScaleWriteSignature", "signed_vector_layout", "config_layout"]
 
 
 def signed_vector_layout(count: int, bits: int) -> data.ArrayLayout:
@@ -130,6 +136,18 @@ class BiasWriteSignature(wiring.Signature):
             "en": Out(1),
             "row_tile": Out(index_range(params.row_tiles)),
             "data": Out(params.rows * params.bias_bits),
+        })
+
+
+class ScaleWriteSignature(wiring.Signature):
+    """Per-row multiplier port (``per_row_scales``), driver's view: ``en``, ``row_tile``, ``data``
+    (R unsigned fields of ``mult_bits``: M_o of rows row_tile * R + r)."""
+
+    def __init__(self, params: HadamardParams):
+        super().__init__({
+            "en": Out(1),
+            "row_tile": Out(index_range(params.row_tiles)),
+            "data": Out(params.scale_word_bits),
         })
 
 
@@ -213,13 +231,16 @@ class HadamardEngine(wiring.Component):
         if not isinstance(params, HadamardParams):
             raise TypeError(f"params must be a HadamardParams, not {params!r}")
         self._params = params
-        super().__init__({
+        ports = {
             "i": In(stream.Signature(signed_vector_layout(params.n, params.in_bits))),
             "o": Out(stream.Signature(signed_vector_layout(params.out_size, params.out_bits))),
             "cfg": In(ConfigWriteSignature(params)),
             "weights": In(WeightWriteSignature(params)),
             "bias": In(BiasWriteSignature(params)),
-        })
+        }
+        if params.per_row_scales:
+            ports["scales"] = In(ScaleWriteSignature(params))
+        super().__init__(ports)
 
     @property
     def params(self) -> HadamardParams:
@@ -405,9 +426,25 @@ class HadamardEngine(wiring.Component):
         m.d.sync += [s3["valid"].eq(s2["valid"] & s2["last"]), s3["vec_end"].eq(s2["vec_end"])]
 
         # --- stage 3: acc * M_o (the accumulators hold the finished row tile this cycle) ------------
+        if p.per_row_scales:
+            # The table of per-row multipliers, one word of R per row tile, read with the stage 2 row
+            # tile as address: the word is on the read port's data in stage 3 (non-transparent; the
+            # table is written only while idle).
+            smem = memory.Memory(shape=unsigned(p.scale_word_bits), depth=max(RT, 2), init=[])
+            m.submodules.scale_mem = smem
+            s_wr, s_rd = smem.write_port(), smem.read_port()
+            m.d.comb += [
+                s_wr.en.eq(self.scales.en),
+                s_wr.addr.eq(self.scales.row_tile),
+                s_wr.data.eq(self.scales.data),
+                s_rd.addr.eq(tile_of[2]),
+            ]
+            mult_o = [s_rd.data.word_select(r, p.mult_bits) for r in range(R)]
+        else:
+            mult_o = [cfg.mult_o] * R
         s4 = {name: Signal(name=f"s4_{name}") for name in s3}
         s4_prod = [Signal(signed(p.prod_o_bits), name=f"s4_prod{r}", reset_less=True) for r in range(R)]
-        m.d.sync += [s4_prod[r].eq(acc[r] * cfg.mult_o) for r in range(R)]
+        m.d.sync += [s4_prod[r].eq(acc[r] * mult_o[r]) for r in range(R)]
         m.d.sync += [s4[name].eq(s3[name]) for name in s3]
 
         # --- stage 4: round half to even, clamp; merge into the result buffer, push the vector ------

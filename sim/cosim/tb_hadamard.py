@@ -27,11 +27,13 @@ class HadamardTB(EngineTB):
     """Clock, reset, configuration and weight loading for one ``hadamard`` DUT."""
 
     def __init__(self, dut, params: HadamardParams):
-        super().__init__(dut, params, ("cfg__en", "weights__en", "bias__en"))
+        ports = ("cfg__en", "weights__en", "bias__en") + (("scales__en",) if params.per_row_scales else ())
+        super().__init__(dut, params, ports)
 
     async def configure(self, phase: HadamardPhase) -> int:
-        """Write the settings, the weight tiles (``phase.weight_words``) and the biases
-        (``phase.bias_words``), one word per cycle, then one idle cycle. Returns the cycles spent."""
+        """Write the settings, the weight tiles (``phase.weight_words``), the biases (``phase.bias_words``)
+        and, with ``per_row_scales``, the per-row multipliers (``phase.scale_words``), one word per
+        cycle, then one idle cycle. Returns the cycles spent."""
         dut = self.dut
         dut.cfg__en.value = 1
         dut.cfg__data.value = config_word(self.params, phase.cfg)
@@ -50,19 +52,30 @@ class HadamardTB(EngineTB):
             dut.bias__data.value = word
             await RisingEdge(dut.clk)
         dut.bias__en.value = 0
+        if self.params.per_row_scales:
+            dut.scales__en.value = 1
+            for rt, word in phase.scale_words:
+                dut.scales__row_tile.value = rt
+                dut.scales__data.value = word
+                await RisingEdge(dut.clk)
+            dut.scales__en.value = 0
         await RisingEdge(dut.clk)
-        return len(phase.weight_words) + len(phase.bias_words) + 2
+        return len(phase.weight_words) + len(phase.bias_words) + len(phase.scale_words) + 2
 
 
 def _describe(phase: HadamardPhase, model: HadamardTLM, pred) -> dict:
     """A phase's settings and how much of the rounding and clamping it exercised."""
     limit = (1 << (model.params.out_bits - 1)) - 1
-    return {
+    rows = phase.mult_o
+    out = {
         "cfg": phase.cfg.to_dict(),
         "ties_a": count_ties(fwht(phase.inputs), phase.cfg.mult_a, phase.cfg.shift_a),
-        "ties_o": count_ties(pred.accumulators, phase.cfg.mult_o, phase.cfg.shift_o),
+        "ties_o": count_ties(pred.accumulators, phase.cfg.mult_o if rows is None else rows, phase.cfg.shift_o),
         "clamped_o": int((np.abs(pred.outputs) == limit).sum()),
     }
+    if rows is not None:
+        out["mult_o_rows"] = [int(rows.min()), int(rows.max())]
+    return out
 
 
 @cocotb.test()
@@ -72,7 +85,7 @@ async def hadamard_random_traffic(dut):
     params = HadamardParams.from_dict(job["params"])
     phases = random_hadamard_workload(params, job["vectors"], job["seed"], phases=job.get("phases", 3),
                                       idle=job.get("idle", True), backpressure=job.get("backpressure", True))
-    models = [HadamardTLM(params, ph.cfg, ph.weights, ph.bias) for ph in phases]
+    models = [HadamardTLM(params, *ph.model_args()) for ph in phases]
     tb = HadamardTB(dut, params)
     await tb.reset()
     result = await run_phases(tb, phases, models, fault=job.get("fault"), describe=_describe)

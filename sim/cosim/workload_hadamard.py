@@ -30,6 +30,10 @@ class HadamardPhase:
         weight_words: ``(row_tile, col_tile, data)`` for the ``weights`` port (``weight_writes``; after
             phase 0 with random codes in the rows past m).
         bias_words: ``(row_tile, data)`` for the ``bias`` port.
+        mult_o: int64 (m,), the per-row output multipliers (``per_row_scales``; the configuration's
+            ``mult_o`` is then a different random value, which the engine must ignore), else None.
+        scale_words: ``(row_tile, data)`` for the ``scales`` port (``per_row_scales``; after phase 0
+            with random multipliers in the rows past m), else empty.
     """
 
     cfg: HadamardConfig
@@ -41,11 +45,18 @@ class HadamardPhase:
     ready: np.ndarray
     weight_words: list[tuple[int, int, int]]
     bias_words: list[tuple[int, int]]
+    mult_o: np.ndarray | None = None
+    scale_words: tuple[tuple[int, int], ...] = ()
+
+    def model_args(self) -> tuple:
+        """``(cfg, weights, bias, mult_o)``: the arguments of ``sim.tlm.hadamard.HadamardTLM`` after params."""
+        return self.cfg, self.weights, self.bias, self.mult_o
 
 
-def count_ties(v, mult: int, shift: int) -> int:
+def count_ties(v, mult, shift: int) -> int:
     """How many of ``v * mult`` lie exactly halfway between two multiples of 2^shift (0 for shift 0):
-    the cases where round-half-to-even differs from round-half-up."""
+    the cases where round-half-to-even differs from round-half-up. ``mult``: an int, or an int array
+    broadcast against ``v`` (per-row multipliers along the last axis)."""
     if shift == 0:
         return 0
     low = (np.asarray(v, dtype=np.int64) * mult) & ((1 << shift) - 1)
@@ -62,6 +73,19 @@ def _scale(rng, params: HadamardParams, values: np.ndarray, bits: int, shift_max
     target = max(1, (1 << (bits - 1)) - 1) * rng.uniform(0.4, 1.5)
     shift = int(np.clip(round(np.log2(peak * mult / target)), 1 if ties else 0, shift_max))
     return mult, shift
+
+
+def _row_multipliers(rng, params: HadamardParams, ties: bool) -> np.ndarray:
+    """Per-row M_o (``per_row_scales``; see ``random_hadamard_workload``), int64 (m,)."""
+    m, mb = params.out_size, params.mult_bits
+    if ties:
+        return rng.integers(0, min(2, 1 << (mb - 1)), size=m, dtype=np.int64) * 2 + 1
+    rows = rng.integers(1 << max(0, mb - 3), 1 << mb, size=m, dtype=np.int64)
+    top, zero = rng.permutation(m)[:2] if m >= 2 else (0, None)
+    rows[top] = (1 << mb) - 1
+    if m >= 3:
+        rows[zero] = 0
+    return rows
 
 
 def random_hadamard_workload(
@@ -88,6 +112,11 @@ def random_hadamard_workload(
     later (T: cycles per vector). Output ready: segments of 1..3T cycles, always ready, ready with
     probability 0.5, or stalled, so that the output FIFO fills, loads wait for credits and the input
     sees backpressure.
+
+    With ``per_row_scales`` each phase also draws per-row multipliers M_o[r]: in the ties phase 1 or
+    3 per row, else uniform in [2^(mult_bits-3), 2^mult_bits) with one row at the largest value
+    2^mult_bits - 1 and (m >= 3) one row at 0; the configuration's ``mult_o`` keeps its own random
+    value, which the engine must ignore. Without it the random stream is the same as before.
 
     Args:
         params: engine parameters.
@@ -135,8 +164,12 @@ def random_hadamard_workload(
         horizon = int(offers[-1]) + (count + 4) * (T + p.front_cycles + 8) * 3
         ready = ready_pattern(rng, horizon, 1, 3 * T) if backpressure else np.ones(0, dtype=bool)
         words = had.weight_writes(p, w, padding=rng if k else None)
+        rows, row_words = None, ()
+        if p.per_row_scales:
+            rows = _row_multipliers(rng, p, ties)
+            row_words = tuple(had.scale_writes(p, rows, padding=rng if k else None))
         out.append(HadamardPhase(cfg, w, bias, x, [pack_vector(row, p.in_bits) for row in x], offers, ready, words,
-                                 had.bias_writes(p, bias)))
+                                 had.bias_writes(p, bias), rows, row_words))
     return out
 
 
@@ -156,10 +189,14 @@ def summary_lines(s: dict) -> list[str]:
     p = s["params"]
     lines = [f"n={p['n']} m={p['out_size']} R={p['rows']} C={p['cols']} bits in{p['in_bits']} "
              f"w{p['weight_bits']} a<={p['max_act_bits']} out{p['out_bits']} mult_bits={p['mult_bits']}"]
+    if p.get("per_row_scales"):
+        lines[0] += " per-row M_o"
     for k, ph in enumerate(s.get("phases", [])):
         c = ph["cfg"]
+        rows = ph.get("mult_o_rows")  # per-row multipliers: their range
+        mult_o = c["mult_o"] if rows is None else f"[{rows[0]}..{rows[1]}]"
         lines.append(f"phase {k}: a={c['act_bits']} M_a/2^S_a={c['mult_a']}/2^{c['shift_a']} "
-                     f"M_o/2^S_o={c['mult_o']}/2^{c['shift_o']}, {ph['vectors']} vectors, T={ph['cycles_per_vector']} "
+                     f"M_o/2^S_o={mult_o}/2^{c['shift_o']}, {ph['vectors']} vectors, T={ph['cycles_per_vector']} "
                      f"cycles/vector, ties {ph['ties_a']}/{ph['ties_o']}, clamped {ph['clamped_o']}; "
                      f"cycles RTL {ph['cycles_rtl']} / TLM {ph['cycles_tlm']}")
     return lines

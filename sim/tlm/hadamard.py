@@ -13,17 +13,20 @@ Imports the engine's params (``hw.hadamard.params``) and NumPy only (no Amaranth
         y   = clamp(rne(acc * M_o, S_o), -(2^(ob-1) - 1), 2^(ob-1) - 1)      # ob = out_bits
 
     ``rne(v, S)`` is v / 2^S rounded to the nearest integer, ties to even (``torch.round``), and the
-    identity for S = 0. The clamps are the narrow symmetric ranges of ``quant/quantizers.py``'s
-    "symmetric" scheme. The 1/sqrt(n) of the orthonormal transform is folded into M_a / 2^S_a.
-    Every intermediate fits in int64: ``|acc * M_o| < 2^(prod_o_bits - 1) <= 2^58``
-    (``hw.hadamard.params.HadamardParams``), so no object arrays are needed.
+    identity for S = 0. With ``HadamardParams.per_row_scales`` M_o is a vector: row r of y uses
+    ``M_o[r]`` (the shift S_o is shared); otherwise one M_o (``cfg.mult_o``) serves every row. The
+    clamps are the narrow symmetric ranges of ``quant/quantizers.py``'s "symmetric" scheme. The
+    1/sqrt(n) of the orthonormal transform is folded into M_a / 2^S_a. Every intermediate fits in
+    int64: ``|acc * M_o| < 2^(prod_o_bits - 1) <= 2^58`` (``hw.hadamard.params.HadamardParams``), so
+    no object arrays are needed.
 
 (b) ``HadamardTLM.run``: payloads and the cycle of every input and output transfer. Cycle 0 is the
-    first cycle with the engine idle after configuration (``cfg``, weights and biases written while
-    idle). A transfer "at cycle t" means valid and ready were both high when cycle t's closing rising
-    edge sampled them. Vector i is offered from ``max(offer_cycles[i], accept[i-1] + 1)`` until
-    accepted; ``ready[t]`` is the output's ready in cycle t (ready past the end). ``schedule`` steps
-    the RTL's control state cycle by cycle.
+    first cycle with the engine idle after configuration (``cfg``, weights, biases and, with
+    ``per_row_scales``, the per-row multipliers written while idle). A transfer "at cycle t" means
+    valid and ready were both high when cycle t's closing rising edge sampled them. Vector i is
+    offered from ``max(offer_cycles[i], accept[i-1] + 1)`` until accepted; ``ready[t]`` is the
+    output's ready in cycle t (ready past the end). ``schedule`` steps the RTL's control state cycle
+    by cycle. ``per_row_scales`` changes no cycle (the multiplier table is read alongside stage 2).
 
 (c) The closed form, no simulation (``vector_cycles``, ``vector_latency``, ``stream_cycles``). With
     RT = ceil(m / R), CT = n / C, k = log2 n, F = k + 3 (``front_cycles``), Q = ``front_depth``
@@ -54,7 +57,7 @@ from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_wo
 __all__ = [
     "HadamardConfig", "HadamardTLM", "HadamardResult", "hadamard_matrix", "fwht", "rne", "requantize",
     "reference_forward", "vector_cycles", "vector_latency", "stream_cycles", "pack_vector", "unpack_vector",
-    "config_word", "weight_writes", "bias_writes",
+    "config_word", "weight_writes", "bias_writes", "scale_writes",
 ]
 
 
@@ -125,13 +128,16 @@ def rne(v, shift: int) -> np.ndarray:
     return q + ((r > half) | ((r == half) & (q & 1 == 1)))
 
 
-def requantize(v, mult: int, shift: int, bits: int) -> np.ndarray:
-    """``clamp(rne(v * mult, shift), -(2^(bits-1) - 1), 2^(bits-1) - 1)``, int64."""
+def requantize(v, mult, shift: int, bits: int) -> np.ndarray:
+    """``clamp(rne(v * mult, shift), -(2^(bits-1) - 1), 2^(bits-1) - 1)``, int64.
+
+    ``mult``: an int, or an int array broadcast against ``v`` (e.g. (m,) along the last axis of an
+    (N, m) ``v``: one multiplier per output row)."""
     lim = (1 << (bits - 1)) - 1
     return np.clip(rne(np.asarray(v, dtype=np.int64) * mult, shift), -lim, lim)
 
 
-def reference_forward(params: HadamardParams, cfg: HadamardConfig, weights, bias, x):
+def reference_forward(params: HadamardParams, cfg: HadamardConfig, weights, bias, x, mult_o=None):
     """The bit-exact integer semantics (module docstring, part a). No range checks here.
 
     Args:
@@ -140,6 +146,8 @@ def reference_forward(params: HadamardParams, cfg: HadamardConfig, weights, bias
         weights: int (m, n), the rotated, quantized weights W H.
         bias: int (m,) at the accumulator scale, or None (zeros).
         x: int (N, n), input vectors.
+        mult_o: the output multiplier M_o: None (default) ``cfg.mult_o``; an int; or an int (m,) array,
+            one per output row (the engine's table with ``per_row_scales``; ``cfg.mult_o`` unused).
 
     Returns:
         ``(u, acc, y)``, int64 (N, n), (N, m), (N, m).
@@ -149,7 +157,8 @@ def reference_forward(params: HadamardParams, cfg: HadamardConfig, weights, bias
     acc = u @ np.asarray(weights, dtype=np.int64).T
     if bias is not None:
         acc = acc + np.asarray(bias, dtype=np.int64)[None, :]
-    y = requantize(acc, cfg.mult_o, cfg.shift_o, params.out_bits)
+    mult = cfg.mult_o if mult_o is None else np.asarray(mult_o, dtype=np.int64)
+    y = requantize(acc, mult, cfg.shift_o, params.out_bits)
     return u, acc, y
 
 
@@ -184,6 +193,25 @@ def bias_writes(params: HadamardParams, bias) -> list[tuple[int, int]]:
     b = np.asarray(bias, dtype=np.int64)
     R = params.rows
     return [(rt, pack_vector(b[rt * R:(rt + 1) * R], params.bias_bits)) for rt in range(params.row_tiles)]
+
+
+def scale_writes(params: HadamardParams, mult_o, *,
+                 padding: np.random.Generator | None = None) -> list[tuple[int, int]]:
+    """Words for the ``scales`` write port (``per_row_scales``): ``[(row_tile, data), ...]``, field r of
+    ``data`` (``mult_bits`` wide, unsigned) is M_o of row ``row_tile * R + r``.
+
+    Args:
+        mult_o: int (m,), the per-row multipliers in [0, 2^mult_bits - 1].
+        padding: what the rows past m of the last row tile hold: None 0, or random multipliers from
+            this generator (the engine drops those rows).
+    """
+    p = params
+    padded = np.zeros(p.row_tiles * p.rows, dtype=np.int64)
+    if padding is not None:
+        padded[:] = padding.integers(0, 1 << p.mult_bits, size=padded.shape)
+    padded[:p.out_size] = np.asarray(mult_o, dtype=np.int64)
+    R = p.rows
+    return [(rt, pack_vector(padded[rt * R:(rt + 1) * R], p.mult_bits)) for rt in range(p.row_tiles)]
 
 
 # --- closed-form timing ----------------------------------------------------------------------------
@@ -246,13 +274,17 @@ class HadamardTLM:
         weights: int array (m, n) of signed ``weight_bits`` codes in the narrow range
             [-(2^(wb-1) - 1), 2^(wb-1) - 1].
         bias: int array (m,) of signed ``bias_bits`` codes, or None (zeros).
+        mult_o: with ``params.per_row_scales`` (and only then; None otherwise): int array (m,), the
+            per-row output multipliers M_o[r] in [0, 2^mult_bits - 1] (the ``scales`` table; the
+            configuration's ``mult_o`` is then unused).
 
     Raises:
-        hw.config.ConfigError: a bad configuration. ValueError: a weight or bias of the wrong shape
-            or out of range, naming the position and the value.
+        hw.config.ConfigError: a bad configuration. ValueError: a weight, bias or per-row multiplier
+            of the wrong shape or out of range, naming the position and the value; per-row
+            multipliers missing with ``per_row_scales``, or given without it.
     """
 
-    def __init__(self, params: HadamardParams, cfg: HadamardConfig, weights, bias=None) -> None:
+    def __init__(self, params: HadamardParams, cfg: HadamardConfig, weights, bias=None, mult_o=None) -> None:
         self.params = p = params
         self.cfg = params.check_config(cfg)
         w = np.asarray(weights)
@@ -270,6 +302,19 @@ class HadamardTLM:
         half = 1 << (p.bias_bits - 1)
         check_range(b, -half, half - 1, "bias", f"signed {p.bias_bits}-bit")
         self.bias = b.astype(np.int64)
+        self.mult_o = None
+        if p.per_row_scales:
+            if mult_o is None:
+                raise ValueError(f"per_row_scales=True: the per-row multipliers mult_o (an integer array of shape "
+                                 f"({p.out_size},)) are required")
+            mo = np.asarray(mult_o)
+            if mo.shape != (p.out_size,) or not np.issubdtype(mo.dtype, np.integer):
+                raise ValueError(f"mult_o must be an integer array of shape ({p.out_size},), not {mo.dtype} {mo.shape}")
+            check_range(mo, 0, (1 << p.mult_bits) - 1, "mult_o", f"unsigned {p.mult_bits}-bit")
+            self.mult_o = mo.astype(np.int64)
+        elif mult_o is not None:
+            raise ValueError("per-row multipliers mult_o need HadamardParams.per_row_scales=True (this engine has one "
+                             "M_o, cfg.mult_o)")
         self.T = vector_cycles(p, cfg.act_bits)
 
     # --- data path --------------------------------------------------------------------------------
@@ -285,7 +330,8 @@ class HadamardTLM:
 
     def forward(self, vectors):
         """``(u, acc, y)`` of the vectors, int64; see ``reference_forward``."""
-        return reference_forward(self.params, self.cfg, self.weights, self.bias, self.check_inputs(vectors))
+        return reference_forward(self.params, self.cfg, self.weights, self.bias, self.check_inputs(vectors),
+                                 self.mult_o)
 
     def in_payload(self, vector) -> int:
         """Input payload of one vector (n elements of ``in_bits``)."""
@@ -364,7 +410,7 @@ class HadamardTLM:
         x = self.check_inputs(vectors)
         n = len(x)
         offer_cycles = check_offers(offer_cycles, n, "vectors")
-        u, acc, y = reference_forward(self.params, self.cfg, self.weights, self.bias, x)
+        u, acc, y = reference_forward(self.params, self.cfg, self.weights, self.bias, x, self.mult_o)
         accept, out = self.schedule(offer_cycles, ready)
         payloads = [self.payload(row) for row in y]
         return HadamardResult(accept, out, u, acc, y, payloads, int(out.max()) + 1 if n else 0)
