@@ -332,19 +332,27 @@ def _hadamard_frame(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[st
             return ly["cycles"] * ly["rows"] * ly["cols"] * ly["weight_bits"]
         return ly["in_size"] * ly["out_size"] * ly["weight_bits"]
 
-    geo = layout.layers["color.l0"].input_sizes[0]
-    act_bits = {"encoder_to_density": layout.encoder_out * policy["enc.out"],
-                "density_to_color": geo * policy["density.l1.out"],
-                "color_out": layout.activations["color.out"] * policy["color.out"]}
-    table_read_bits = sum(8 * layout.features * policy[name] for name in layout.hash_components)
+    streams = _stream_bytes(layout, policy, samples)
     memory = {
-        "hash_table_reads": math.ceil(samples * table_read_bits / 8),
+        "hash_table_reads": streams["hash_table_reads"],
         "weight_reads": {name: math.ceil(samples * sum(map(weight_read_bits, ls)) / 8) for name, ls in layers.items()},
-        "activation_streams": {name: math.ceil(samples * bits / 8) for name, bits in act_bits.items()},
+        "activation_streams": streams["activation_streams"],
     }
     return FramePerf(samples=samples, cycles=cycles, latency_ms=cycles / (preset.clock_mhz * 1e3),
                      clock_mhz=preset.clock_mhz, engines=engines, memory=memory,
                      bottleneck=max(per_sample, key=per_sample.get), datapath="hadamard")
+
+
+def _stream_bytes(layout, policy: Mapping[str, int], samples: int) -> dict:
+    """Per frame, bytes: ``hash_table_reads`` (8 corners of F features per level per sample) and the
+    ``activation_streams`` between the units (encoder -> density MLP -> colour MLP -> out)."""
+    table_read_bits = sum(8 * layout.features * policy[name] for name in layout.hash_components)  # 8 corners
+    geo = layout.layers["color.l0"].input_sizes[0]  # the geometry features of density.l1.out sent on
+    act_bits = {"encoder_to_density": layout.encoder_out * policy["enc.out"],
+                "density_to_color": geo * policy["density.l1.out"],
+                "color_out": layout.activations["color.out"] * policy["color.out"]}
+    return {"hash_table_reads": math.ceil(samples * table_read_bits / 8),
+            "activation_streams": {name: math.ceil(samples * bits / 8) for name, bits in act_bits.items()}}
 
 
 def _check_policy(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, int]) -> None:
@@ -379,16 +387,12 @@ def memory_result(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str,
         engines[name]["layers"] = layers[name]
     weight_bits = {name: sum(ly["in_size"] * ly["out_size"] * ly["weight_bits"] for ly in ls)
                    for name, ls in layers.items()}
-    geo = layout.layers["color.l0"].input_sizes[0]
-    act_bits = {"encoder_to_density": layout.encoder_out * policy["enc.out"],
-                "density_to_color": geo * policy["density.l1.out"],
-                "color_out": layout.activations["color.out"] * policy["color.out"]}
-    table_read_bits = sum(8 * layout.features * policy[name] for name in layout.hash_components)
+    streams = _stream_bytes(layout, policy, samples)
     memory = {
-        "hash_table_reads": math.ceil(samples * table_read_bits / 8),  # from the on-chip caches
+        "hash_table_reads": streams["hash_table_reads"],  # from the on-chip caches
         "dram_bytes": int(m.dram_bytes),
         "weight_reads": {name: math.ceil(samples * bits / 8) for name, bits in weight_bits.items()},
-        "activation_streams": {name: math.ceil(samples * bits / 8) for name, bits in act_bits.items()},
+        "activation_streams": streams["activation_streams"],
     }
     dram = {"preset": preset.memory.dram, "bytes": int(m.dram_bytes), "requests": int(m.requests),
             "row": dict(m.row), "stall_cycles": int(m.stall_cycles),
@@ -509,18 +513,14 @@ def frame_perf(preset: AcceleratorPreset, arch: Mapping, policy: Mapping[str, in
                for name, ii in per_sample.items()}
     for name in layers:
         engines[name]["layers"] = layers[name]
-    table_read_bits = sum(8 * layout.features * policy[name] for name in layout.hash_components)  # 8 corners
     weight_bits = {name: sum(ly["in_size"] * ly["out_size"] * ly["weight_bits"] for ly in ls)
                    for name, ls in layers.items()}
-    geo = layout.layers["color.l0"].input_sizes[0]  # the geometry features of density.l1.out sent on
-    act_bits = {"encoder_to_density": layout.encoder_out * policy["enc.out"],
-                "density_to_color": geo * policy["density.l1.out"],
-                "color_out": layout.activations["color.out"] * policy["color.out"]}
+    streams = _stream_bytes(layout, policy, samples)
     memory = {
-        "hash_table_reads": math.ceil(samples * table_read_bits / 8),
+        "hash_table_reads": streams["hash_table_reads"],
         # bit-serial engines stream every weight bit-plane once per vector from their on-chip memory
         "weight_reads": {name: math.ceil(samples * bits / 8) for name, bits in weight_bits.items()},
-        "activation_streams": {name: math.ceil(samples * bits / 8) for name, bits in act_bits.items()},
+        "activation_streams": streams["activation_streams"],
     }
     return FramePerf(samples=samples, cycles=cycles, latency_ms=cycles / (preset.clock_mhz * 1e3),
                      clock_mhz=preset.clock_mhz, engines=engines, memory=memory,
