@@ -219,7 +219,8 @@ def test_crossed_settings_their_names_and_the_crossed_table(tmp_path, capsys):
     ptq = next(a for a in t["answers"] if a["training"] == "ptq")
     best_u = max((x for x in t["settings"] if x["rotation"] == "none"), key=lambda x: x["4"])
     assert ptq["uniform"] == best_u["method"] and ptq["uniform_psnr"] == best_u["4"]
-    assert ptq["delta"] == pytest.approx(ptq["dhq_psnr"] - ptq["uniform_psnr"], abs=2e-3)
+    assert ptq["dhq_delta"] == pytest.approx(ptq["dhq_psnr"] - ptq["uniform_psnr"], abs=2e-3)
+    assert ptq["dhq"].startswith("dhq-paper") and ptq["rule"].startswith("dhq-rule")
     for name in ("crossed.json", "crossed.md", "crossed.png"):
         assert (tmp_path / name).is_file()
     main(["--runs", str(tmp_path), "inr-table", "--images", "camera,coins"])

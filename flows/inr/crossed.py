@@ -6,10 +6,11 @@ with crossed settings, ``flows.inr.methods``) and writes ``<root>/crossed.{json,
 * every setting's PSNR (dB) averaged over the images, at each B (W8A8 ... W3A3), the best of each B in
   bold; only settings and bitwidths that every image has are averaged;
 * the answer per B and training (PTQ / QAT): the best uniform setting (rotation ``none``) against the
-  best DHQ setting (any placement), their mean PSNR and the difference, how many tensors (weights and
-  layer inputs) the DHQ setting rotates (a ``rule`` placement may rotate none, and is then uniform),
-  and on how many images the best DHQ setting beats the best uniform one (each image's own best);
-* ``crossed.png``: mean PSNR against B of the best uniform and the best DHQ setting, PTQ and QAT.
+  best DHQ setting placed ``all`` or ``paper`` (which always rotate) and the best ``rule`` setting
+  (which rotates only where that lowers the quantization error, possibly nowhere, and is then
+  uniform): mean PSNR, the difference to uniform, how many tensors (weights and layer inputs) it
+  rotates on average, and on how many images it beats uniform (each image's own best of each group);
+* ``crossed.png``: mean PSNR against B of those three, PTQ and QAT.
 """
 
 from __future__ import annotations
@@ -43,10 +44,15 @@ def _psnr(summary: dict) -> dict[tuple[str, int], float]:
     return {(m, r["bits"]): r[m]["psnr"] for r in summary["rows"] for m in summary["methods"] if m in r}
 
 
-def _best(methods: dict, psnr, bits: int, rotates: bool, training: str) -> str | None:
-    group = [m for m, st in methods.items() if (st["rotation"] != "none") == rotates and st["training"] == training
+def _best(methods: dict, psnr, bits: int, rotations: tuple[str, ...], training: str) -> str | None:
+    group = [m for m, st in methods.items() if st["rotation"] in rotations and st["training"] == training
              and psnr(m, bits) is not None]
     return max(group, key=lambda m: psnr(m, bits)) if group else None
+
+
+#: The groups compared: uniform, DHQ placed where it always rotates, and DHQ's per-tensor rule (which
+#: may rotate nothing, and is then uniform).
+GROUPS = {"uniform": ("none",), "dhq": ("all", "paper"), "rule": ("rule",)}
 
 
 class _Rotations:
@@ -78,33 +84,42 @@ class _Rotations:
 
 
 def _answers(methods: dict, mean, per_image: dict, bits: Sequence[int], rotations: _Rotations) -> list[dict]:
+    tensors = 2 * len(next(iter(rotations.summaries.values()))["model"]["layers"])
     rows = []
     for b in bits:
         for training in ("ptq", "qat"):
-            u, d = _best(methods, mean, b, False, training), _best(methods, mean, b, True, training)
-            if u is None or d is None:
+            best = {g: _best(methods, mean, b, rots, training) for g, rots in GROUPS.items()}
+            if best["uniform"] is None:
                 continue
-            wins = sum(1 for p in per_image.values()
-                       if (bu := _best(methods, lambda m, bb: p.get((m, bb)), b, False, training))
-                       and (bd := _best(methods, lambda m, bb: p.get((m, bb)), b, True, training))
-                       and p[(bd, b)] > p[(bu, b)])
-            counts = [rotations.count(image, d, b) for image in per_image]
-            tensors = 2 * len(next(iter(rotations.summaries.values()))["model"]["layers"])
-            rows.append({"bits": b, "training": training, "uniform": u, "uniform_psnr": mean(u, b), "dhq": d,
-                         "dhq_psnr": mean(d, b), "delta": round(mean(d, b) - mean(u, b), 3),
-                         "dhq_rotated": f"{sum(counts) / len(counts):.1f} / {tensors}",
-                         "dhq_wins": f"{wins} / {len(per_image)}"})
+            row = {"bits": b, "training": training, "uniform": best["uniform"],
+                   "uniform_psnr": mean(best["uniform"], b)}
+            for g in ("dhq", "rule"):
+                if best[g] is None:
+                    continue
+                wins = 0
+                for p in per_image.values():
+                    own = {k: _best(methods, lambda m, bb: p.get((m, bb)), b, GROUPS[k], training)
+                           for k in ("uniform", g)}
+                    wins += p[(own[g], b)] > p[(own["uniform"], b)]
+                counts = [rotations.count(image, best[g], b) for image in per_image]
+                row |= {g: best[g], f"{g}_psnr": mean(best[g], b),
+                        f"{g}_delta": round(mean(best[g], b) - mean(best["uniform"], b), 3),
+                        f"{g}_rotated": f"{sum(counts) / len(counts):.1f} / {tensors}",
+                        f"{g}_wins": f"{wins} / {len(per_image)}"}
+            rows.append(row)
     return rows
 
 
+def _group_columns(g: str, name: str) -> tuple[Column, ...]:
+    return (Column(g, header=f"best {name}"), Column(f"{g}_psnr", header="dB", fmt="{:.2f}".format),
+            Column(f"{g}_delta", header="vs uniform", fmt="{:+.2f}".format),
+            Column(f"{g}_rotated", header="tensors rotated"), Column(f"{g}_wins", header="images won"))
+
+
 ANSWER_COLUMNS = (Column("bits", header="B"), Column("training", header="training"),
-                  Column("uniform", header="best uniform setting"),
-                  Column("uniform_psnr", header="its mean PSNR (dB)", fmt="{:.2f}".format),
-                  Column("dhq", header="best DHQ setting"), Column("dhq_psnr", header="its mean PSNR (dB)",
-                                                                  fmt="{:.2f}".format),
-                  Column("dhq_rotated", header="tensors it rotates (mean)"),
-                  Column("delta", header="DHQ - uniform (dB)", fmt="{:+.2f}".format),
-                  Column("dhq_wins", header="images where DHQ's best wins"))
+                  Column("uniform", header="best uniform"),
+                  Column("uniform_psnr", header="dB", fmt="{:.2f}".format),
+                  *_group_columns("dhq", "DHQ (all / paper)"), *_group_columns("rule", "DHQ rule"))
 
 
 def _plot(answers: list[dict], bits: Sequence[int], path: Path, title: str) -> None:
@@ -116,12 +131,13 @@ def _plot(answers: list[dict], bits: Sequence[int], path: Path, title: str) -> N
     from common.atomic import atomic_write
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    names = {"uniform": "uniform", "dhq": "DHQ all / paper", "rule": "DHQ rule"}
     for training, style in (("ptq", "--"), ("qat", "-")):
-        for kind, colour in (("uniform", "tab:blue"), ("dhq", "tab:red")):
-            pts = sorted((r["bits"], r[f"{kind}_psnr"]) for r in answers if r["training"] == training)
+        for kind, colour in (("uniform", "tab:blue"), ("dhq", "tab:red"), ("rule", "tab:green")):
+            pts = sorted((r["bits"], r[f"{kind}_psnr"]) for r in answers
+                         if r["training"] == training and f"{kind}_psnr" in r)
             if pts:
-                ax.plot(*zip(*pts), style, color=colour, marker="o",
-                        label=f"best {'uniform' if kind == 'uniform' else 'DHQ'} setting, {training.upper()}")
+                ax.plot(*zip(*pts), style, color=colour, marker="o", label=f"best {names[kind]}, {training.upper()}")
     ax.set_xlabel("bits B (weights and activations, WBAB)")
     ax.set_ylabel("mean PSNR (dB)")
     ax.set_xticks(sorted(bits))
@@ -142,8 +158,8 @@ def crossed_table(images: Sequence[str] = DEFAULT_IMAGES, *, root: str | Path = 
 
     Returns:
         ``{"images", "bits", "settings": [{method, rotation, calibration, granularity, training, <B>: mean
-        PSNR dB}], "answers": [{bits, training, uniform, uniform_psnr, dhq, dhq_psnr, dhq_rotated (mean count of
-        rotated weights and inputs / all of them), delta, dhq_wins}],
+        PSNR dB}], "answers": [{bits, training, uniform, uniform_psnr, and for g in dhq, rule: g, g_psnr,
+        g_delta, g_rotated (mean count of rotated weights and inputs / all of them), g_wins}],
         "per_image": {image: {"fp": dB, "psnr": {"<method>@<B>": dB}}}}``.
 
     Raises:

@@ -42,6 +42,19 @@ class EngineTB:
         for port in write_enables:
             getattr(dut, port).value = 0
 
+    async def write_words(self, port: str, fields: Sequence[str], words) -> int:
+        """Write ``words`` through the write port ``port``, one per cycle: each word is its ``fields``'
+        values (the address fields) followed by ``data``; the enable drops after the last. Returns the count."""
+        dut, count = self.dut, 0
+        getattr(dut, f"{port}__en").value = 1
+        for word in words:
+            for field, value in zip((*fields, "data"), word, strict=True):
+                getattr(dut, f"{port}__{field}").value = value
+            await RisingEdge(dut.clk)
+            count += 1
+        getattr(dut, f"{port}__en").value = 0
+        return count
+
     async def reset(self, cycles: int = 2) -> None:
         self.dut.rst.value = 1
         for _ in range(cycles):

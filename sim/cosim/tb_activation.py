@@ -36,12 +36,7 @@ class ActivationTB(EngineTB):
         dut.cfg__data.value = config_word(self.params, phase.cfg)
         await RisingEdge(dut.clk)
         dut.cfg__en.value = 0
-        dut.table__en.value = 1
-        for addr, word in phase.table_words:
-            dut.table__addr.value = addr
-            dut.table__data.value = word
-            await RisingEdge(dut.clk)
-        dut.table__en.value = 0
+        await self.write_words("table", ("addr",), phase.table_words)
         await RisingEdge(dut.clk)
         return len(phase.table_words) + 2
 

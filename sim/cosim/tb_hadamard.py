@@ -39,26 +39,10 @@ class HadamardTB(EngineTB):
         dut.cfg__data.value = config_word(self.params, phase.cfg)
         await RisingEdge(dut.clk)
         dut.cfg__en.value = 0
-        dut.weights__en.value = 1
-        for rt, ct, word in phase.weight_words:
-            dut.weights__row_tile.value = rt
-            dut.weights__col_tile.value = ct
-            dut.weights__data.value = word
-            await RisingEdge(dut.clk)
-        dut.weights__en.value = 0
-        dut.bias__en.value = 1
-        for rt, word in phase.bias_words:
-            dut.bias__row_tile.value = rt
-            dut.bias__data.value = word
-            await RisingEdge(dut.clk)
-        dut.bias__en.value = 0
+        await self.write_words("weights", ("row_tile", "col_tile"), phase.weight_words)
+        await self.write_words("bias", ("row_tile",), phase.bias_words)
         if self.params.per_row_scales:
-            dut.scales__en.value = 1
-            for rt, word in phase.scale_words:
-                dut.scales__row_tile.value = rt
-                dut.scales__data.value = word
-                await RisingEdge(dut.clk)
-            dut.scales__en.value = 0
+            await self.write_words("scales", ("row_tile",), phase.scale_words)
         await RisingEdge(dut.clk)
         return len(phase.weight_words) + len(phase.bias_words) + len(phase.scale_words) + 2
 
