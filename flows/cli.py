@@ -753,8 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split the hardware's difference to fake-quant into the SH grid, the datapath, 8-bit pixels "
                         "and the compositor (two more renders per view)")
     p.set_defaults(func=cmd_hwrender)
-    p = sub.add_parser("dhq-area", help="the DHQ Hadamard datapath vs a 16- and 32-bit fixed-point baseline of the same "
-                                        "layer, synthesised (Yosys, xc7); writes runs/dhq-area/",
+    p = sub.add_parser("dhq-area", help="the DHQ Hadamard datapath vs a 16- and 32-bit fixed-point baseline of the "
+                                        "same layer, synthesised (Yosys, xc7); writes runs/dhq-area/",
                        description="Synthesise every Hadamard preset and, for each, the full-precision fixed-point "
                                    "baseline of the same layer (hw.fixed_mv: same n, m, R, C) with Yosys "
                                    "(cached in build/area; minutes the first time); LUT, FF, DSP, BRAM18, cycles "
