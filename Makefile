@@ -35,8 +35,8 @@ MODEL ?=
 CHECKPOINT ?=
 BREAKDOWN ?=
 
-.PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr inr-cross acaq acaq-table compare grid \
-	report compress hwrender clean help
+.PHONY: setup demo test verilog lint cosim bench train kilonerf kilo-compare quantize sweep search memory inr inr-cross acaq \
+	acaq-table compare grid report compress hwrender dhq-area clean help
 
 help:
 	@echo "make demo    the main job on the built-in scene: train (tiny), search, Verilog, co-simulation, summary"
@@ -74,6 +74,9 @@ help:
 	@echo "make hwrender [SCENE=..] [PRESET=tiny] [POLICY=uniform-8|<policy.yaml> | CHECKPOINT=runs/final-*/checkpoint.pt]"
 	@echo "             [HW=default]  test views through the"
 	@echo "             accelerator's integer arithmetic vs fake-quant; writes runs/hwrender-<scene>-<preset>-<policy>-<hw>/"
+	@echo "make dhq-area [PRESETS=had-small,had-inr,had-wide] [BITS=16,32]  the DHQ Hadamard datapath vs 16/32-bit"
+	@echo "             fixed-point baselines of the same layer, synthesised (Yosys, xc7; minutes the first time):"
+	@echo "             resources, cycles, latency, energy proxy vs the paper's claims; writes runs/dhq-area/"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
 	@echo "make inr-cross [IMAGES=camera,astronaut,coffee,chelsea,rocket,coins] [BITS=8,6,4,3]  the crossed INR table:"
@@ -165,6 +168,11 @@ grid: $(STAMP)
 hwrender: $(STAMP)
 	$(CLI) hwrender --scene $(SCENE) --preset $(PRESET) --hw $(HW) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),\
 		--policy $(or $(POLICY),uniform-8)) $(if $(BREAKDOWN),--breakdown)
+
+PRESETS ?=
+
+dhq-area: $(STAMP)
+	$(CLI) dhq-area $(if $(PRESETS),--presets $(PRESETS)) $(if $(BITS),--bits $(BITS))
 
 report: $(STAMP)
 	$(CLI) report --run $(RUN)

@@ -156,6 +156,16 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_dhq_area(args) -> int:
+    from flows.dhq_area import dhq_area
+
+    s = dhq_area(args.presets, bits=args.bits, family=args.family, cache_dir=Path(args.build) / "area",
+                 runs_root=args.runs)
+    print(Path(s["table"]).read_text())
+    print(f"summary: {s['summary']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from flows.demo import demo
 
@@ -808,6 +818,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split the hardware's difference to fake-quant into the SH grid, the datapath, 8-bit pixels "
                         "and the compositor (two more renders per view)")
     p.set_defaults(func=cmd_hwrender)
+    p = sub.add_parser("dhq-area", help="the DHQ Hadamard datapath vs a 16- and 32-bit fixed-point baseline of the "
+                                        "same layer, synthesised (Yosys, xc7); writes runs/dhq-area/",
+                       description="Synthesise every Hadamard preset and, for each, the full-precision fixed-point "
+                                   "baseline of the same layer (hw.fixed_mv: same n, m, R, C) with Yosys "
+                                   "(cached in build/area; minutes the first time); LUT, FF, DSP, BRAM18, cycles "
+                                   "per vector from the TLMs, latency, an energy proxy, and the relative change "
+                                   "beside the DHQ paper's claims. Writes summary.json and table.md.")
+    p.add_argument("--presets", type=_csv("preset list"),
+                   help="comma-separated Hadamard presets of flows/configs (default every had-* preset)")
+    p.add_argument("--bits", type=bits_list(8, 32), default=(16, 32),
+                   help="comma-separated fixed-point widths of the baselines in [8, 32] (default 16,32)")
+    p.add_argument("--family", choices=("xc7", "ice40"), default="xc7", help="FPGA family (default xc7)")
+    p.set_defaults(func=cmd_dhq_area)
     p = sub.add_parser("report", help="one self-contained HTML page for a search or comparison run folder",
                        description="Writes <run>/report.html: table, Pareto plot, latency by engine, bits per "
                                    "component, renders, co-simulation status.")

@@ -1,16 +1,19 @@
 """RTL pieces every engine shares (Amaranth 0.5): index shapes, adder trees, configuration-word
-layouts, and the stream output queue.
+layouts, the stream output queue, and the fixed-point output helpers of the matrix-vector engines
+(``named``, ``round_half_even``, ``rounding_masks``, ``clamp``, ``queue``; used by ``hw.hadamard`` and
+``hw.fixed_mv``).
 
 Imports Amaranth; the params modules and ``hw.registry`` never import this module.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["index_range", "adder_tree", "config_layout", "StreamQueue"]
+__all__ = ["index_range", "adder_tree", "config_layout", "StreamQueue", "named", "round_half_even", "clamp",
+           "config_reg", "rounding_masks", "queue"]
 
 
 def index_range(n: int) -> range:
@@ -87,3 +90,57 @@ class StreamQueue(wiring.Component):
             self.level.eq(q.level[:len(self.level)]),
         ]
         return m
+
+
+# --- fixed-point output helpers (each adds to a module ``m``; the signal names they create are part of
+# the engines' Verilog, so keep them stable) --------------------------------------------------------------
+def named(m: Module, expr, name: str) -> Signal:
+    """A named combinational copy of ``expr`` (for an expression with several readers: built once)."""
+    sig = Signal(expr.shape(), name=name)
+    m.d.comb += sig.eq(expr)
+    return sig
+
+
+def round_half_even(m: Module, prod, shift, guard, sticky, tag: str) -> Signal:
+    """``rne(prod, shift)`` = q + (g & (s | q_0)): q = prod >> shift (arithmetic), g the guard bit (bit
+    shift - 1 of prod, selected by the mask ``guard``), s the OR of the bits below it (mask ``sticky``),
+    q_0 the low bit of q; both masks are 0 for shift 0 (``rounding_masks`` registers them)."""
+    q = named(m, prod >> shift, f"{tag}_q")
+    low = prod.as_unsigned()[:len(guard)]
+    return named(m, q + ((low & guard).any() & ((low & sticky).any() | q[0])), f"{tag}_rne")
+
+
+def clamp(m: Module, y, limit, neg_limit, bits: int, tag: str) -> Signal:
+    """The low ``bits`` bits of y clamped to [neg_limit, limit] (the comparisons use all of y): the
+    two's-complement code when the limits fit in ``bits`` signed bits."""
+    return named(m, Mux(y > limit, limit.as_unsigned()[:bits],
+                        Mux(y < neg_limit, neg_limit.as_unsigned()[:bits], y[:bits])), f"{tag}_code")
+
+
+def config_reg(m: Module, en, name: str, shape, init, value) -> Signal:
+    """A register loaded with ``value`` while ``en`` (a configuration write), ``init`` at reset."""
+    reg = Signal(shape, name=name, init=init)
+    with m.If(en):
+        m.d.sync += reg.eq(value)
+    return reg
+
+
+def rounding_masks(m: Module, en, shift, width: int, tag: str) -> tuple[Signal, Signal]:
+    """Registers of the masks ``round_half_even`` needs for a ``width``-bit product: guard bit ``shift - 1``
+    and the sticky bits below it, from the ``shift`` being written while ``en`` (0 at reset), so that the
+    datapath decodes no shift."""
+    guard = config_reg(m, en, f"{tag}_guard_mask", width - 1, 0, Cat(*[shift == b + 1 for b in range(width - 1)]))
+    sticky = config_reg(m, en, f"{tag}_sticky_mask", width - 1, 0, Cat(*[shift > b + 1 for b in range(width - 1)]))
+    return guard, sticky
+
+
+def queue(m: Module, name: str, width, depth: int, push, value, pop):
+    """A ``StreamQueue`` of ``depth`` entries as submodule ``name``; push and pop may coincide.
+
+    Returns:
+        ``(head, level)``: the head entry and the entries held.
+    """
+    q = StreamQueue(shape=width, depth=depth)
+    m.submodules[name] = q
+    m.d.comb += [q.w_en.eq(push), q.w_data.eq(value), q.o.ready.eq(pop)]
+    return q.o.payload, q.level

@@ -78,6 +78,7 @@ def _record(params: type, component: str) -> Engine:
 def _engines() -> dict[str, Engine]:
     from hw.activation.params import ActivationParams
     from hw.compositor.params import CompositorParams
+    from hw.fixed_mv.params import FixedMvParams
     from hw.hadamard.params import HadamardParams
     from hw.hash_encoder.params import HashEncoderParams
     from hw.hash_encoder_axi.params import HashEncoderAxiParams
@@ -94,6 +95,7 @@ def _engines() -> dict[str, Engine]:
         _record(ActivationParams, "ActivationUnit"),
         _record(RequantParams, "Requantizer"),
         _record(CompositorParams, "Compositor"),
+        _record(FixedMvParams, "FixedMatVec"),
     ]
     return {e.section: e for e in records}
 

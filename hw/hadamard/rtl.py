@@ -96,7 +96,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import StreamQueue, adder_tree, config_layout, index_range
+from hw import common
+from hw.common import adder_tree, config_layout, index_range
 from hw.config import check_int
 from hw.hadamard.params import HadamardParams
 
@@ -254,31 +255,16 @@ class HadamardEngine(wiring.Component):
         Q, D = p.front_depth, p.OUT_FIFO_DEPTH
 
         def named(expr, name):
-            """A named combinational copy of an expression with several readers (built once)."""
-            sig = Signal(expr.shape(), name=name)
-            m.d.comb += sig.eq(expr)
-            return sig
+            return common.named(m, expr, name)
 
         def round_half_even(prod, shift, guard, sticky, tag):
-            """``rne(prod, shift)`` = q + (g & (s | q_0)): q = prod >> shift (arithmetic), g the guard
-            bit (bit shift - 1 of prod, selected by the mask ``guard``), s the OR of the bits below it
-            (mask ``sticky``), q_0 the low bit of q; both masks are 0 for shift 0."""
-            q = named(prod >> shift, f"{tag}_q")
-            low = prod.as_unsigned()[:len(guard)]
-            return named(q + ((low & guard).any() & ((low & sticky).any() | q[0])), f"{tag}_rne")
+            return common.round_half_even(m, prod, shift, guard, sticky, tag)
 
         def clamp(y, limit, neg_limit, bits, tag):
-            """The low ``bits`` bits of y clamped to [neg_limit, limit] (the comparisons use all of y):
-            the two's-complement code when the limits fit in ``bits`` signed bits."""
-            return named(Mux(y > limit, limit.as_unsigned()[:bits],
-                             Mux(y < neg_limit, neg_limit.as_unsigned()[:bits], y[:bits])), f"{tag}_code")
+            return common.clamp(m, y, limit, neg_limit, bits, tag)
 
         def fifo(name, width, depth, push, value, pop):
-            """A ``StreamQueue`` of ``depth`` entries; push and pop may coincide. Returns (head, count)."""
-            queue = StreamQueue(shape=width, depth=depth)
-            m.submodules[name] = queue
-            m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(value), queue.o.ready.eq(pop)]
-            return queue.o.payload, queue.level
+            return common.queue(m, name, width, depth, push, value, pop)
 
         # --- configuration register, and the values derived from it, registered at the same write ----
         layout = config_layout(p)
@@ -286,17 +272,10 @@ class HadamardEngine(wiring.Component):
         cfg = data.View(layout, cfg_word)  # a view of a plain register: no per-field alias wires
 
         def config_reg(name, shape, init, value):
-            reg = Signal(shape, name=name, init=init)
-            with m.If(self.cfg.en):
-                m.d.sync += reg.eq(value)
-            return reg
+            return common.config_reg(m, self.cfg.en, name, shape, init, value)
 
         def rounding_masks(shift, width, tag):
-            """Registers of the masks ``round_half_even`` needs for a width-bit product: guard bit
-            ``shift - 1`` and sticky bits below it, from the ``shift`` being written (0 at reset)."""
-            guard = config_reg(f"{tag}_guard_mask", width - 1, 0, Cat(*[shift == b + 1 for b in range(width - 1)]))
-            sticky = config_reg(f"{tag}_sticky_mask", width - 1, 0, Cat(*[shift > b + 1 for b in range(width - 1)]))
-            return guard, sticky
+            return common.rounding_masks(m, self.cfg.en, shift, width, tag)
 
         new = self.cfg.data
         with m.If(self.cfg.en):

@@ -57,7 +57,7 @@ from sim.tlm.transfers import ReadyPattern, check_offers, check_range, config_wo
 __all__ = [
     "HadamardConfig", "HadamardTLM", "HadamardResult", "hadamard_matrix", "fwht", "rne", "requantize",
     "reference_forward", "vector_cycles", "vector_latency", "stream_cycles", "pack_vector", "unpack_vector",
-    "config_word", "weight_writes", "bias_writes", "scale_writes",
+    "config_word", "weight_writes", "bias_writes", "scale_writes", "array_schedule",
 ]
 
 
@@ -241,6 +241,74 @@ def stream_cycles(params: HadamardParams, act_bits: int, vectors: int) -> int:
     return vectors * vector_cycles(params, act_bits) + params.front_cycles + params.PIPELINE_STAGES + 2
 
 
+# --- the cycle-stepped control state -----------------------------------------------------------------------
+def array_schedule(offer_cycles, ready, *, front_cycles: int, front_depth: int, issue_cycles: int, stages: int,
+                   out_depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Transfer cycles of N vectors through a matrix-vector array with a front end, input credits, an issue
+    unit, a fixed pipeline and an output FIFO with credits (``hw.hadamard``, ``hw.fixed_mv``), stepping the
+    RTL's control state one cycle at a time.
+
+    Args:
+        offer_cycles: int (N,), the first cycle vector i may be offered (from ``max(offer_cycles[i],
+            accept[i-1] + 1)`` until accepted).
+        ready: bool (R,), output ready per cycle; cycles >= R are ready. None: always ready.
+        front_cycles: F, cycles from an input transfer to the first cycle the vector can be loaded.
+        front_depth: Q, input credits (vectors accepted but not loaded).
+        issue_cycles: T, issue cycles per vector (a vector loaded at l issues l + 1 .. l + T).
+        stages: pipeline registers after the issue stage (the output of a vector whose last issue is at
+            cycle c is pushed at c + stages and visible from c + stages + 1).
+        out_depth: D, output FIFO entries (output credits, held from load to output transfer).
+
+    Returns:
+        ``(accept_cycles, out_cycles)``, int64 (N,).
+
+    State mirrored from the RTL: the input credits (vectors in the front end, each with the cycle it can
+    be loaded), the issue unit (idle, or issuing with its remaining cycles), the vector ends travelling
+    down the pipeline, the output FIFO and its credits. ``i.ready`` is (credits < Q) or a load in this
+    cycle; a load needs a vector that has reached the head, the issue unit idle or on its last cycle, and
+    an output credit.
+    """
+    offers = check_offers(offer_cycles)
+    ready_at = ReadyPattern(ready)
+    n = len(offers)
+    F, Q, T = front_cycles, front_depth, issue_cycles
+    accept = np.full(n, -1, dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    front: deque[tuple[int, int]] = deque()  # (first cycle it can be loaded, vector), credits
+    issuing, vec, left = False, -1, 0
+    ends: deque[tuple[int, int]] = deque()  # (cycle in the last stage, vector)
+    fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector)
+    credits = 0
+    nxt = done = 0
+    t = 0
+    while done < n:
+        o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
+        load = bool(front) and front[0][0] <= t and (not issuing or left == 1) and credits < out_depth
+        in_fire = nxt < n and offers[nxt] <= t and (len(front) < Q or load)
+        end = ends[0] if ends and ends[0][0] == t else None
+        # --- closing edge of cycle t ---
+        if issuing:
+            if left == 1:
+                ends.append((t + stages, vec))
+                issuing = False
+            else:
+                left -= 1
+        if end is not None:
+            fifo.append((t + 1, ends.popleft()[1]))
+        if load:
+            issuing, vec, left = True, front.popleft()[1], T
+        if in_fire:
+            accept[nxt] = t
+            front.append((t + F, nxt))
+            nxt += 1
+        if o_fire:
+            out[fifo.popleft()[1]] = t
+            done += 1
+        credits += int(load) - int(o_fire)
+        t += 1
+    return accept, out
+
+
 # --- the model -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class HadamardResult:
@@ -358,46 +426,8 @@ class HadamardTLM:
         travelling down the PIPELINE_STAGES registers, the output FIFO and its credits.
         """
         p = self.params
-        offers = check_offers(offer_cycles)
-        ready_at = ReadyPattern(ready)
-        n = len(offers)
-        F, Q, T = p.front_cycles, p.front_depth, self.T
-        stages, depth = p.PIPELINE_STAGES, p.OUT_FIFO_DEPTH
-        accept = np.full(n, -1, dtype=np.int64)
-        out = np.full(n, -1, dtype=np.int64)
-        front: deque[tuple[int, int]] = deque()  # (first cycle in the activation FIFO, vector), credits
-        issuing, vec, left = False, -1, 0
-        ends: deque[tuple[int, int]] = deque()  # (cycle in stage 4, vector)
-        fifo: deque[tuple[int, int]] = deque()  # (first cycle visible at the output, vector)
-        credits = 0
-        nxt = done = 0
-        t = 0
-        while done < n:
-            o_fire = bool(fifo) and fifo[0][0] <= t and ready_at(t)
-            load = bool(front) and front[0][0] <= t and (not issuing or left == 1) and credits < depth
-            in_fire = nxt < n and offers[nxt] <= t and (len(front) < Q or load)
-            end = ends[0] if ends and ends[0][0] == t else None
-            # --- closing edge of cycle t ---
-            if issuing:
-                if left == 1:
-                    ends.append((t + stages, vec))
-                    issuing = False
-                else:
-                    left -= 1
-            if end is not None:
-                fifo.append((t + 1, ends.popleft()[1]))
-            if load:
-                issuing, vec, left = True, front.popleft()[1], T
-            if in_fire:
-                accept[nxt] = t
-                front.append((t + F, nxt))
-                nxt += 1
-            if o_fire:
-                out[fifo.popleft()[1]] = t
-                done += 1
-            credits += int(load) - int(o_fire)
-            t += 1
-        return accept, out
+        return array_schedule(offer_cycles, ready, front_cycles=p.front_cycles, front_depth=p.front_depth,
+                              issue_cycles=self.T, stages=p.PIPELINE_STAGES, out_depth=p.OUT_FIFO_DEPTH)
 
     def run(self, vectors, offer_cycles=None, ready=None) -> HadamardResult:
         """Predict a whole run: outputs (``forward``) and transfer cycles (``schedule``).
