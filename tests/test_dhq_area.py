@@ -90,7 +90,7 @@ def test_unknown_values_leave_the_change_empty(fake, tmp_path, monkeypatch):
 
 
 def test_bad_input_is_refused_before_any_synthesis(fake, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown Hadamard preset 'had-huge' \(allowed: had-inr, had-small, had-wide"):
+    with pytest.raises(ValueError, match=r"unknown Hadamard preset 'had-huge' \(allowed: had-inr, had-rows, had-small, had-wide"):
         dq.dhq_area(["had-small", "had-huge"], runs_root=tmp_path)
     with pytest.raises(ValueError, match=r"unknown Hadamard preset 'fmv-inr16'"):  # a preset, but no hadamard
         dq.dhq_area(["fmv-inr16"], runs_root=tmp_path)

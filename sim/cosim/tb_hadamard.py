@@ -27,7 +27,9 @@ class HadamardTB(EngineTB):
     """Clock, reset, configuration and weight loading for one ``hadamard`` DUT."""
 
     def __init__(self, dut, params: HadamardParams):
-        ports = ("cfg__en", "weights__en", "bias__en") + (("scales__en",) if params.per_row_scales else ())
+        # FixedMvTB reuses this loading for an engine without per-row multipliers
+        self.per_row = getattr(params, "per_row_scales", False)
+        ports = ("cfg__en", "weights__en", "bias__en") + (("scales__en",) if self.per_row else ())
         super().__init__(dut, params, ports)
 
     async def configure(self, phase: HadamardPhase) -> int:
@@ -41,10 +43,11 @@ class HadamardTB(EngineTB):
         dut.cfg__en.value = 0
         await self.write_words("weights", ("row_tile", "col_tile"), phase.weight_words)
         await self.write_words("bias", ("row_tile",), phase.bias_words)
-        if self.params.per_row_scales:
-            await self.write_words("scales", ("row_tile",), phase.scale_words)
+        scale_words = phase.scale_words if self.per_row else ()
+        if self.per_row:
+            await self.write_words("scales", ("row_tile",), scale_words)
         await RisingEdge(dut.clk)
-        return len(phase.weight_words) + len(phase.bias_words) + len(phase.scale_words) + 2
+        return len(phase.weight_words) + len(phase.bias_words) + len(scale_words) + 2
 
 
 def _describe(phase: HadamardPhase, model: HadamardTLM, pred) -> dict:
