@@ -89,7 +89,7 @@ def test_unknown_section_is_named(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("hash_encodr:\n  levels: 4\n")
     with pytest.raises(ConfigError, match=r"unknown section 'hash_encodr' in .*bad.yaml' \(allowed: hash_encoder, mlp_engine, "
-                       r"hadamard, hash_encoder_axi, sh_unit, activation, requant, compositor\)"):
+                       r"hadamard, hash_encoder_axi, sh_unit, activation, requant, compositor, fixed_mv\)"):
         load_config(path)
 
 
