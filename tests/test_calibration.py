@@ -27,7 +27,8 @@ def test_mse_and_percentile_clip_an_outlier_and_lower_the_error():
     x[0] = 40.0  # one outlier: min-max spends the whole grid on it
     mm, mse, pct = (_calibrated(x, calibration=c) for c in ("min-max", "mse", "percentile"))
     assert float(mm.scale.detach()) == pytest.approx(80.0 / 15)
-    assert float(mse.scale) < float(mm.scale) / 4 and float(pct.scale) < float(mm.scale) / 4
+    mm_s, mse_s, pct_s = (float(q.scale.detach()) for q in (mm, mse, pct))
+    assert mse_s < mm_s / 4 and pct_s < mm_s / 4
     assert _mse(mse, x) < _mse(mm, x) / 10
     # MSE is the best of its grid: no other shrink factor of the min-max range does better.
     for alpha in (0.2, 0.5, 1.0):
