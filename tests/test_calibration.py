@@ -18,7 +18,7 @@ def _calibrated(x, **kw):
 
 
 def _mse(q, x):
-    return float((q(x) - x).pow(2).mean())
+    return float((q(x) - x).pow(2).mean().detach())
 
 
 def test_mse_and_percentile_clip_an_outlier_and_lower_the_error():
