@@ -75,7 +75,7 @@ help:
 	@echo "             [HW=default]  test views through the"
 	@echo "             accelerator's integer arithmetic vs fake-quant; writes runs/hwrender-<scene>-<preset>-<policy>-<hw>/"
 	@echo "make dhq-area [PRESETS=had-small,had-inr,had-wide] [BITS=16,32]  the DHQ Hadamard datapath vs 16/32-bit"
-	@echo "             fixed-point baselines of the same layer, synthesised (Yosys, xc7; minutes the first time):"
+	@echo "             fixed-point baselines of the same layer, synthesised (Yosys, xc7; up to an hour per large design the first time, cached):"
 	@echo "             resources, cycles, latency, energy proxy vs the paper's claims; writes runs/dhq-area/"
 	@echo "make inr     [IMAGE=camera|astronaut|coffee|chelsea|...] [BITS=8,6,4,3]  SIREN image INR: uniform, LSQ+, DHQ and"
 	@echo "             DHQ+LSQ+ quantization of weights and activations; writes runs/inr-<image>/ (table, histograms)"
