@@ -9,6 +9,7 @@ import numpy as np
 
 from hw.fixed_mv.params import FixedMvConfig, FixedMvParams
 from sim.cosim.traffic import offer_cycles, phased_workload, ready_pattern
+from sim.cosim.workload_hadamard import job_workload  # noqa: F401  (the same vectors-and-phases job)
 from sim.tlm import fixed_mv as fmv
 from sim.tlm.transfers import pack_vector
 
@@ -136,16 +137,6 @@ def random_fixed_mv_workload(
         out.append(FixedMvPhase(cfg, w, bias, x, [pack_vector(row, p.data_bits) for row in x], offers, ready, words,
                                 fmv.bias_writes(p, bias)))
     return out
-
-
-def job_workload(params: FixedMvParams, *, vectors: int = 30, phases: int | None = None, **_other) -> dict:
-    """The workload part of a co-simulation job: vectors and phases (default 3), validated; other engines'
-    options (points, shapes) are ignored.
-
-    Raises:
-        ValueError: fewer vectors than phases, or a count below 1.
-    """
-    return phased_workload(vectors, phases, "vector")
 
 
 def summary_lines(s: dict) -> list[str]:
